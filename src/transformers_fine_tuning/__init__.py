@@ -1,0 +1,43 @@
+"""Stable fine-tuning of pretrained encoders with the Hugging Face Trainer.
+
+AdamW with L2-SP, layer-wise learning-rate decay, re-initialisation, freezing and Mixout, each one argument
+away, and a Trainer that builds its optimizer after the model is on its device (CPU, CUDA, TPU).
+"""
+
+from .architectures import LAYER_MAPS, LayerMap, ModelLayout, model_layout, register_layer_map
+from .callbacks import (
+    FineTuningCallback,
+    FineTuningPlan,
+    FreezeCallback,
+    L2SPCallback,
+    LLRDCallback,
+    MixoutCallback,
+    ReinitCallback,
+)
+from .optim import AdamWL2SP, param_groups
+from .surgery import MixoutLinear, apply_mixout, freeze_bottom_layers, reinit_top_layers
+from .transformers import TrainerOptimizerInit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LAYER_MAPS",
+    "AdamWL2SP",
+    "FineTuningCallback",
+    "FineTuningPlan",
+    "FreezeCallback",
+    "L2SPCallback",
+    "LLRDCallback",
+    "LayerMap",
+    "MixoutCallback",
+    "MixoutLinear",
+    "ModelLayout",
+    "ReinitCallback",
+    "TrainerOptimizerInit",
+    "apply_mixout",
+    "freeze_bottom_layers",
+    "model_layout",
+    "param_groups",
+    "register_layer_map",
+    "reinit_top_layers",
+]

@@ -1,0 +1,125 @@
+"""From a model to optimizer parameter groups: decay / no decay, pretrained / novel, layer depth.
+
+A pure function in the manner of timm's ``param_groups_layer_decay``: the architecture knowledge comes from
+:mod:`transformers_fine_tuning.architectures`, so this module knows no model. Unlike timm, each group carries
+its final ``lr`` (Hugging Face schedulers scale every group's initial ``lr``; they ignore ``lr_scale``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
+
+from ..architectures import LayerMap, ModelLayout, model_layout
+
+__all__ = ["no_decay_parameter_names", "param_groups"]
+
+# The rule of ``transformers.Trainer.get_decay_parameter_names``: biases and normalisation weights are not
+# decayed (decaying a LayerNorm gain toward zero is not a regulariser, it is damage).
+_NO_DECAY_PATTERNS = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
+_NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def no_decay_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the parameters exempt from weight decay: biases and normalisation layers' parameters."""
+    exempt = set()
+    for module_name, module in model.named_modules():
+        is_norm = isinstance(module, _NORM_TYPES) or "LayerNorm" in type(module).__name__
+        for param_name, _ in module.named_parameters(recurse=False):
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            if is_norm or any(re.search(pattern, name.lower()) for pattern in _NO_DECAY_PATTERNS):
+                exempt.add(name)
+    return exempt
+
+
+def param_groups(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    novel_weight_decay: float | None = None,
+    l2sp: float = 0.0,
+    layer_decay: float | None = None,
+    novel: Iterable[str] = (),
+    layer_map: LayerMap | None = None,
+) -> list[dict[str, Any]]:
+    """Optimizer groups for fine-tuning ``model``, each with its own ``lr``, ``weight_decay`` and ``l2sp``.
+
+    The split, per trainable parameter (frozen ones — ``requires_grad=False`` — are left out):
+
+    * **decay / no decay**: biases and LayerNorm parameters get no weight decay;
+    * **pretrained / novel**: the task head (everything outside the backbone) and the parameters named in
+      ``novel`` (e.g. re-initialised layers) are *novel*: they get ``novel_weight_decay`` toward zero and no
+      L2-SP, since pulling a random initialisation toward itself regularises nothing. Pretrained parameters
+      get ``weight_decay`` (decay parameters only) and ``l2sp`` (all of them: pulling a bias or a LayerNorm
+      gain toward its pretrained value is harmless, unlike pulling it toward zero). This is the L2-SP
+      penalty of Li et al. 2018, Eq. 3: α/2·‖w_S − w⁰_S‖² + β/2·‖w_S̄‖².
+    * **depth** (only with ``layer_decay`` ξ): the group at depth d (0 = embeddings … L + 1 = pooler and
+      head) gets ``lr`` · ξ^(L+1−d) — layer-wise learning-rate decay as in Zhang et al. 2021, Sec. 5.3.
+
+    Groups are named ``[<depth>_]<pretrained|novel>_<decay|no_decay>`` (e.g. ``layer_3_pretrained_decay``),
+    carry ``param_names``, and come in depth order; empty groups are dropped.
+
+    The architecture table is needed only to tell the head from the backbone and to find depths; with none
+    of ``l2sp``, ``layer_decay`` or ``novel_weight_decay`` given, a model outside the table is accepted and
+    all of its parameters count as pretrained.
+
+    Args:
+        model: the model to fine-tune (unwrapped, with its head).
+        lr: base learning rate η (the head's, under LLRD).
+        weight_decay: λ_wd for pretrained decay parameters.
+        novel_weight_decay: λ_wd for novel decay parameters (default: ``weight_decay``).
+        l2sp: λ_sp for pretrained parameters; only :class:`AdamWL2SP` honours it.
+        layer_decay: ξ for LLRD, in (0, 1]; ``None`` for one learning rate.
+        novel: names of backbone parameters to treat as novel (re-initialised ones).
+        layer_map: layout for an architecture outside the table.
+    """
+    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
+    novel_weight_decay = weight_decay if novel_weight_decay is None else novel_weight_decay
+    needs_layout = l2sp > 0.0 or layer_decay is not None or novel_weight_decay != weight_decay
+    layout = model_layout(model, layer_map) if (needs_layout or layer_map is not None) else _optional_layout(model)
+    novel = set(novel)
+    exempt = no_decay_parameter_names(model)
+
+    groups: dict[tuple[int, bool, bool], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_novel = name in novel or (layout is not None and layout.is_head(name))
+        decays = name not in exempt
+        depth = layout.depth(name) if (layout is not None and layer_decay is not None) else -1
+        key = (depth, is_novel, decays)
+        if key not in groups:
+            group_lr = lr if depth < 0 else lr * layer_decay ** (layout.num_layers + 1 - depth)
+            groups[key] = {
+                "name": _group_name(layout, depth, is_novel, decays),
+                "params": [],
+                "param_names": [],
+                "lr": group_lr,
+                "weight_decay": (novel_weight_decay if is_novel else weight_decay) if decays else 0.0,
+                "l2sp": 0.0 if is_novel else l2sp,
+            }
+        groups[key]["params"].append(param)
+        groups[key]["param_names"].append(name)
+    return [groups[key] for key in sorted(groups)]
+
+
+def _optional_layout(model: nn.Module) -> ModelLayout | None:
+    try:
+        return model_layout(model)
+    except ValueError:
+        return None
+
+
+def _group_name(layout: ModelLayout | None, depth: int, is_novel: bool, decays: bool) -> str:
+    parts = []
+    if depth >= 0:
+        parts.append(layout.depth_name(depth))
+    if layout is not None:
+        parts.append("novel" if is_novel else "pretrained")
+    parts.append("decay" if decays else "no_decay")
+    return "_".join(parts)

@@ -1,0 +1,170 @@
+"""Model surgery for stable fine-tuning: pure functions on an ``nn.Module``, usable in any training loop.
+
+Each function changes the model in place *before* the optimizer is built (so the optimizer, its groups and
+its L2-SP anchors see the final model) and returns the names of the parameters it touched. The
+:mod:`transformers_fine_tuning.callbacks` wrap them for the Trainer.
+
+* :func:`reinit_top_layers` — Zhang et al. 2021, "Revisiting Few-sample BERT Fine-tuning", Sec. 5.2.
+* :func:`freeze_bottom_layers` — freeze the embeddings and the bottom layers.
+* :func:`apply_mixout` — Lee et al. 2020, "Mixout: Effective Regularization to Finetune Large-scale
+  Pretrained Language Models", Eq. 2.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .architectures import LayerMap, ModelLayout, model_layout
+
+__all__ = ["MixoutLinear", "apply_mixout", "freeze_bottom_layers", "reinit_top_layers"]
+
+logger = logging.getLogger(__name__)
+
+
+def _check_num_layers(num_layers: int, layout: ModelLayout, what: str) -> None:
+    if not 0 <= num_layers <= layout.num_layers:
+        raise ValueError(
+            f"Cannot {what} {num_layers} layers: the model has {layout.num_layers} "
+            f"{'layer groups' if layout.layer_map.shared_layers else 'layers'} (0 … {layout.num_layers} allowed)."
+        )
+
+
+def _warn_shared(layout: ModelLayout, num_layers: int, what: str) -> None:
+    if layout.layer_map.shared_layers and num_layers > 0:
+        logger.warning(
+            "This model shares layer weights across depths (ALBERT): %s %d layer group(s) affects every layer "
+            "that applies them — with one group, the whole encoder.",
+            what,
+            num_layers,
+        )
+
+
+@torch.no_grad()
+def _reinitialize(model: nn.Module, module: nn.Module) -> None:
+    """Re-draw ``module``'s weights with the model's own initializer (``PreTrainedModel._init_weights``)."""
+    init_weights = getattr(model, "_init_weights", None)
+    for submodule in module.modules():
+        # transformers >= 5 marks loaded tensors as initialised and its init functions skip them: clear it.
+        for tensor in (*submodule.parameters(recurse=False), *submodule.buffers(recurse=False), submodule):
+            if hasattr(tensor, "_is_hf_initialized"):
+                del tensor._is_hf_initialized
+        if init_weights is not None:
+            init_weights(submodule)
+        elif hasattr(submodule, "reset_parameters"):
+            submodule.reset_parameters()
+
+
+def reinit_top_layers(
+    model: nn.Module, num_layers: int, *, reinit_pooler: bool = True, layer_map: LayerMap | None = None
+) -> list[str]:
+    """Re-initialise the top ``num_layers`` encoder layers (and the pooler) with the model's initializer.
+
+    Zhang et al. 2021 (Sec. 5.2) find the top layers of pretrained BERT specialised to the pretraining task
+    and re-drawing them — with BERT's own N(0, 0.02²) for weights, zeros for biases, ones for LayerNorm
+    gains — makes few-sample fine-tuning more stable. The draw uses the global torch RNG, so it follows the
+    seed set before it (the Trainer's ``--seed``).
+
+    The re-initialised parameters are *novel* from then on: pass the returned names as ``novel=`` to
+    :func:`transformers_fine_tuning.param_groups`, so L2-SP pulls them toward zero, not toward a random draw.
+    For ALBERT (one shared layer group), ``num_layers=1`` re-initialises the whole shared encoder.
+
+    Returns:
+        The names of the re-initialised parameters.
+    """
+    layout = model_layout(model, layer_map)
+    _check_num_layers(num_layers, layout, "re-initialise")
+    _warn_shared(layout, num_layers, "re-initialising")
+    prefixes = [f"{layout.layers_prefix}{index}." for index in range(layout.num_layers - num_layers, layout.num_layers)]
+    if reinit_pooler and layout.pooler_prefix is not None:
+        prefixes.append(layout.pooler_prefix)
+    for prefix in prefixes:
+        _reinitialize(model, model.get_submodule(prefix[:-1]))
+    return [name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))]
+
+
+def freeze_bottom_layers(
+    model: nn.Module, num_layers: int, *, embeddings: bool = True, layer_map: LayerMap | None = None
+) -> list[str]:
+    """Freeze the embeddings (depth 0) and the bottom ``num_layers`` encoder layers.
+
+    Frozen parameters get ``requires_grad=False``; :func:`transformers_fine_tuning.param_groups` leaves them
+    out of the optimizer, so neither momentum nor weight decay can move them (as Composer's layer freezing
+    removes them from the optimizer). For ALBERT (one shared layer group), ``num_layers=1`` freezes the
+    whole shared encoder.
+
+    Returns:
+        The names of the frozen parameters.
+    """
+    layout = model_layout(model, layer_map)
+    _check_num_layers(num_layers, layout, "freeze")
+    _warn_shared(layout, num_layers, "freezing")
+    frozen = []
+    for name, param in model.named_parameters():
+        depth = layout.depth(name)
+        if (embeddings and depth == 0) or 1 <= depth <= num_layers:
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+class MixoutLinear(nn.Linear):
+    """A Linear layer whose weight is mixed toward a target (its pretrained value) during training.
+
+    Mixout (Lee et al. 2020, Eq. 2): each weight element is replaced by its target with probability p, and
+    the result is rescaled so that its expectation is the current weight::
+
+        mixout(w; u, p) = ((1 − M) ⊙ w + M ⊙ u − p·u) / (1 − p),   M ~ Bernoulli(p)
+                        = u + dropout(w − u, p)
+
+    which is how it is computed. In evaluation mode the layer is a plain Linear. The target is a persistent
+    buffer (``mixout_target``), so checkpoints resume with the original pretrained target.
+    """
+
+    def __init__(self, linear: nn.Linear, p: float, target: Tensor | None = None) -> None:
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.p = p
+        source = linear.weight if target is None else target
+        self.register_buffer("mixout_target", source.detach().clone())
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return F.linear(input, self.weight, self.bias)
+        target = self.mixout_target
+        return F.linear(input, target + F.dropout(self.weight - target, self.p, training=True), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p}"
+
+
+def apply_mixout(
+    model: nn.Module, p: float, *, exclude: Iterable[str] = (), layer_map: LayerMap | None = None
+) -> list[str]:
+    """Replace every pretrained ``nn.Linear`` of the backbone by a :class:`MixoutLinear` toward its weights.
+
+    The task head and the modules whose weight is named in ``exclude`` (e.g. re-initialised layers, which
+    have no pretrained value to mix toward) are left as they are. The Linear's parameters are kept — the same
+    ``Parameter`` objects — so anything that already holds them stays valid. Costs one copy of the mixed
+    weights.
+
+    Returns:
+        The names of the replaced modules.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"Mixout probability must be in [0, 1), got {p}.")
+    layout = model_layout(model, layer_map)
+    excluded = set(exclude)
+    replaced = []
+    for name, module in list(model.named_modules()):
+        if type(module) is not nn.Linear or layout.is_head(f"{name}.weight") or f"{name}.weight" in excluded:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, MixoutLinear(module, p))
+        replaced.append(name)
+    return replaced

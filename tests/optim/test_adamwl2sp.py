@@ -1,0 +1,273 @@
+"""AdamWL2SP: the update rule against a plain reference, the two kernels against each other, l2sp=0 against
+torch.optim.AdamW, anchors in the state, save/resume, memory."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from transformers_fine_tuning import AdamWL2SP
+
+
+def reference_step(theta, anchor, grad, m, v, t, *, lr, beta1, beta2, eps, wd, l2sp, bias_correction, coupled):
+    """One step of the update of the issue, written out on plain float64 tensors, element by element."""
+    theta, m, v = theta.clone(), m.clone(), v.clone()
+    if coupled:
+        grad = grad + l2sp * (theta - anchor)
+    else:
+        theta = theta - lr * l2sp * (theta - anchor)
+    theta = theta - lr * wd * theta
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad * grad
+    if bias_correction:
+        m_hat = m / (1 - beta1**t)
+        denom = torch.sqrt(v) / math.sqrt(1 - beta2**t) + eps
+        theta = theta - lr * m_hat / denom
+    else:
+        theta = theta - lr * m / (torch.sqrt(v) + eps)
+    return theta, m, v
+
+
+def _params(seed=0, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(5, 3), (3,), (2, 2, 2), (1,)]
+    return [nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype)) for shape in shapes]
+
+
+def _grads(params, step, seed=0):
+    generator = torch.Generator().manual_seed(1000 * seed + step)
+    return [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params]
+
+
+def _run(optimizer, params, steps, lrs=None):
+    for step in range(steps):
+        for param, grad in zip(params, _grads(params, step), strict=True):
+            param.grad = grad.clone()
+        if lrs is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lrs[step]
+        optimizer.step()
+
+
+SETTINGS = [
+    {"l2sp": 0.3, "weight_decay": 0.0, "bias_correction": True, "coupled": False},
+    {"l2sp": 0.3, "weight_decay": 0.01, "bias_correction": True, "coupled": False},
+    {"l2sp": 0.3, "weight_decay": 0.01, "bias_correction": False, "coupled": False},
+    {"l2sp": 0.3, "weight_decay": 0.01, "bias_correction": True, "coupled": True},
+    {"l2sp": 0.0, "weight_decay": 0.1, "bias_correction": False, "coupled": False},
+]
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_update_matches_reference_math(setting, foreach):
+    params = _params()
+    anchors = [p.detach().clone() for p in params]
+    # the weights have moved away from their anchors before fine-tuning steps start: shift them
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.5)
+    optimizer = AdamWL2SP(
+        params,
+        lr=0.05,
+        betas=(0.8, 0.95),
+        eps=1e-6,
+        anchors=dict(zip(params, anchors, strict=True)),
+        foreach=foreach,
+        **setting,
+    )
+    lrs = [0.05, 0.04, 0.03, 0.02, 0.01]  # a schedule: the pull scales with the scheduled lr
+    state = [(p.detach().clone(), torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    for step in range(5):
+        grads = _grads(params, step)
+        state = [
+            reference_step(
+                theta, anchor, grad, m, v, step + 1,
+                lr=lrs[step], beta1=0.8, beta2=0.95, eps=1e-6, wd=setting["weight_decay"],
+                l2sp=setting["l2sp"], bias_correction=setting["bias_correction"], coupled=setting["coupled"],
+            )  # fmt: skip
+            for (theta, m, v), anchor, grad in zip(state, anchors, grads, strict=True)
+        ]
+    _run(optimizer, params, 5, lrs)
+    for param, (theta, m, v) in zip(params, state, strict=True):
+        torch.testing.assert_close(param.detach(), theta, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(optimizer.state[param]["exp_avg"], m, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(optimizer.state[param]["exp_avg_sq"], v, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("maximize", [False, True])
+def test_foreach_equals_single_tensor(setting, maximize):
+    results = []
+    for foreach in (True, False):
+        params = _params(dtype=torch.float32)
+        optimizer = AdamWL2SP(params, lr=1e-2, foreach=foreach, maximize=maximize, **setting)
+        with torch.no_grad():
+            for p in params:
+                p.mul_(1.5)
+        _run(optimizer, params, 6)
+        results.append([p.detach().clone() for p in params])
+    for multi, single in zip(*results, strict=True):
+        torch.testing.assert_close(multi, single, rtol=1e-6, atol=1e-7)
+
+
+def test_mixed_devices_and_dtypes_group_in_foreach_kernel():
+    params = [nn.Parameter(torch.randn(4, dtype=torch.float32)), nn.Parameter(torch.randn(4, dtype=torch.float64))]
+    twins = [nn.Parameter(p.detach().clone()) for p in params]
+    multi = AdamWL2SP(params, lr=0.1, l2sp=0.5, foreach=True)
+    single = AdamWL2SP(twins, lr=0.1, l2sp=0.5, foreach=False)
+    _run(multi, params, 3)
+    _run(single, twins, 3)
+    for a, b in zip(params, twins, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_without_l2sp_equals_torch_adamw(foreach, maximize, weight_decay):
+    ours = _params(dtype=torch.float32)
+    theirs = [nn.Parameter(p.detach().clone()) for p in ours]
+    kwargs = {"lr": 3e-3, "betas": (0.9, 0.98), "eps": 1e-6, "weight_decay": weight_decay, "maximize": maximize}
+    _run(AdamWL2SP(ours, foreach=foreach, **kwargs), ours, 10)
+    _run(torch.optim.AdamW(theirs, foreach=foreach, **kwargs), theirs, 10)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_default_anchors_snapshot_groups_with_l2sp_only():
+    pretrained, novel = _params(seed=1), _params(seed=2)
+    optimizer = AdamWL2SP([{"params": pretrained, "l2sp": 0.1}, {"params": novel, "weight_decay": 0.01}], lr=1e-3)
+    for p in pretrained:
+        anchor = optimizer.state[p]["anchor"]
+        assert torch.equal(anchor, p.detach()) and anchor.data_ptr() != p.data_ptr()
+    assert all("anchor" not in optimizer.state[p] for p in novel)
+    # anchors live in the per-parameter state, never in param_groups
+    for group in optimizer.state_dict()["param_groups"]:
+        assert set(group) >= {"l2sp", "weight_decay"} and all(not torch.is_tensor(v) for v in group.values())
+
+
+def test_pretrained_groups_pulled_to_anchor_novel_groups_decayed_to_zero():
+    pretrained, novel = [nn.Parameter(torch.full((3,), 2.0))], [nn.Parameter(torch.full((3,), 2.0))]
+    anchors = {pretrained[0]: torch.full((3,), 1.0)}
+    optimizer = AdamWL2SP(
+        [{"params": pretrained, "l2sp": 1.0}, {"params": novel, "weight_decay": 1.0}], lr=0.5, anchors=anchors
+    )
+    for p in pretrained + novel:
+        p.grad = torch.zeros(3)  # no data signal: only the regularisers act
+    optimizer.step()
+    torch.testing.assert_close(pretrained[0].detach(), torch.full((3,), 1.5))  # 2 − 0.5·1·(2 − 1)
+    torch.testing.assert_close(novel[0].detach(), torch.full((3,), 1.0))  # 2 − 0.5·1·2
+
+
+def test_explicit_anchors_by_name():
+    model = nn.Linear(3, 2)
+    anchors = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    optimizer = AdamWL2SP(model.named_parameters(), lr=1.0, l2sp=0.5, anchors=anchors)
+    assert all(torch.equal(optimizer.state[p]["anchor"], torch.zeros_like(p)) for p in model.parameters())
+    assert optimizer.param_groups[0]["param_names"] == ["weight", "bias"]
+
+
+def test_explicit_anchors_errors():
+    model = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="No anchor given"):
+        AdamWL2SP(model.parameters(), l2sp=0.5, anchors={model.weight: torch.zeros(2, 3)})
+    with pytest.raises(ValueError, match="match no parameter"):
+        AdamWL2SP(model.named_parameters(), l2sp=0.5, anchors={"weight": torch.zeros(2, 3), "bias": torch.zeros(2),
+                                                                 "typo": torch.zeros(1)})  # fmt: skip
+    with pytest.raises(ValueError, match="has shape"):
+        AdamWL2SP(model.parameters(), l2sp=0.5, anchors={model.weight: torch.zeros(3, 2), model.bias: torch.zeros(2)})
+
+
+@pytest.mark.parametrize("bad", [{"lr": -1.0}, {"eps": -1.0}, {"betas": (1.0, 0.9)}, {"weight_decay": -0.1},
+                                 {"l2sp": -0.1}, {"lr": 0.1, "l2sp": 20.0}])  # fmt: skip
+def test_invalid_hyperparameters(bad):
+    with pytest.raises(ValueError, match="Invalid|overshoot"):
+        AdamWL2SP(_params(), **bad)
+
+
+def test_group_that_gains_l2sp_later_without_anchor_errors():
+    params = _params()
+    optimizer = AdamWL2SP(params, lr=0.1)
+    optimizer.param_groups[0]["l2sp"] = 0.1
+    for p in params:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(RuntimeError, match="has no anchor"):
+        optimizer.step()
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_save_resume_continues_bit_for_bit_with_original_anchors(foreach, tmp_path):
+    params = _params(dtype=torch.float32)
+    original = [p.detach().clone() for p in params]
+    optimizer = AdamWL2SP(params, lr=1e-2, l2sp=0.2, weight_decay=0.01, foreach=foreach)
+    _run(optimizer, params, 4)
+    torch.save({"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, tmp_path / "ckpt.pt")
+    uninterrupted = copy.deepcopy(params)
+    uninterrupted_optimizer = AdamWL2SP(uninterrupted, lr=1e-2, l2sp=0.2, weight_decay=0.01, foreach=foreach)
+    uninterrupted_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    _run(optimizer, params, 3)
+
+    checkpoint = torch.load(tmp_path / "ckpt.pt")
+    resumed = [nn.Parameter(p.clone()) for p in checkpoint["params"]]
+    # a fresh optimizer snapshots the *current* (fine-tuned) weights; the checkpoint restores the pretrained ones
+    resumed_optimizer = AdamWL2SP(resumed, lr=1e-2, l2sp=0.2, weight_decay=0.01, foreach=foreach)
+    assert not torch.equal(resumed_optimizer.state[resumed[0]]["anchor"], original[0])
+    resumed_optimizer.load_state_dict(checkpoint["optimizer"])
+    for p, anchor in zip(resumed, original, strict=True):
+        assert torch.equal(resumed_optimizer.state[p]["anchor"], anchor)
+    _run(resumed_optimizer, resumed, 3)
+    for a, b in zip(params, resumed, strict=True):
+        assert torch.equal(a, b)
+    del uninterrupted_optimizer
+
+
+def test_loading_plain_adamw_state_keeps_own_anchors():
+    params = _params(dtype=torch.float32)
+    adamw = torch.optim.AdamW(params, lr=1e-2)
+    _run(adamw, params, 2)
+    optimizer = AdamWL2SP(params, lr=1e-2, l2sp=0.1)
+    anchors = [optimizer.state[p]["anchor"].clone() for p in params]
+    optimizer.load_state_dict(adamw.state_dict())
+    for p, anchor in zip(params, anchors, strict=True):
+        assert torch.equal(optimizer.state[p]["anchor"], anchor)
+        assert optimizer.state[p]["step"].item() == 2
+    _run(optimizer, params, 1)
+
+
+def test_extra_memory_is_one_copy_of_the_anchored_parameters():
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 8))
+    pretrained, head = list(model[0].parameters()), list(model[1].parameters())
+
+    def state_bytes(optimizer):
+        return sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if t.dim())
+
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    adamw = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    adamw.step()
+    ours = AdamWL2SP([{"params": pretrained, "l2sp": 0.1}, {"params": head}], lr=1e-3)
+    ours.step()
+    anchored_bytes = sum(p.numel() * p.element_size() for p in pretrained)
+    assert state_bytes(ours) - state_bytes(adamw) == anchored_bytes
+
+
+def test_trains_a_model_and_stays_near_anchor_with_strong_l2sp():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    distances = {}
+    for l2sp in (0.0, 10.0):
+        torch.manual_seed(1)
+        model = nn.Linear(4, 1)
+        start = model.weight.detach().clone()
+        optimizer = AdamWL2SP(model.parameters(), lr=0.05, l2sp=l2sp)
+        for _ in range(50):
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+        distances[l2sp] = (model.weight.detach() - start).norm().item()
+    assert distances[10.0] < 0.5 * distances[0.0]
