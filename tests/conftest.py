@@ -16,6 +16,7 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE = (PROJECT_ROOT / ".." / "shared" / "glue").resolve()
 
+
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     """Directory of the packaged pretrained all-MiniLM-L6-v2 (BERT architecture, 6 layers, hidden 384)."""

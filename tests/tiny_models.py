@@ -12,7 +12,9 @@ _COMMON = {"vocab_size": 99, "num_attention_heads": 4, "max_position_embeddings"
 def tiny_config(model_type: str, num_layers: int = 4, **overrides) -> transformers.PretrainedConfig:
     """A tiny random config of ``model_type`` with ``num_layers`` layers."""
     if model_type == "bert":
-        config = transformers.BertConfig(hidden_size=32, num_hidden_layers=num_layers, intermediate_size=37, **_COMMON)
+        config = transformers.BertConfig(
+            hidden_size=32, num_hidden_layers=num_layers, intermediate_size=37, **_COMMON
+        )
     elif model_type == "roberta":
         config = transformers.RobertaConfig(
             hidden_size=32, num_hidden_layers=num_layers, intermediate_size=37, pad_token_id=1, **_COMMON
@@ -27,7 +29,9 @@ def tiny_config(model_type: str, num_layers: int = 4, **overrides) -> transforme
         )
     elif model_type == "distilbert":
         common = {k: v for k, v in _COMMON.items() if k != "num_attention_heads"}
-        config = transformers.DistilBertConfig(dim=32, n_layers=num_layers, n_heads=4, hidden_dim=37, **common)
+        config = transformers.DistilBertConfig(
+            dim=32, n_layers=num_layers, n_heads=4, hidden_dim=37, **common
+        )
     elif model_type == "deberta-v2":
         config = transformers.DebertaV2Config(
             hidden_size=32,
@@ -47,10 +51,14 @@ def tiny_config(model_type: str, num_layers: int = 4, **overrides) -> transforme
     return config
 
 
-def tiny_model(model_type: str, num_layers: int = 4, seed: int = 0, **overrides) -> transformers.PreTrainedModel:
+def tiny_model(
+    model_type: str, num_layers: int = 4, seed: int = 0, **overrides
+) -> transformers.PreTrainedModel:
     """A tiny random ``AutoModelForSequenceClassification`` of ``model_type``."""
     torch.manual_seed(seed)
-    return transformers.AutoModelForSequenceClassification.from_config(tiny_config(model_type, num_layers, **overrides))
+    return transformers.AutoModelForSequenceClassification.from_config(
+        tiny_config(model_type, num_layers, **overrides)
+    )
 
 
 ARCHITECTURES = ["bert", "roberta", "albert", "electra", "distilbert", "deberta-v2"]

@@ -165,7 +165,9 @@ def model_layout(model: nn.Module, layer_map: LayerMap | None = None) -> ModelLa
             "pass a `layer_map=` that matches this model."
         ) from error
     if not isinstance(stack, nn.ModuleList):
-        raise ValueError(f"{layers_path!r} in {type(model).__name__} is a {type(stack).__name__}, not a ModuleList.")
+        raise ValueError(
+            f"{layers_path!r} in {type(model).__name__} is a {type(stack).__name__}, not a ModuleList."
+        )
     pooler = backbone + layer_map.pooler if layer_map.pooler else None
     if pooler is not None and not any(n.startswith(pooler + ".") for n, _ in model.named_parameters()):
         pooler = None  # e.g. RobertaForSequenceClassification is built without its pretrained pooler
@@ -176,4 +178,3 @@ def model_layout(model: nn.Module, layer_map: LayerMap | None = None) -> ModelLa
         pooler_prefix=pooler + "." if pooler else None,
         layer_map=layer_map,
     )
-

@@ -79,7 +79,10 @@ def reinit_top_layers(
     layout = model_layout(model, layer_map)
     _check_num_layers(num_layers, layout, "re-initialise")
     _warn_shared(layout, num_layers, "re-initialising")
-    prefixes = [f"{layout.layers_prefix}{index}." for index in range(layout.num_layers - num_layers, layout.num_layers)]
+    prefixes = [
+        f"{layout.layers_prefix}{index}."
+        for index in range(layout.num_layers - num_layers, layout.num_layers)
+    ]
     if reinit_pooler and layout.pooler_prefix is not None:
         prefixes.append(layout.pooler_prefix)
     for prefix in prefixes:

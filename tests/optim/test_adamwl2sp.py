@@ -13,7 +13,9 @@ from torch import nn
 from transformers_fine_tuning import AdamWL2SP
 
 
-def reference_step(theta, anchor, grad, m, v, t, *, lr, beta1, beta2, eps, wd, l2sp, bias_correction, coupled):
+def reference_step(
+    theta, anchor, grad, m, v, t, *, lr, beta1, beta2, eps, wd, l2sp, bias_correction, coupled
+):
     """One step of the update of the issue, written out on plain float64 tensors, element by element."""
     theta, m, v = theta.clone(), m.clone(), v.clone()
     if coupled:
@@ -86,10 +88,21 @@ def test_update_matches_reference_math(setting, foreach):
         grads = _grads(params, step)
         state = [
             reference_step(
-                theta, anchor, grad, m, v, step + 1,
-                lr=lrs[step], beta1=0.8, beta2=0.95, eps=1e-6, wd=setting["weight_decay"],
-                l2sp=setting["l2sp"], bias_correction=setting["bias_correction"], coupled=setting["coupled"],
-            )  # fmt: skip
+                theta,
+                anchor,
+                grad,
+                m,
+                v,
+                step + 1,
+                lr=lrs[step],
+                beta1=0.8,
+                beta2=0.95,
+                eps=1e-6,
+                wd=setting["weight_decay"],
+                l2sp=setting["l2sp"],
+                bias_correction=setting["bias_correction"],
+                coupled=setting["coupled"],
+            )
             for (theta, m, v), anchor, grad in zip(state, anchors, grads, strict=True)
         ]
     _run(optimizer, params, 5, lrs)
@@ -116,7 +129,10 @@ def test_foreach_equals_single_tensor(setting, maximize):
 
 
 def test_mixed_devices_and_dtypes_group_in_foreach_kernel():
-    params = [nn.Parameter(torch.randn(4, dtype=torch.float32)), nn.Parameter(torch.randn(4, dtype=torch.float64))]
+    params = [
+        nn.Parameter(torch.randn(4, dtype=torch.float32)),
+        nn.Parameter(torch.randn(4, dtype=torch.float64)),
+    ]
     twins = [nn.Parameter(p.detach().clone()) for p in params]
     multi = AdamWL2SP(params, lr=0.1, l2sp=0.5, foreach=True)
     single = AdamWL2SP(twins, lr=0.1, l2sp=0.5, foreach=False)
@@ -132,7 +148,13 @@ def test_mixed_devices_and_dtypes_group_in_foreach_kernel():
 def test_without_l2sp_equals_torch_adamw(foreach, maximize, weight_decay):
     ours = _params(dtype=torch.float32)
     theirs = [nn.Parameter(p.detach().clone()) for p in ours]
-    kwargs = {"lr": 3e-3, "betas": (0.9, 0.98), "eps": 1e-6, "weight_decay": weight_decay, "maximize": maximize}
+    kwargs = {
+        "lr": 3e-3,
+        "betas": (0.9, 0.98),
+        "eps": 1e-6,
+        "weight_decay": weight_decay,
+        "maximize": maximize,
+    }
     _run(AdamWL2SP(ours, foreach=foreach, **kwargs), ours, 10)
     _run(torch.optim.AdamW(theirs, foreach=foreach, **kwargs), theirs, 10)
     for a, b in zip(ours, theirs, strict=True):
@@ -141,7 +163,9 @@ def test_without_l2sp_equals_torch_adamw(foreach, maximize, weight_decay):
 
 def test_default_anchors_snapshot_groups_with_l2sp_only():
     pretrained, novel = _params(seed=1), _params(seed=2)
-    optimizer = AdamWL2SP([{"params": pretrained, "l2sp": 0.1}, {"params": novel, "weight_decay": 0.01}], lr=1e-3)
+    optimizer = AdamWL2SP(
+        [{"params": pretrained, "l2sp": 0.1}, {"params": novel, "weight_decay": 0.01}], lr=1e-3
+    )
     for p in pretrained:
         anchor = optimizer.state[p]["anchor"]
         assert torch.equal(anchor, p.detach()) and anchor.data_ptr() != p.data_ptr()
@@ -180,13 +204,17 @@ def test_explicit_anchors_errors():
         AdamWL2SP(model.named_parameters(), l2sp=0.5, anchors={"weight": torch.zeros(2, 3), "bias": torch.zeros(2),
                                                                  "typo": torch.zeros(1)})  # fmt: skip
     with pytest.raises(ValueError, match="has shape"):
-        AdamWL2SP(model.parameters(), l2sp=0.5, anchors={model.weight: torch.zeros(3, 2), model.bias: torch.zeros(2)})
+        AdamWL2SP(
+            model.parameters(),
+            l2sp=0.5,
+            anchors={model.weight: torch.zeros(3, 2), model.bias: torch.zeros(2)},
+        )
 
 
 @pytest.mark.parametrize("bad", [{"lr": -1.0}, {"eps": -1.0}, {"betas": (1.0, 0.9)}, {"weight_decay": -0.1},
                                  {"l2sp": -0.1}, {"lr": 0.1, "l2sp": 20.0}])  # fmt: skip
 def test_invalid_hyperparameters(bad):
-    with pytest.raises(ValueError, match="Invalid|overshoot"):
+    with pytest.raises(ValueError, match=r"Invalid|overshoot"):
         AdamWL2SP(_params(), **bad)
 
 
@@ -206,7 +234,9 @@ def test_save_resume_continues_bit_for_bit_with_original_anchors(foreach, tmp_pa
     original = [p.detach().clone() for p in params]
     optimizer = AdamWL2SP(params, lr=1e-2, l2sp=0.2, weight_decay=0.01, foreach=foreach)
     _run(optimizer, params, 4)
-    torch.save({"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, tmp_path / "ckpt.pt")
+    torch.save(
+        {"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, tmp_path / "ckpt.pt"
+    )
     uninterrupted = copy.deepcopy(params)
     uninterrupted_optimizer = AdamWL2SP(uninterrupted, lr=1e-2, l2sp=0.2, weight_decay=0.01, foreach=foreach)
     uninterrupted_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
@@ -244,7 +274,9 @@ def test_extra_memory_is_one_copy_of_the_anchored_parameters():
     pretrained, head = list(model[0].parameters()), list(model[1].parameters())
 
     def state_bytes(optimizer):
-        return sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if t.dim())
+        return sum(
+            t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if t.dim()
+        )
 
     for p in model.parameters():
         p.grad = torch.ones_like(p)

@@ -52,7 +52,9 @@ class FreezeCallback(FineTuningCallback):
         self.embeddings = embeddings
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
-        surgery.freeze_bottom_layers(model, self.num_layers, embeddings=self.embeddings, layer_map=plan.layer_map)
+        surgery.freeze_bottom_layers(
+            model, self.num_layers, embeddings=self.embeddings, layer_map=plan.layer_map
+        )
 
 
 class MixoutCallback(FineTuningCallback):
@@ -102,7 +104,9 @@ class L2SPCallback(FineTuningCallback):
 
     def __init__(self, pretrained: float, novel: float = 0.0) -> None:
         if pretrained < 0.0 or novel < 0.0:
-            raise ValueError(f"L2SPCallback: strengths must be >= 0, got pretrained={pretrained}, novel={novel}.")
+            raise ValueError(
+                f"L2SPCallback: strengths must be >= 0, got pretrained={pretrained}, novel={novel}."
+            )
         self.pretrained = pretrained
         self.novel = novel
 

@@ -195,7 +195,9 @@ class AdamWL2SP(Optimizer):
             self.state[param]["anchor"] = anchor.detach().to(param.device, param.dtype, copy=True)
 
     @staticmethod
-    def _lookup_anchor(explicit: dict[Any, Tensor], param: Tensor, name: str | None) -> tuple[Tensor | None, Any]:
+    def _lookup_anchor(
+        explicit: dict[Any, Tensor], param: Tensor, name: str | None
+    ) -> tuple[Tensor | None, Any]:
         """The explicit anchor of ``param`` (keyed by the parameter, else by its name) and its key's identity."""
         if param in explicit:
             return explicit[param], _anchor_key(param)
@@ -339,10 +341,17 @@ def _multi_tensor_adamw_l2sp(
     coupled: bool,
     maximize: bool,
 ) -> None:
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs, exp_avg_sqs, steps, anchors])
-    for (device_params, device_grads, device_exp_avgs, device_exp_avg_sqs, device_steps, device_anchors), _ in (
-        grouped.values()
-    ):
+    grouped = Optimizer._group_tensors_by_device_and_dtype(
+        [params, grads, exp_avgs, exp_avg_sqs, steps, anchors]
+    )
+    for (
+        device_params,
+        device_grads,
+        device_exp_avgs,
+        device_exp_avg_sqs,
+        device_steps,
+        device_anchors,
+    ), _ in grouped.values():
         if maximize:
             device_grads = torch._foreach_neg(device_grads)
         torch._foreach_add_(device_steps, 1)

@@ -81,7 +81,9 @@ def param_groups(
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
     novel_weight_decay = weight_decay if novel_weight_decay is None else novel_weight_decay
     needs_layout = l2sp > 0.0 or layer_decay is not None or novel_weight_decay != weight_decay
-    layout = model_layout(model, layer_map) if (needs_layout or layer_map is not None) else _optional_layout(model)
+    layout = (
+        model_layout(model, layer_map) if (needs_layout or layer_map is not None) else _optional_layout(model)
+    )
     novel = set(novel)
     exempt = no_decay_parameter_names(model)
 

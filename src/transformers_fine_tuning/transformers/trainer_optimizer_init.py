@@ -87,9 +87,13 @@ class TrainerOptimizerInit(Trainer):
         if self.optimizers_init is not None:
             factory, scheduler_factory = self.optimizers_init
             if not callable(factory) or (scheduler_factory is not None and not callable(scheduler_factory)):
-                raise TypeError("optimizers_init must be (factory(model, args) -> Optimizer, scheduler_factory or None).")
+                raise TypeError(
+                    "optimizers_init must be (factory(model, args) -> Optimizer, scheduler_factory or None)."
+                )
             if self.optimizer_cls_and_kwargs is not None or self.optimizer is not None:
-                raise ValueError("Pass the optimizer once: optimizers_init, optimizer_cls_and_kwargs or optimizers.")
+                raise ValueError(
+                    "Pass the optimizer once: optimizers_init, optimizer_cls_and_kwargs or optimizers."
+                )
         if not callbacks:
             return
         if self.optimizer is not None:
@@ -100,7 +104,9 @@ class TrainerOptimizerInit(Trainer):
         kinds = [type(cb) for cb in callbacks]
         duplicated = sorted({kind.__name__ for kind in kinds if kinds.count(kind) > 1})
         if duplicated:
-            raise ValueError(f"Each fine-tuning callback may be given once; got several {', '.join(duplicated)}.")
+            raise ValueError(
+                f"Each fine-tuning callback may be given once; got several {', '.join(duplicated)}."
+            )
         shaping = [type(cb).__name__ for cb in callbacks if cb.param_group_options()]
         if shaping and self.optimizers_init is not None:
             raise ValueError(
@@ -166,7 +172,9 @@ class TrainerOptimizerInit(Trainer):
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """Build the optimizer from fine-tuning parameter groups, now that the model is on its device."""
         callbacks = self._fine_tuning_callbacks()
-        takes_over = callbacks or self.optimizers_init is not None or self._requested_optimizer_cls() is AdamWL2SP
+        takes_over = (
+            callbacks or self.optimizers_init is not None or self._requested_optimizer_cls() is AdamWL2SP
+        )
         if self.optimizer is None and takes_over:
             opt_model = self.model if model is None else model
             plan = self._prepare_model(opt_model)
@@ -183,7 +191,10 @@ class TrainerOptimizerInit(Trainer):
                     opt_model, lr=base_lr, novel=plan.novel, layer_map=plan.layer_map, **group_options
                 )
                 self.optimizer = optimizer_cls(groups, **kwargs)
-            logger.info("Optimizer groups: %s", [(g.get("name"), len(g["params"]), g["lr"]) for g in self.optimizer.param_groups])
+            logger.info(
+                "Optimizer groups: %s",
+                [(g.get("name"), len(g["params"]), g["lr"]) for g in self.optimizer.param_groups],
+            )
         return super().create_optimizer(model)
 
     def _optimizer_cls_and_kwargs(
@@ -197,7 +208,11 @@ class TrainerOptimizerInit(Trainer):
             optimizer_cls, user_kwargs = AdamWL2SP, {}
         else:
             optimizer_cls, user_kwargs = self.get_optimizer_cls_and_kwargs(args, model)
-        defaults = {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon}
+        defaults = {
+            "lr": args.learning_rate,
+            "betas": (args.adam_beta1, args.adam_beta2),
+            "eps": args.adam_epsilon,
+        }
         accepted = inspect.signature(optimizer_cls).parameters
         kwargs = {key: value for key, value in defaults.items() if key in accepted}
         kwargs.update(user_kwargs)

@@ -1,0 +1,277 @@
+"""The arguments of ``fine-tune.py``, the Hugging Face way: dataclasses parsed by ``HfArgumentParser``.
+
+Every ``TrainingArguments`` option is a flag, and a JSON or YAML file works in place of flags
+(``python fine-tune.py config.yaml``). ``--recipe NAME`` (or a ``recipe:`` key in the file) supplies the
+values of a named recipe; flags and file keys given explicitly override it.
+
+The defaults reproduce the reference experiments: ALBERT (``albert-large-v2``) on RTE, batch 16, learning
+rate 2e-5 with a linear schedule and 10 % warm-up, Adam ε 1e-6 and β (0.9, 0.999), gradient clipping 1.0,
+3 epochs, evaluation after every epoch, no step checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
+
+from .callbacks import FreezeCallback, L2SPCallback, LLRDCallback, MixoutCallback, ReinitCallback
+from .optim import AdamWL2SP
+from .recipes import Recipe, load_recipe
+
+__all__ = [
+    "DataArguments",
+    "FineTuneArguments",
+    "FineTuneTrainingArguments",
+    "FineTuningArguments",
+    "ModelArguments",
+    "RunArguments",
+    "parse_fine_tune_args",
+]
+
+
+@dataclass
+class ModelArguments:
+    """Which pretrained model and tokenizer to fine-tune."""
+
+    model_name_or_path: str = field(
+        default="albert-large-v2",
+        metadata={
+            "help": "Hub model id, or a local directory with config.json, the weights and the tokenizer."
+        },
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer id or directory, if not the model's own."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+
+
+@dataclass
+class DataArguments:
+    """Which task and data to train and evaluate on, and how to tokenise it."""
+
+    task_name: str = field(
+        default="rte",
+        metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli."},
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Directory in GLUE's distribution layout (the GLUE root or the task's folder)."},
+    )
+    train_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON training file."})
+    validation_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON validation file."})
+    max_seq_length: int = field(
+        default=128,
+        metadata={"help": "Maximum tokens per example after tokenisation; longer ones are truncated."},
+    )
+    pad_to_max_length: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Pad every example to max_seq_length. Default: only on XLA (TPU), where static shapes "
+            "avoid recompilation; elsewhere batches are padded dynamically to their longest example."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training examples."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N examples of each evaluation split."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenisation."}
+    )
+
+
+@dataclass
+class FineTuningArguments:
+    """The stabilising techniques, each one argument away."""
+
+    optimizer: str = field(
+        default="adamw",
+        metadata={
+            "help": "adamw: the Trainer's AdamW (--optim); adamw_l2sp: AdamWL2SP, needed for L2-SP and for "
+            "--bias_correction false.",
+            "choices": ["adamw", "adamw_l2sp"],
+        },
+    )
+    bias_correction: bool = field(
+        default=True, metadata={"help": "Adam's bias correction; false gives BERTAdam (needs adamw_l2sp)."}
+    )
+    l2sp_pretrained: float = field(
+        default=0.0, metadata={"help": "L2-SP strength λ_sp pulling pretrained weights toward their values."}
+    )
+    l2sp_novel: float = field(
+        default=0.0,
+        metadata={"help": "With L2-SP: weight decay toward zero of the new head (and re-init layers)."},
+    )
+    l2sp_coupled: bool = field(
+        default=False,
+        metadata={"help": "Add the L2-SP gradient before Adam's moments instead of decoupling it."},
+    )
+    reinit_layers: int = field(default=0, metadata={"help": "Re-initialise the top N encoder layers."})
+    reinit_pooler: bool = field(
+        default=True, metadata={"help": "With --reinit_layers: re-initialise the pooler too."}
+    )
+    layer_decay: float | None = field(
+        default=None, metadata={"help": "Layer-wise learning-rate decay ξ in (0, 1]."}
+    )
+    freeze_layers: int = field(default=0, metadata={"help": "Freeze the bottom N encoder layers."})
+    freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the embeddings."})
+    mixout: float = field(
+        default=0.0, metadata={"help": "Mixout probability p toward the pretrained weights."}
+    )
+
+    def check(self) -> None:
+        """Reject option combinations that cannot do what they say."""
+        if self.optimizer != "adamw_l2sp":
+            needs = [
+                flag
+                for flag, used in (
+                    ("--l2sp_pretrained", self.l2sp_pretrained > 0),
+                    ("--l2sp_coupled", self.l2sp_coupled),
+                    ("--bias_correction false", not self.bias_correction),
+                )
+                if used
+            ]
+            if needs:
+                raise ValueError(
+                    f"{' and '.join(needs)} need(s) --optimizer adamw_l2sp (got --optimizer {self.optimizer})."
+                )
+        if self.l2sp_novel > 0 and self.l2sp_pretrained == 0:
+            raise ValueError(
+                "--l2sp_novel applies with L2-SP only: set --l2sp_pretrained too, or use --weight_decay."
+            )
+
+    def callbacks(self) -> list[TrainerCallback]:
+        """The fine-tuning callbacks these options ask for."""
+        callbacks: list[TrainerCallback] = []
+        if self.reinit_layers > 0:
+            callbacks.append(ReinitCallback(self.reinit_layers, reinit_pooler=self.reinit_pooler))
+        if self.freeze_layers > 0 or self.freeze_embeddings:
+            callbacks.append(FreezeCallback(self.freeze_layers, embeddings=self.freeze_embeddings))
+        if self.mixout > 0:
+            callbacks.append(MixoutCallback(self.mixout))
+        if self.layer_decay is not None:
+            callbacks.append(LLRDCallback(self.layer_decay))
+        if self.l2sp_pretrained > 0:
+            callbacks.append(L2SPCallback(self.l2sp_pretrained, novel=self.l2sp_novel))
+        return callbacks
+
+    def optimizer_cls_and_kwargs(self) -> tuple[type, dict[str, Any]] | None:
+        """``optimizer_cls_and_kwargs`` for the Trainer, or ``None`` for the Trainer's own ``--optim``."""
+        if self.optimizer != "adamw_l2sp":
+            return None
+        return AdamWL2SP, {"bias_correction": self.bias_correction, "coupled": self.l2sp_coupled}
+
+
+@dataclass
+class RunArguments:
+    """How the script runs: recipe, launch, what it keeps."""
+
+    recipe: str | None = field(
+        default=None,
+        metadata={"help": "A shipped recipe (devlin2019, mosbach2021, ...) or a recipe YAML file."},
+    )
+    xla_launch: bool = field(
+        default=False,
+        metadata={"help": "Start one process per TPU core with torch_xla.launch (instead of xla_spawn.py)."},
+    )
+    save_final_model: bool = field(
+        default=False,
+        metadata={"help": "Save the fine-tuned model and tokenizer to --output_dir at the end."},
+    )
+    overwrite_results: bool = field(
+        default=False, metadata={"help": "Allow replacing an existing results.json in --output_dir."}
+    )
+
+
+@dataclass
+class FineTuneTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with the reference experiments' defaults."""
+
+    output_dir: str | None = field(
+        default="outputs/fine-tune", metadata={"help": "Where results.json (and any checkpoint) is written."}
+    )
+    per_device_train_batch_size: int = field(
+        default=16, metadata={"help": "Batch size per device for training."}
+    )
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Batch size per device for evaluation."}
+    )
+    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate η."})
+    warmup_steps: float = field(
+        default=0.1, metadata={"help": "Warm-up: a number of steps, or below 1 a share of all steps."}
+    )
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam's ε."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
+    save_strategy: str = field(
+        default="no", metadata={"help": "When to save checkpoints: no, steps, epoch or best."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
+    report_to: str | None = field(
+        default="none", metadata={"help": "Integrations to report to (tensorboard, ...)."}
+    )
+
+
+class FineTuneArguments(NamedTuple):
+    model: ModelArguments
+    data: DataArguments
+    fine_tuning: FineTuningArguments
+    run: RunArguments
+    training: FineTuneTrainingArguments
+    recipe: Recipe | None
+
+
+_DATACLASSES = (ModelArguments, DataArguments, FineTuningArguments, RunArguments, FineTuneTrainingArguments)
+
+
+def _known_names() -> set[str]:
+    return {f.name for cls in _DATACLASSES for f in fields(cls) if f.init}
+
+
+def _load_recipe(name: str | None) -> Recipe | None:
+    if name is None:
+        return None
+    recipe = load_recipe(name)
+    unknown = sorted(set(recipe.arguments) - _known_names())
+    if unknown:
+        raise ValueError(f"Recipe {recipe.name!r} sets unknown argument(s) {unknown}.")
+    return recipe
+
+
+def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
+    """Parse flags, or a single JSON/YAML file, applying the recipe's values under explicit ones.
+
+    Raises:
+        ValueError: unknown recipe, unknown keys, conflicting fine-tuning options.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(_DATACLASSES)
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        path = Path(argv[0])
+        if not path.is_file():
+            raise FileNotFoundError(f"Config file {path} does not exist.")
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # JSON is YAML
+        recipe = _load_recipe(values.get("recipe"))
+        merged = {**(recipe.arguments if recipe else {}), **values}
+        unknown = sorted(set(merged) - _known_names())
+        if unknown:
+            raise ValueError(
+                f"{path} has unknown key(s) {unknown}; every key must be a fine-tune.py flag name."
+            )
+        parsed = parser.parse_dict(merged)
+    else:
+        peek = argparse.ArgumentParser(add_help=False)
+        peek.add_argument("--recipe")
+        recipe = _load_recipe(peek.parse_known_args(argv)[0].recipe)
+        if recipe is not None:
+            parser.set_defaults(**recipe.arguments)
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+    arguments = FineTuneArguments(*parsed, recipe=recipe)
+    arguments.fine_tuning.check()
+    return arguments

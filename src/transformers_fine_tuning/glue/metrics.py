@@ -1,0 +1,158 @@
+"""GLUE metrics, the majority-class baseline and the failed-run test, computed offline.
+
+The metrics follow GLUE's definitions (those of the ``glue`` metric of Hugging Face ``evaluate``):
+accuracy; accuracy and binary F1 of the positive class 1 for MRPC and QQP; Matthews correlation for CoLA;
+Pearson and Spearman correlations of the raw predicted scores for STS-B.
+
+A correlation with a constant vector is undefined (scipy returns NaN); it is reported as 0.0, the value
+scikit-learn's Matthews correlation already gives for a constant prediction: a constant predictor carries
+no information. This keeps the majority baseline of STS-B (a constant) and collapsed runs comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from transformers import EvalPrediction
+
+from .tasks import GlueTask, get_task
+
+
+def _correlation(statistic: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
+    """A correlation that is 0.0 when either vector is constant (undefined otherwise)."""
+
+    def correlation(predictions: np.ndarray, labels: np.ndarray) -> float:
+        if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
+            return 0.0
+        return float(statistic(predictions, labels)[0])
+
+    return correlation
+
+
+_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": lambda predictions, labels: float(accuracy_score(labels, predictions)),
+    "f1": lambda predictions, labels: float(f1_score(labels, predictions, pos_label=1, zero_division=0.0)),
+    "matthews_correlation": lambda predictions, labels: float(matthews_corrcoef(labels, predictions)),
+    "pearson": _correlation(pearsonr),
+    "spearmanr": _correlation(spearmanr),
+}
+
+
+def _array(values: Sequence[float] | np.ndarray, dtype: type | None = None) -> np.ndarray:
+    """``values`` as a NumPy array.
+
+    Slicing first reads a ``datasets`` column (``dataset["label"]``, datasets >= 4) in one go, where
+    converting it directly would read it row by row; lists and arrays are unaffected.
+    """
+    return np.asarray(values[:], dtype=dtype)
+
+
+def _class_labels(task: GlueTask, labels: Sequence[int] | np.ndarray, what: str) -> np.ndarray:
+    """``labels`` as an integer array, checked to be class indices of ``task``."""
+    array = _array(labels)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"{what} must be a 1-D sequence of class indices, got dtype {array.dtype}, shape {array.shape}"
+        )
+    if array.size and (array.min() < 0 or array.max() >= task.num_labels):
+        raise ValueError(
+            f"{what} must be class indices in 0..{task.num_labels - 1} for GLUE task {task.name!r}, "
+            f"found values in {array.min()}..{array.max()} "
+            "(-1 marks an unlabelled test split, which cannot be scored)"
+        )
+    return array
+
+
+def compute_glue_metrics(
+    task: str | GlueTask, predictions: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray
+) -> dict[str, float]:
+    """The task's GLUE metrics (keys :attr:`GlueTask.metric_names`) of ``predictions`` against ``labels``.
+
+    Classification predictions are class indices (the argmax of the logits); regression predictions are the
+    raw predicted scores. Both may be lists, NumPy arrays or a ``datasets`` column (``dataset["label"]``).
+    """
+    task = get_task(task)
+    if task.is_regression:
+        predictions = _array(predictions, np.float64)
+        labels = _array(labels, np.float64)
+    else:
+        predictions = _class_labels(task, predictions, "predictions")
+        labels = _class_labels(task, labels, "labels")
+    if predictions.shape != labels.shape or predictions.ndim != 1 or predictions.size == 0:
+        raise ValueError(
+            f"predictions and labels must be non-empty 1-D arrays of the same length, got shapes "
+            f"{predictions.shape} and {labels.shape}"
+        )
+    return {name: _METRICS[name](predictions, labels) for name in task.metric_names}
+
+
+def make_compute_metrics(task: str | GlueTask) -> Callable[[EvalPrediction], dict[str, float]]:
+    """A ``compute_metrics`` function for ``transformers.Trainer`` evaluating ``task``.
+
+    It takes the model's logits (the first element when the model returns a tuple): the argmax over the last
+    axis for classification, the single output squeezed for regression.
+    """
+    task = get_task(task)
+
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)
+        predictions = logits.reshape(-1) if task.is_regression else logits.argmax(axis=-1)
+        return compute_glue_metrics(task, predictions, eval_prediction.label_ids)
+
+    return compute_metrics
+
+
+def label_counts(task: str | GlueTask, labels: Sequence[int] | np.ndarray) -> dict[str, int]:
+    """How many times each class occurs in ``labels``, keyed by label name in the task's label order."""
+    task = get_task(task)
+    if task.is_regression:
+        raise ValueError(f"GLUE task {task.name!r} is a regression task: its labels are scores, not classes")
+    counts = np.bincount(_class_labels(task, labels, "labels"), minlength=task.num_labels)
+    return {name: int(count) for name, count in zip(task.label_names, counts, strict=True)}
+
+
+def majority_baseline(
+    task: str | GlueTask,
+    train_labels: Sequence[float] | np.ndarray,
+    eval_labels: Sequence[float] | np.ndarray,
+) -> dict[str, float]:
+    """The metrics on ``eval_labels`` of always predicting the most frequent training label.
+
+    Ties go to the lower class index. For regression (STS-B) the constant prediction is the mean training
+    score, whose Pearson and Spearman correlations are undefined and reported as 0.0.
+    """
+    task = get_task(task)
+    eval_labels = _array(eval_labels)
+    if task.is_regression:
+        constant = float(np.mean(_array(train_labels, np.float64)))
+    else:
+        counts = label_counts(task, train_labels)
+        constant = task.label_names.index(max(counts, key=counts.__getitem__))
+    return compute_glue_metrics(task, np.full(eval_labels.shape, constant), eval_labels)
+
+
+def _main_metric(task: GlueTask, metrics: Mapping[str, float], what: str) -> float:
+    """The main metric in ``metrics``, under its own name or with the Trainer's ``eval_`` prefix."""
+    for key in (task.main_metric, f"eval_{task.main_metric}"):
+        if key in metrics:
+            return float(metrics[key])
+    raise KeyError(
+        f"{what} has no {task.main_metric!r} (GLUE task {task.name!r}'s main metric) nor "
+        f"'eval_{task.main_metric}'; its keys are {sorted(metrics)}"
+    )
+
+
+def is_failed_run(task: str | GlueTask, metrics: Mapping[str, float], baseline: Mapping[str, float]) -> bool:
+    """Whether a fine-tuning run failed: its final main metric is no better than (<=) the majority baseline's.
+
+    This is the definition of Mosbach et al. (2021), "On the Stability of Fine-tuning BERT": a failed run
+    is one whose accuracy at the end of training is no better than that of the majority classifier; the
+    main metric of the task (:attr:`GlueTask.main_metric`, F1 for MRPC) stands for accuracy. ``metrics``
+    may use the Trainer's ``eval_`` prefix. A NaN metric (a diverged run) counts as failed.
+    """
+    task = get_task(task)
+    return not _main_metric(task, metrics, "metrics") > _main_metric(task, baseline, "baseline")

@@ -1,0 +1,73 @@
+"""Load a pretrained encoder and its tokenizer for a GLUE task, with errors that say how to run offline."""
+
+from __future__ import annotations
+
+import os
+
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from .glue import GlueTask
+
+__all__ = ["load_model_and_tokenizer"]
+
+
+def _load_error(what: str, name: str, error: Exception) -> OSError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    hint = (
+        "the Hub is not reachable (offline)"
+        if offline or "offline" in str(error).lower() or "connect" in str(error).lower()
+        else "it is neither a local directory nor a model id the Hub serves"
+    )
+    return OSError(
+        f"Cannot load the {what} {name!r}: {hint}. Point --model_name_or_path at a local directory that holds "
+        f"config.json, the weights and the tokenizer files (e.g. one saved with save_pretrained). "
+        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+    )
+
+
+def load_model_and_tokenizer(
+    model_name_or_path: str,
+    task: GlueTask,
+    *,
+    tokenizer_name: str | None = None,
+    cache_dir: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A sequence-classification model with a new head sized for ``task``, and its tokenizer.
+
+    The head is drawn from the global torch RNG: seed it first (``transformers.set_seed``) so that the seed
+    decides the head initialisation. The label names of the task go into the config (``id2label``), so a
+    saved model reports readable labels.
+
+    Raises:
+        OSError: the model or tokenizer cannot be loaded; the message says how to use a local directory.
+    """
+    try:
+        config = AutoConfig.from_pretrained(
+            model_name_or_path,
+            num_labels=task.num_labels,
+            finetuning_task=task.name,
+            cache_dir=cache_dir,
+            **(
+                {}
+                if task.is_regression
+                else {
+                    "id2label": dict(enumerate(task.label_names)),
+                    "label2id": {name: index for index, name in enumerate(task.label_names)},
+                }
+            ),
+        )
+    except (OSError, ValueError) as error:
+        raise _load_error("model", model_name_or_path, error) from error
+    tokenizer_source = tokenizer_name or model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, cache_dir=cache_dir)
+    except (OSError, ValueError) as error:
+        raise _load_error("tokenizer", tokenizer_source, error) from error
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_name_or_path, config=config, cache_dir=cache_dir
+        )
+    except (OSError, ValueError) as error:
+        raise _load_error("model weights", model_name_or_path, error) from error
+    return model, tokenizer

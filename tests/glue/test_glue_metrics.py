@@ -1,0 +1,140 @@
+"""GLUE metrics against hand-computed values, the majority baseline and the failed-run test."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import EvalPrediction
+
+from transformers_fine_tuning.glue import (
+    compute_glue_metrics,
+    is_failed_run,
+    label_counts,
+    load_glue_dir,
+    majority_baseline,
+    make_compute_metrics,
+)
+
+
+def test_accuracy() -> None:
+    assert compute_glue_metrics("rte", [0, 1, 1, 0], [0, 1, 0, 0]) == {"accuracy": 0.75}
+
+
+def test_mnli_accuracy_with_three_classes() -> None:
+    assert compute_glue_metrics("mnli", [0, 1, 2, 2, 1], [0, 1, 2, 1, 0]) == {"accuracy": pytest.approx(0.6)}
+
+
+def test_accuracy_and_f1_of_the_positive_class() -> None:
+    # TP = 2, FP = 1, FN = 1, TN = 1: precision = recall = F1 = 2/3, accuracy 3/5.
+    predictions, labels = [1, 1, 0, 1, 0], [1, 0, 0, 1, 1]
+    assert compute_glue_metrics("mrpc", predictions, labels) == pytest.approx({"accuracy": 0.6, "f1": 2 / 3})
+    assert compute_glue_metrics("qqp", predictions, labels) == pytest.approx({"accuracy": 0.6, "f1": 2 / 3})
+
+
+def test_f1_without_positive_predictions_is_zero() -> None:
+    assert compute_glue_metrics("mrpc", [0, 0, 0], [1, 0, 1]) == pytest.approx({"accuracy": 1 / 3, "f1": 0.0})
+
+
+def test_matthews_correlation() -> None:
+    # (TP * TN - FP * FN) / sqrt((TP + FP)(TP + FN)(TN + FP)(TN + FN)) = (2 - 1) / sqrt(3 * 3 * 2 * 2) = 1/6.
+    assert compute_glue_metrics("cola", [1, 1, 0, 1, 0], [1, 0, 0, 1, 1]) == {
+        "matthews_correlation": pytest.approx(1 / 6)
+    }
+    assert compute_glue_metrics("cola", [1, 0, 1], [0, 1, 0]) == {"matthews_correlation": pytest.approx(-1.0)}
+    assert compute_glue_metrics("cola", [1, 1, 1], [0, 1, 0]) == {"matthews_correlation": 0.0}
+
+
+def test_pearson_and_spearman_of_raw_scores() -> None:
+    # Pearson: 6 / sqrt(10 * 6); Spearman on ranks [1..5] and [1, 2.5, 4.5, 2.5, 4.5]: 7 / sqrt(10 * 9).
+    metrics = compute_glue_metrics("stsb", [1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 4.0, 5.0, 4.0, 5.0])
+    assert metrics == pytest.approx({"pearson": 6 / math.sqrt(60), "spearmanr": 7 / math.sqrt(90)})
+    # Deviations [-1.5, -0.5, 2] and [2, 0, -2]: Pearson -7 / sqrt(6.5 * 8); ranks reversed: Spearman -1.
+    assert compute_glue_metrics("stsb", [0.5, 1.5, 4.0], [5.0, 3.0, 1.0]) == pytest.approx(
+        {"pearson": -7 / math.sqrt(52), "spearmanr": -1.0}
+    )
+
+
+def test_correlation_of_a_constant_is_zero() -> None:
+    assert compute_glue_metrics("stsb", [2.5, 2.5, 2.5], [1.0, 2.0, 3.0]) == {
+        "pearson": 0.0,
+        "spearmanr": 0.0,
+    }
+
+
+def test_metric_input_errors() -> None:
+    with pytest.raises(
+        ValueError, match=r"labels must be class indices in 0\.\.1 .* \(-1 marks an unlabelled test split"
+    ):
+        compute_glue_metrics("rte", [0, 1], [-1, -1])
+    with pytest.raises(ValueError, match=r"predictions must be a 1-D sequence of class indices"):
+        compute_glue_metrics("rte", [[0.2, 0.8], [0.9, 0.1]], [1, 0])
+    with pytest.raises(ValueError, match=r"same length, got shapes \(2,\) and \(3,\)"):
+        compute_glue_metrics("rte", [0, 1], [0, 1, 1])
+
+
+def test_compute_metrics_for_trainer_takes_argmax_of_logits() -> None:
+    compute_metrics = make_compute_metrics("mrpc")
+    logits = np.array([[0.1, 2.0], [3.0, -1.0], [0.0, 0.5], [1.0, 0.0]])
+    labels = np.array([1, 0, 0, 0])
+    assert compute_metrics(EvalPrediction(predictions=logits, label_ids=labels)) == pytest.approx(
+        {"accuracy": 0.75, "f1": 2 / 3}
+    )
+    # Models that return extra outputs give a tuple whose first element is the logits.
+    hidden = np.zeros((4, 3))
+    assert compute_metrics(EvalPrediction(predictions=(logits, hidden), label_ids=labels))["accuracy"] == 0.75
+
+
+def test_compute_metrics_for_trainer_squeezes_regression_output() -> None:
+    compute_metrics = make_compute_metrics("stsb")
+    scores = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]], dtype=np.float32)
+    labels = np.array([2.0, 4.0, 5.0, 4.0, 5.0], dtype=np.float32)
+    assert compute_metrics(EvalPrediction(predictions=scores, label_ids=labels))["pearson"] == pytest.approx(
+        6 / math.sqrt(60), rel=1e-6
+    )
+
+
+def test_label_counts() -> None:
+    assert label_counts("mnli", [2, 0, 2, 2]) == {"entailment": 1, "neutral": 0, "contradiction": 3}
+    with pytest.raises(ValueError, match=r"'stsb' is a regression task"):
+        label_counts("stsb", [1.0, 2.0])
+
+
+def test_majority_baseline_predicts_the_most_frequent_training_label() -> None:
+    # Training majority is 1 (equivalent): accuracy 2/4, F1 = 2 * 2 / (2 * 2 + 2) = 2/3.
+    assert majority_baseline("mrpc", [1, 1, 0], [1, 0, 0, 1]) == pytest.approx({"accuracy": 0.5, "f1": 2 / 3})
+    # A tie goes to the lower index (entailment, 0).
+    assert majority_baseline("rte", [0, 1, 1, 0], [1, 1, 0]) == pytest.approx({"accuracy": 1 / 3})
+
+
+def test_majority_baseline_of_regression_is_zero_correlation() -> None:
+    assert majority_baseline("stsb", [1.0, 2.0, 4.5], [0.0, 5.0, 2.5]) == {"pearson": 0.0, "spearmanr": 0.0}
+
+
+def test_majority_baseline_on_real_rte_and_mrpc(shared_glue: Path) -> None:
+    rte = load_glue_dir("rte", shared_glue)
+    # Training majority: entailment (1249 of 2490); 146 of the 277 dev pairs are entailment.
+    baseline = majority_baseline("rte", rte["train"]["label"], rte["validation"]["label"])
+    assert baseline == pytest.approx({"accuracy": 146 / 277})
+    assert baseline == pytest.approx({"accuracy": 0.527}, abs=5e-4)
+    mrpc = load_glue_dir("mrpc", shared_glue)
+    baseline = majority_baseline("mrpc", mrpc["train"]["label"], mrpc["validation"]["label"])
+    # Always "equivalent": precision 279/408, recall 1, F1 = 2 * 279 / (279 + 408).
+    assert baseline == pytest.approx({"accuracy": 279 / 408, "f1": 558 / 687})
+    assert baseline == pytest.approx({"accuracy": 0.684, "f1": 0.812}, abs=5e-4)
+
+
+def test_is_failed_run_compares_the_main_metric_with_the_baseline() -> None:
+    baseline = {"accuracy": 279 / 408, "f1": 558 / 687}
+    assert is_failed_run("mrpc", {"eval_accuracy": 0.70, "eval_f1": 558 / 687}, baseline)  # equal: failed
+    assert is_failed_run("mrpc", {"accuracy": 0.90, "f1": 0.80}, baseline)  # MRPC is judged on F1
+    assert not is_failed_run("mrpc", {"accuracy": 0.60, "f1": 0.85}, baseline)
+    assert is_failed_run("rte", {"eval_accuracy": float("nan")}, {"accuracy": 0.527})
+    assert not is_failed_run("stsb", {"pearson": 0.1, "spearmanr": 0.0}, {"pearson": 0.0, "spearmanr": 0.0})
+
+
+def test_is_failed_run_without_the_main_metric() -> None:
+    with pytest.raises(KeyError, match=r"metrics has no 'matthews_correlation'.*\['eval_accuracy'\]"):
+        is_failed_run("cola", {"eval_accuracy": 0.7}, {"matthews_correlation": 0.0})

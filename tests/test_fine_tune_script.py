@@ -1,0 +1,229 @@
+"""fine-tune.py end to end, as a subprocess: real GLUE data with the pretrained MiniLM, tiny random ALBERT and
+BERT models on fixtures of the other tasks, results.json contents, every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import transformers
+
+from tiny_models import tiny_config
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = PROJECT_ROOT / "tests" / "glue" / "fixtures"
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+QUICK = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--use_cpu", "true"]
+
+
+def fine_tune(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "fine-tune.py", *args],
+        cwd=PROJECT_ROOT,
+        env=OFFLINE,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def results_of(output_dir: Path) -> dict:
+    return json.loads((output_dir / "results.json").read_text())
+
+
+def assert_ok(process: subprocess.CompletedProcess) -> None:
+    assert process.returncode == 0, process.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dirs(tmp_path_factory, minilm_path) -> dict[str, str]:
+    """Tiny random ALBERT and BERT checkpoints saved with the MiniLM's (BERT WordPiece) tokenizer."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
+    directories = {}
+    for model_type in ("albert", "bert"):
+        directory = tmp_path_factory.mktemp(f"tiny-{model_type}")
+        config = tiny_config(model_type, num_layers=2, vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
+        transformers.AutoModel.from_config(config).save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        directories[model_type] = str(directory)
+    return directories
+
+
+def test_minilm_on_real_rte_subset_writes_complete_results(tmp_path, minilm_path, glue_dir):
+    out = tmp_path / "rte"
+    process = fine_tune(
+        "--model_name_or_path", minilm_path, "--task_name", "rte", "--data_dir", str(glue_dir / "RTE"),
+        "--max_train_samples", "48", "--max_eval_samples", "40", "--seed", "3", "--data_seed", "11",
+        "--logging_steps", "2", "--output_dir", str(out), *QUICK,
+    )  # fmt: skip
+    assert_ok(process)
+    results = results_of(out)
+    assert results["status"] == "completed" and results["task"] == "rte" and results["model_type"] == "bert"
+    assert results["seed"] == 3 and results["data_seed"] == 11
+    assert results["num_examples"] == {"train": 48, "validation": 40}
+    assert results["global_step"] == 6
+    accuracy = results["metrics"]["validation"]["accuracy"]
+    assert results["main_metric"] == {"name": "accuracy", "split": "validation", "value": accuracy}
+    # the first 40 dev examples: majority label of the 48 training examples, scored on them
+    baseline = results["majority_baseline"]["validation"]["accuracy"]
+    assert 0.3 < baseline < 0.7 and results["failed"] == (accuracy <= baseline)
+    assert [e["step"] for e in results["train_loss_history"]] == [2, 4, 6]
+    assert len(results["evaluations"]) == 1 and results["evaluations"][0]["eval_validation_accuracy"] == accuracy
+    assert results["device"]["type"] == "cpu" and results["wall_time_s"] > 0
+    assert {"torch", "transformers", "datasets", "python"} <= set(results["versions"])
+    assert results["arguments"]["training"]["learning_rate"] == 2e-5
+    assert results["arguments"]["training"]["adam_epsilon"] == 1e-6
+    assert results["arguments"]["data"]["task_name"] == "rte"
+    assert not any(p.name.startswith("checkpoint") for p in out.iterdir())  # no step checkpoints by default
+
+
+def test_minilm_on_real_mrpc_with_recipe(tmp_path, minilm_path, glue_dir):
+    out = tmp_path / "mrpc"
+    process = fine_tune(
+        "--model_name_or_path", minilm_path, "--task_name", "mrpc", "--data_dir", str(glue_dir),
+        "--max_train_samples", "32", "--max_eval_samples", "32", "--recipe", "l2sp", "--learning_rate", "3e-5",
+        "--output_dir", str(out), *QUICK,
+    )  # fmt: skip
+    assert_ok(process)
+    results = results_of(out)
+    assert results["recipe"] == "l2sp"
+    assert results["arguments"]["fine_tuning"]["optimizer"] == "adamw_l2sp"
+    assert results["arguments"]["fine_tuning"]["l2sp_pretrained"] == 0.5
+    assert results["arguments"]["training"]["learning_rate"] == 3e-5  # the explicit flag beats the recipe
+    assert set(results["metrics"]["validation"]) >= {"accuracy", "f1"}
+    assert results["main_metric"]["name"] == "f1"
+
+
+@pytest.mark.parametrize(
+    ("model_type", "task", "folder", "expected_metrics"),
+    [
+        ("albert", "sst2", "SST-2", {"accuracy"}),
+        ("bert", "cola", "CoLA", {"matthews_correlation"}),
+        ("albert", "stsb", "STS-B", {"pearson", "spearmanr"}),
+        ("bert", "qnli", "QNLI", {"accuracy"}),
+        ("albert", "wnli", "WNLI", {"accuracy"}),
+    ],
+)
+def test_tiny_models_on_fixture_tasks(tmp_path, tiny_model_dirs, model_type, task, folder, expected_metrics):
+    out = tmp_path / task
+    process = fine_tune(
+        "--model_name_or_path", tiny_model_dirs[model_type], "--task_name", task, "--data_dir", str(FIXTURES / folder),
+        "--learning_rate", "1e-3", "--output_dir", str(out), *QUICK,
+    )  # fmt: skip
+    assert_ok(process)
+    results = results_of(out)
+    assert results["model_type"] == model_type
+    assert expected_metrics <= set(results["metrics"]["validation"])
+    assert results["train_loss_history"] or results["train_metrics"]["train_loss"] is not None
+
+
+def test_mnli_evaluates_matched_and_mismatched(tmp_path, tiny_model_dirs):
+    out = tmp_path / "mnli"
+    process = fine_tune(
+        "--model_name_or_path", tiny_model_dirs["albert"], "--task_name", "mnli", "--data_dir",
+        str(FIXTURES / "MNLI"), "--output_dir", str(out), *QUICK,
+    )  # fmt: skip
+    assert_ok(process)
+    results = results_of(out)
+    assert set(results["metrics"]) == {"validation_matched", "validation_mismatched"}
+    assert results["main_metric"]["split"] == "validation_matched"
+    assert set(results["majority_baseline"]) == {"validation_matched", "validation_mismatched"}
+
+
+def test_every_fine_tuning_flag_and_a_yaml_config(tmp_path, tiny_model_dirs, glue_dir):
+    out = tmp_path / "flags"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""
+model_name_or_path: {tiny_model_dirs["bert"]}
+task_name: rte
+data_dir: {glue_dir / "RTE"}
+max_train_samples: 32
+max_eval_samples: 16
+output_dir: {out}
+optimizer: adamw_l2sp
+bias_correction: false
+l2sp_pretrained: 0.1
+l2sp_novel: 0.01
+reinit_layers: 1
+layer_decay: 0.9
+freeze_embeddings: true
+mixout: 0.1
+num_train_epochs: 1
+per_device_train_batch_size: 8
+use_cpu: true
+"""
+    )
+    assert_ok(fine_tune(str(config)))
+    results = results_of(out)
+    fine_tuning = results["arguments"]["fine_tuning"]
+    assert fine_tuning["bias_correction"] is False and fine_tuning["reinit_layers"] == 1
+    assert fine_tuning["mixout"] == 0.1 and results["global_step"] == 4
+
+
+def _error_line(process: subprocess.CompletedProcess) -> str:
+    assert process.returncode == 2, process.stderr[-2000:]
+    line = process.stderr.strip().splitlines()[-1]
+    assert line.startswith("fine-tune.py: error: ")
+    assert "loss" not in process.stdout  # stopped before any training
+    return line
+
+
+def test_unknown_task_lists_the_valid_ones(tmp_path, minilm_path):
+    line = _error_line(fine_tune("--model_name_or_path", minilm_path, "--task_name", "glue9", "--output_dir", str(tmp_path)))
+    assert "glue9" in line and all(name in line for name in ("cola", "mrpc", "stsb", "wnli"))
+
+
+def test_missing_data_file_names_the_expected_path(tmp_path, minilm_path):
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    line = _error_line(
+        fine_tune("--model_name_or_path", minilm_path, "--data_dir", str(tmp_path / "RTE"), "--output_dir", str(tmp_path / "o"))
+    )
+    assert str(tmp_path / "RTE" / "dev.tsv") in line
+
+
+def test_malformed_row_names_file_and_line(tmp_path, minilm_path, glue_dir):
+    data = tmp_path / "RTE"
+    data.mkdir()
+    (data / "dev.tsv").write_text((glue_dir / "RTE" / "dev.tsv").read_text())
+    rows = (glue_dir / "RTE" / "train.tsv").read_text().splitlines()[:10]
+    rows[6] = rows[6].rsplit("\t", 1)[0]  # line 7 loses its label column
+    (data / "train.tsv").write_text("\n".join(rows) + "\n")
+    line = _error_line(fine_tune("--model_name_or_path", minilm_path, "--data_dir", str(data), "--output_dir", str(tmp_path / "o")))
+    assert str(data / "train.tsv") in line and "7" in line
+
+
+def test_model_that_cannot_be_loaded_offline_says_how_to_use_a_local_directory(tmp_path, glue_dir):
+    line = _error_line(
+        fine_tune("--model_name_or_path", "albert-large-v2", "--data_dir", str(glue_dir / "RTE"), "--output_dir", str(tmp_path))
+    )
+    assert "albert-large-v2" in line and "local directory" in line
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--l2sp_pretrained", "0.1"], "--optimizer adamw_l2sp"),
+        (["--bias_correction", "false"], "--optimizer adamw_l2sp"),
+        (["--optimizer", "adamw_l2sp", "--reinit_layers", "4", "--freeze_layers", "3"], "overlap"),
+        (["--reinit_layers", "9"], "has 6 layers"),
+        (["--recipe", "no-such-recipe"], "mosbach2021"),
+    ],
+)
+def test_conflicting_options_fail_before_training(tmp_path, minilm_path, glue_dir, flags, message):
+    line = _error_line(
+        fine_tune("--model_name_or_path", minilm_path, "--data_dir", str(glue_dir / "RTE"), "--output_dir", str(tmp_path), *flags)
+    )
+    assert message in line
+
+
+def test_existing_results_are_not_overwritten(tmp_path, minilm_path, glue_dir):
+    (tmp_path / "results.json").write_text("{}")
+    line = _error_line(fine_tune("--model_name_or_path", minilm_path, "--data_dir", str(glue_dir / "RTE"), "--output_dir", str(tmp_path)))
+    assert "--overwrite_results" in line
+    assert (tmp_path / "results.json").read_text() == "{}"

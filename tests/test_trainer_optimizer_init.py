@@ -1,0 +1,386 @@
+"""TrainerOptimizerInit: the optimizer is built late from the model's own parameters, the fine-tuning
+callbacks run at the right moments, and without them it is the plain Trainer."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import transformers
+from torch.utils.data import Dataset
+
+from transformers_fine_tuning import (
+    AdamWL2SP,
+    FreezeCallback,
+    L2SPCallback,
+    LLRDCallback,
+    MixoutCallback,
+    MixoutLinear,
+    ReinitCallback,
+    TrainerOptimizerInit,
+)
+
+from tiny_models import tiny_model
+
+
+class RandomTokens(Dataset):
+    """Sequences whose label is decided by their first token: learnable by a tiny model."""
+
+    def __init__(self, n=32, length=8, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        self.input_ids = torch.randint(5, 99, (n, length), generator=generator)
+        self.labels = (self.input_ids[:, 0] > 50).long()
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return {"input_ids": self.input_ids[index], "labels": self.labels[index]}
+
+
+def training_args(tmp_path, **overrides):
+    defaults = {
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 8,
+        "learning_rate": 1e-3,
+        "max_steps": 6,
+        "save_strategy": "no",
+        "report_to": [],
+        "logging_steps": 1,
+        "seed": 7,
+        "disable_tqdm": True,
+        "use_cpu": True,
+    }
+    defaults.update(overrides)
+    return transformers.TrainingArguments(**defaults)
+
+
+def _unwrapped(optimizer):
+    """The optimizer the Trainer built, without Accelerate's wrapper."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
+def _optimizer_param_ids(optimizer):
+    return [id(p) for group in optimizer.param_groups for p in group["params"]]
+
+
+def test_optimizer_tensors_are_the_model_parameters(tmp_path):
+    model = tiny_model("bert", num_layers=2)
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=training_args(tmp_path),
+        train_dataset=RandomTokens(),
+        optimizer_cls_and_kwargs=(AdamWL2SP, {"l2sp": 0.1}),
+    )
+    trainer.train()
+    model_params = {id(p) for p in trainer.model.parameters()}
+    assert set(_optimizer_param_ids(trainer.optimizer)) == model_params
+    for group in trainer.optimizer.param_groups:
+        for p in group["params"]:
+            assert any(p is q for q in trainer.model.parameters())
+    assert isinstance(_unwrapped(trainer.optimizer), AdamWL2SP)
+
+
+def test_without_callbacks_or_custom_optimizer_it_is_the_plain_trainer(tmp_path):
+    losses, weights = [], []
+    for cls in (transformers.Trainer, TrainerOptimizerInit):
+        trainer = cls(
+            model=tiny_model("bert", num_layers=2), args=training_args(tmp_path), train_dataset=RandomTokens()
+        )
+        trainer.train()
+        losses.append([entry["loss"] for entry in trainer.state.log_history if "loss" in entry])
+        weights.append(trainer.model.classifier.weight.detach().clone())
+        assert type(_unwrapped(trainer.optimizer)).__name__ == "AdamW"
+    assert losses[0] == losses[1]
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_adamwl2sp_with_zero_l2sp_trains_like_trainer_adamw(tmp_path):
+    args = {"optim": "adamw_torch", "weight_decay": 0.01}
+    plain = transformers.Trainer(
+        model=tiny_model("bert", num_layers=2),
+        args=training_args(tmp_path, **args),
+        train_dataset=RandomTokens(),
+    )
+    plain.train()
+    ours = TrainerOptimizerInit(
+        model=tiny_model("bert", num_layers=2),
+        args=training_args(tmp_path, **args),
+        train_dataset=RandomTokens(),
+        optimizer_cls_and_kwargs=(AdamWL2SP, {"foreach": False}),
+    )
+    ours.train()
+    for (name, a), b in zip(plain.model.named_parameters(), ours.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_args_drive_lr_betas_eps_and_kwargs_override(tmp_path):
+    trainer = TrainerOptimizerInit(
+        model=tiny_model("bert", num_layers=2),
+        args=training_args(
+            tmp_path, learning_rate=3e-5, adam_beta2=0.98, adam_epsilon=1e-6, weight_decay=0.01
+        ),
+        train_dataset=RandomTokens(),
+        optimizer_cls_and_kwargs=(AdamWL2SP, {"bias_correction": False, "l2sp": 0.5}),
+    )
+    optimizer = trainer.create_optimizer()
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert all(g["lr"] == 3e-5 and g["betas"] == (0.9, 0.98) and g["eps"] == 1e-6 for g in groups.values())
+    assert all(g["bias_correction"] is False for g in groups.values())
+    assert groups["pretrained_decay"]["l2sp"] == 0.5 and groups["pretrained_decay"]["weight_decay"] == 0.01
+    assert groups["novel_decay"]["l2sp"] == 0.0 and groups["novel_decay"]["weight_decay"] == 0.01
+
+
+def test_l2sp_callback_selects_adamwl2sp_and_anchors_pretrained_weights(tmp_path):
+    model = tiny_model("bert", num_layers=2)
+    pretrained = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=training_args(tmp_path),
+        train_dataset=RandomTokens(),
+        callbacks=[ReinitCallback(1), L2SPCallback(0.1, novel=0.01)],
+    )
+    trainer.train()
+    optimizer = _unwrapped(trainer.optimizer)
+    assert isinstance(optimizer, AdamWL2SP)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert groups["pretrained_decay"]["l2sp"] == 0.1 and groups["pretrained_decay"]["weight_decay"] == 0.0
+    assert groups["novel_decay"]["weight_decay"] == 0.01 and groups["novel_decay"]["l2sp"] == 0.0
+    novel = set(groups["novel_decay"]["param_names"]) | set(groups["novel_no_decay"]["param_names"])
+    assert "bert.encoder.layer.1.output.dense.weight" in novel and "bert.pooler.dense.weight" in novel
+    for name, param in zip(
+        groups["pretrained_decay"]["param_names"], groups["pretrained_decay"]["params"], strict=True
+    ):
+        assert torch.equal(optimizer.state[param]["anchor"], pretrained[name])
+
+
+def test_llrd_callback_sets_group_learning_rates(tmp_path):
+    trainer = TrainerOptimizerInit(
+        model=tiny_model("bert", num_layers=2),
+        args=training_args(tmp_path, learning_rate=1.0),
+        train_dataset=RandomTokens(),
+        callbacks=[LLRDCallback(0.5)],
+    )
+    optimizer = trainer.create_optimizer()
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["head_novel_decay"] == 1.0 and lrs["layer_1_pretrained_decay"] == 0.5
+    assert lrs["layer_0_pretrained_decay"] == 0.25 and lrs["embeddings_pretrained_decay"] == 0.125
+    assert type(optimizer).__name__ == "AdamW"  # LLRD alone keeps the Trainer's optimizer (args.optim)
+
+
+def test_model_init_gets_surgery_for_every_model(tmp_path):
+    built = []
+
+    def model_init():
+        model = tiny_model("bert", num_layers=2, seed=len(built))
+        built.append(model)
+        return model
+
+    trainer = TrainerOptimizerInit(
+        model_init=model_init,
+        args=training_args(tmp_path),
+        train_dataset=RandomTokens(),
+        callbacks=[MixoutCallback(0.1), FreezeCallback(1)],
+    )
+    trainer.train()
+    assert len(built) == 2  # one in __init__, a fresh one in train()
+    for model in built:
+        assert isinstance(model.bert.encoder.layer[1].output.dense, MixoutLinear)
+        assert not model.bert.embeddings.word_embeddings.weight.requires_grad
+    assert trainer.model is built[1]
+    assert set(_optimizer_param_ids(trainer.optimizer)) == {
+        id(p) for p in built[1].parameters() if p.requires_grad
+    }
+
+
+def test_optimizers_init_factory_and_scheduler_factory(tmp_path):
+    seen = {}
+
+    def factory(model, args):
+        seen["model"] = model
+        seen["device"] = next(model.parameters()).device
+        return torch.optim.SGD(model.parameters(), lr=args.learning_rate)
+
+    def scheduler_factory(optimizer, num_training_steps):
+        seen["steps"] = num_training_steps
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)
+
+    trainer = TrainerOptimizerInit(
+        model=tiny_model("bert", num_layers=2),
+        args=training_args(tmp_path),
+        train_dataset=RandomTokens(),
+        optimizers_init=(factory, scheduler_factory),
+        callbacks=[ReinitCallback(1)],
+    )
+    trainer.train()
+    assert seen["model"] is trainer.model and seen["steps"] == 6
+    assert isinstance(_unwrapped(trainer.optimizer), torch.optim.SGD)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-3)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    trainer = TrainerOptimizerInit(
+        model=tiny_model("bert", num_layers=2),
+        args=training_args(
+            tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=4
+        ),
+        train_dataset=RandomTokens(),
+        callbacks=[L2SPCallback(0.01)],
+    )
+    trainer.train()
+    param = trainer.optimizer.param_groups[0]["params"][0]
+    assert trainer.state.global_step == 4
+    assert _unwrapped(trainer.optimizer).state[param]["step"].item() == 4
+
+
+class StopAtStep(transformers.TrainerCallback):
+    """Ends training at a given step, as a killed job would (after the checkpoint of that step is saved)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def test_resume_from_checkpoint_continues_bit_for_bit_with_original_anchors(tmp_path):
+    def make(output_dir, *extra_callbacks):
+        return TrainerOptimizerInit(
+            model_init=lambda: tiny_model("bert", num_layers=2),
+            args=training_args(output_dir, max_steps=6, save_strategy="steps", save_steps=3),
+            train_dataset=RandomTokens(),
+            callbacks=[ReinitCallback(1), L2SPCallback(0.1, novel=0.01), LLRDCallback(0.8), *extra_callbacks],
+        )
+
+    pretrained = {n: p.detach().clone() for n, p in tiny_model("bert", num_layers=2).named_parameters()}
+    uninterrupted = make(tmp_path / "a")
+    uninterrupted.train()
+
+    interrupted = make(tmp_path / "b", StopAtStep(3))
+    interrupted.train()  # saves checkpoint-3, then stops
+    assert interrupted.state.global_step == 3
+    resumed = make(tmp_path / "b")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-3"))
+
+    for (name, a), b in zip(uninterrupted.model.named_parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b), name
+    for group in resumed.optimizer.param_groups:
+        for name, param in zip(group["param_names"], group["params"], strict=True):
+            if group["l2sp"] > 0:
+                assert torch.equal(_unwrapped(resumed.optimizer).state[param]["anchor"], pretrained[name]), (
+                    name
+                )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"callbacks": [L2SPCallback(0.1)], "optimizer_cls_and_kwargs": (torch.optim.AdamW, {})},
+            "keeps L2-SP anchors",
+        ),
+        (
+            {"callbacks": [L2SPCallback(0.1)], "args_overrides": {"optim": "adafactor"}},
+            "conflicts with --optim",
+        ),
+        ({"callbacks": [ReinitCallback(2), FreezeCallback(1)]}, "overlap"),
+        ({"callbacks": [LLRDCallback(0.9), LLRDCallback(0.8)]}, "once"),
+        ({"callbacks": [LLRDCallback(0.9)], "optimizers_init": (lambda m, a: None, None)}, "builds its own"),
+        (
+            {"callbacks": [L2SPCallback(0.1)], "optimizer_cls_and_kwargs": (AdamWL2SP, {"l2sp": 0.2})},
+            "sets l2sp",
+        ),
+        ({"callbacks": [ReinitCallback(1)], "optimizers": "ready-made"}, "ready-made"),
+    ],
+)
+def test_conflicting_options_fail_before_training(tmp_path, kwargs, message):
+    kwargs = dict(kwargs)
+    model = tiny_model("bert", num_layers=2)
+    if kwargs.get("optimizers") == "ready-made":
+        kwargs["optimizers"] = (torch.optim.AdamW(model.parameters()), None)
+    args = training_args(tmp_path, **kwargs.pop("args_overrides", {}))
+    with pytest.raises(ValueError, match=message):
+        TrainerOptimizerInit(model=model, args=args, train_dataset=RandomTokens(), **kwargs)
+
+
+def test_unsupported_architecture_fails_at_construction(tmp_path):
+    model = transformers.AutoModelForSequenceClassification.from_config(
+        transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=99, pad_token_id=0)
+    )
+    with pytest.raises(ValueError, match="supported model types"):
+        TrainerOptimizerInit(model=model, args=training_args(tmp_path), callbacks=[LLRDCallback(0.9)])
+
+
+def test_plain_trainer_refuses_fine_tuning_callbacks(tmp_path):
+    trainer = transformers.Trainer(
+        model=tiny_model("bert", num_layers=2),
+        args=training_args(tmp_path),
+        train_dataset=RandomTokens(),
+        callbacks=[ReinitCallback(1)],
+    )
+    with pytest.raises(RuntimeError, match="TrainerOptimizerInit"):
+        trainer.train()
+
+
+def _rte_dataset(glue_dir, tokenizer, n):
+    with open(glue_dir / "RTE" / "train.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[:n]
+    encoded = tokenizer(
+        [r["sentence1"] for r in rows], [r["sentence2"] for r in rows], truncation=True, max_length=64
+    )
+    labels = [int(r["label"] == "not_entailment") for r in rows]
+    return [{**{k: v[i] for k, v in encoded.items()}, "labels": labels[i]} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        ReinitCallback(2),
+        LLRDCallback(0.9),
+        L2SPCallback(0.1, novel=0.01),
+        FreezeCallback(3),
+        MixoutCallback(0.1),
+    ],
+    ids=lambda cb: type(cb).__name__,
+)
+def test_short_real_training_with_each_callback_on_pretrained_minilm(
+    tmp_path, minilm_path, glue_dir, callback
+):
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=training_args(tmp_path, learning_rate=5e-5, max_steps=4, per_device_train_batch_size=8),
+        train_dataset=_rte_dataset(glue_dir, tokenizer, 32),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    result = trainer.train()
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert "classifier.weight" in moved
+    assert set(_optimizer_param_ids(trainer.optimizer)) == {
+        id(p) for p in trainer.model.parameters() if p.requires_grad
+    }
+    if isinstance(callback, FreezeCallback):
+        frozen = [
+            n
+            for n in before
+            if n.startswith(("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.2."))
+        ]
+        assert frozen and not moved & set(frozen)
+        assert "bert.encoder.layer.3.output.dense.weight" in moved
+    if isinstance(callback, MixoutCallback):
+        assert isinstance(trainer.model.bert.encoder.layer[0].attention.self.query, MixoutLinear)
+    if isinstance(callback, L2SPCallback):
+        anchors = _unwrapped(trainer.optimizer).state
+        query = trainer.model.bert.encoder.layer[0].attention.self.query.weight
+        assert torch.equal(
+            anchors[query]["anchor"], before["bert.encoder.layer.0.attention.self.query.weight"]
+        )
+    if isinstance(callback, LLRDCallback):
+        lrs = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}
+        assert lrs["embeddings_pretrained_decay"] == pytest.approx(5e-5 * 0.9**7)
