@@ -14,8 +14,6 @@ import datasets
 import huggingface_hub.constants
 import pytest
 
-SHARED_GLUE = Path(__file__).resolve().parents[2] / ".." / "shared" / "glue"
-
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,9 +29,6 @@ def fixtures() -> Path:
 
 
 @pytest.fixture
-def shared_glue() -> Path:
-    """The real RTE and MRPC files (../shared/glue from the project root, never copied into the repository);
-    the tests that need them are skipped where they are absent."""
-    if not (SHARED_GLUE / "RTE").is_dir() or not (SHARED_GLUE / "MRPC").is_dir():
-        pytest.skip(f"real GLUE data not found at {SHARED_GLUE}")
-    return SHARED_GLUE
+def shared_glue(glue_dir: Path) -> Path:
+    """The real RTE and MRPC files (../shared/glue from the project root, never copied into the repository)."""
+    return glue_dir
