@@ -17,7 +17,16 @@ from tiny_models import tiny_config
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT / "tests" / "glue" / "fixtures"
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-QUICK = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--use_cpu", "true"]
+QUICK = [
+    "--num_train_epochs",
+    "1",
+    "--per_device_train_batch_size",
+    "8",
+    "--disable_tqdm",
+    "true",
+    "--use_cpu",
+    "true",
+]
 
 
 def fine_tune(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -46,7 +55,9 @@ def tiny_model_dirs(tmp_path_factory, minilm_path) -> dict[str, str]:
     directories = {}
     for model_type in ("albert", "bert"):
         directory = tmp_path_factory.mktemp(f"tiny-{model_type}")
-        config = tiny_config(model_type, num_layers=2, vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
+        config = tiny_config(
+            model_type, num_layers=2, vocab_size=tokenizer.vocab_size, max_position_embeddings=128
+        )
         transformers.AutoModel.from_config(config).save_pretrained(directory)
         tokenizer.save_pretrained(directory)
         directories[model_type] = str(directory)
@@ -72,7 +83,9 @@ def test_minilm_on_real_rte_subset_writes_complete_results(tmp_path, minilm_path
     baseline = results["majority_baseline"]["validation"]["accuracy"]
     assert 0.3 < baseline < 0.7 and results["failed"] == (accuracy <= baseline)
     assert [e["step"] for e in results["train_loss_history"]] == [2, 4, 6]
-    assert len(results["evaluations"]) == 1 and results["evaluations"][0]["eval_validation_accuracy"] == accuracy
+    assert (
+        len(results["evaluations"]) == 1 and results["evaluations"][0]["eval_validation_accuracy"] == accuracy
+    )
     assert results["device"]["type"] == "cpu" and results["wall_time_s"] > 0
     assert {"torch", "transformers", "datasets", "python"} <= set(results["versions"])
     assert results["arguments"]["training"]["learning_rate"] == 2e-5
@@ -165,6 +178,13 @@ use_cpu: true
     assert fine_tuning["mixout"] == 0.1 and results["global_step"] == 4
 
 
+def fine_tune_on(model: str, data_dir: Path, output_dir: Path, *flags: str) -> subprocess.CompletedProcess:
+    """fine-tune.py with ``model`` on the RTE-layout ``data_dir`` (the default task), for the bad-input cases."""
+    return fine_tune(
+        "--model_name_or_path", model, "--data_dir", str(data_dir), "--output_dir", str(output_dir), *flags
+    )  # fmt: skip
+
+
 def _error_line(process: subprocess.CompletedProcess) -> str:
     assert process.returncode == 2, process.stderr[-2000:]
     line = process.stderr.strip().splitlines()[-1]
@@ -174,16 +194,16 @@ def _error_line(process: subprocess.CompletedProcess) -> str:
 
 
 def test_unknown_task_lists_the_valid_ones(tmp_path, minilm_path):
-    line = _error_line(fine_tune("--model_name_or_path", minilm_path, "--task_name", "glue9", "--output_dir", str(tmp_path)))
+    line = _error_line(
+        fine_tune("--model_name_or_path", minilm_path, "--task_name", "glue9", "--output_dir", str(tmp_path))
+    )
     assert "glue9" in line and all(name in line for name in ("cola", "mrpc", "stsb", "wnli"))
 
 
 def test_missing_data_file_names_the_expected_path(tmp_path, minilm_path):
     (tmp_path / "RTE").mkdir()
     (tmp_path / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
-    line = _error_line(
-        fine_tune("--model_name_or_path", minilm_path, "--data_dir", str(tmp_path / "RTE"), "--output_dir", str(tmp_path / "o"))
-    )
+    line = _error_line(fine_tune_on(minilm_path, tmp_path / "RTE", tmp_path / "o"))
     assert str(tmp_path / "RTE" / "dev.tsv") in line
 
 
@@ -194,14 +214,12 @@ def test_malformed_row_names_file_and_line(tmp_path, minilm_path, glue_dir):
     rows = (glue_dir / "RTE" / "train.tsv").read_text().splitlines()[:10]
     rows[6] = rows[6].rsplit("\t", 1)[0]  # line 7 loses its label column
     (data / "train.tsv").write_text("\n".join(rows) + "\n")
-    line = _error_line(fine_tune("--model_name_or_path", minilm_path, "--data_dir", str(data), "--output_dir", str(tmp_path / "o")))
+    line = _error_line(fine_tune_on(minilm_path, data, tmp_path / "o"))
     assert str(data / "train.tsv") in line and "7" in line
 
 
 def test_model_that_cannot_be_loaded_offline_says_how_to_use_a_local_directory(tmp_path, glue_dir):
-    line = _error_line(
-        fine_tune("--model_name_or_path", "albert-large-v2", "--data_dir", str(glue_dir / "RTE"), "--output_dir", str(tmp_path))
-    )
+    line = _error_line(fine_tune_on("albert-large-v2", glue_dir / "RTE", tmp_path))
     assert "albert-large-v2" in line and "local directory" in line
 
 
@@ -216,14 +234,10 @@ def test_model_that_cannot_be_loaded_offline_says_how_to_use_a_local_directory(t
     ],
 )
 def test_conflicting_options_fail_before_training(tmp_path, minilm_path, glue_dir, flags, message):
-    line = _error_line(
-        fine_tune("--model_name_or_path", minilm_path, "--data_dir", str(glue_dir / "RTE"), "--output_dir", str(tmp_path), *flags)
-    )
-    assert message in line
+    assert message in _error_line(fine_tune_on(minilm_path, glue_dir / "RTE", tmp_path, *flags))
 
 
 def test_existing_results_are_not_overwritten(tmp_path, minilm_path, glue_dir):
     (tmp_path / "results.json").write_text("{}")
-    line = _error_line(fine_tune("--model_name_or_path", minilm_path, "--data_dir", str(glue_dir / "RTE"), "--output_dir", str(tmp_path)))
-    assert "--overwrite_results" in line
+    assert "--overwrite_results" in _error_line(fine_tune_on(minilm_path, glue_dir / "RTE", tmp_path))
     assert (tmp_path / "results.json").read_text() == "{}"

@@ -181,6 +181,10 @@ class RunArguments:
         default=False,
         metadata={"help": "Start one process per TPU core with torch_xla.launch (instead of xla_spawn.py)."},
     )
+    tpu_num_cores: int | None = field(
+        default=None,
+        metadata={"help": "Appended by xla_spawn.py; informational (the PJRT runtime uses every core, or one)."},
+    )
     save_final_model: bool = field(
         default=False,
         metadata={"help": "Save the fine-tuned model and tokenizer to --output_dir at the end."},
