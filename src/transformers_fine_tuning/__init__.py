@@ -14,6 +14,15 @@ from .callbacks import (
     MixoutCallback,
     ReinitCallback,
 )
+from .diagnostics import (
+    DiagnosticCallback,
+    EarlyFailureCallback,
+    GradNormCallback,
+    LossSpikeCallback,
+    NonFiniteGuardCallback,
+    grad_norms_by_depth,
+    prior_loss,
+)
 from .optim import AdamWL2SP, param_groups
 from .surgery import MixoutLinear, apply_mixout, freeze_bottom_layers, reinit_top_layers
 from .transformers import TrainerOptimizerInit
@@ -23,21 +32,28 @@ __version__ = "0.1.0"
 __all__ = [
     "LAYER_MAPS",
     "AdamWL2SP",
+    "DiagnosticCallback",
+    "EarlyFailureCallback",
     "FineTuningCallback",
     "FineTuningPlan",
     "FreezeCallback",
+    "GradNormCallback",
     "L2SPCallback",
     "LLRDCallback",
     "LayerMap",
+    "LossSpikeCallback",
     "MixoutCallback",
     "MixoutLinear",
     "ModelLayout",
+    "NonFiniteGuardCallback",
     "ReinitCallback",
     "TrainerOptimizerInit",
     "apply_mixout",
     "freeze_bottom_layers",
+    "grad_norms_by_depth",
     "model_layout",
     "param_groups",
+    "prior_loss",
     "register_layer_map",
     "reinit_top_layers",
 ]

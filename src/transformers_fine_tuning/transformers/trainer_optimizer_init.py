@@ -23,6 +23,7 @@ from transformers.utils import logging
 from ..architectures import LayerMap, model_layout
 from ..callbacks.base import FineTuningCallback, FineTuningPlan
 from ..callbacks.fine_tuning import FreezeCallback, ReinitCallback
+from ..diagnostics.base import DiagnosticCallback
 from ..optim.adamwl2sp import AdamWL2SP
 from ..optim.param_groups import param_groups
 
@@ -74,6 +75,7 @@ class TrainerOptimizerInit(Trainer):
         super().__init__(*args, **kwargs)
         self._check_fine_tuning_setup()
         self._prepare_model(self.model)
+        self._diagnostic_callbacks()
 
     # ---- fine-tuning callbacks ----------------------------------------------------------------------
 
@@ -148,6 +150,30 @@ class TrainerOptimizerInit(Trainer):
             return self.optimizer_cls_and_kwargs[0]
         return None
 
+    # ---- diagnostic callbacks: the loss of every step in, their values into the Trainer's logs -----------
+
+    def _diagnostic_callbacks(self) -> list[DiagnosticCallback]:
+        callbacks = [cb for cb in self.callback_handler.callbacks if isinstance(cb, DiagnosticCallback)]
+        for callback in callbacks:
+            callback._bound_to_trainer = True
+        return callbacks
+
+    def training_step(
+        self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        """The Trainer's step; its loss also goes to the diagnostic callbacks that read per-step losses."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        for callback in self._diagnostic_callbacks():
+            if callback.needs_step_loss:
+                callback.observe_loss(loss)
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """The Trainer's log, with the diagnostic callbacks' pending values merged in (so report_to gets them)."""
+        for callback in self._diagnostic_callbacks():
+            logs.update(callback.pop_logs())
+        super().log(logs, start_time)
+
     def _prepare_model(self, model: nn.Module) -> FineTuningPlan:
         """Run every fine-tuning callback's surgery on ``model`` once, in stage order."""
         plan = self._plans.get(model)
@@ -171,6 +197,7 @@ class TrainerOptimizerInit(Trainer):
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """Build the optimizer from fine-tuning parameter groups, now that the model is on its device."""
+        self._diagnostic_callbacks()  # bind callbacks added after construction too
         callbacks = self._fine_tuning_callbacks()
         takes_over = (
             callbacks or self.optimizers_init is not None or self._requested_optimizer_cls() is AdamWL2SP
