@@ -55,6 +55,8 @@ def _run(optimizer, params, steps, lrs=None):
         optimizer.step()
 
 
+KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "single": {"foreach": False}}
+
 SETTINGS = [
     {"l2sp": 0.3, "weight_decay": 0.0, "bias_correction": True, "coupled": False},
     {"l2sp": 0.3, "weight_decay": 0.01, "bias_correction": True, "coupled": False},
@@ -64,9 +66,17 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("foreach", [True, False])
-@pytest.mark.parametrize("setting", SETTINGS)
-def test_update_matches_reference_math(setting, foreach):
+def _fusable(setting):
+    return setting["bias_correction"] and not setting["coupled"]
+
+
+SETTING_KERNELS = [
+    (setting, kernel) for setting in SETTINGS for kernel in KERNELS if kernel != "fused" or _fusable(setting)
+]
+
+
+@pytest.mark.parametrize(("setting", "kernel"), SETTING_KERNELS)
+def test_update_matches_reference_math(setting, kernel):
     params = _params()
     anchors = [p.detach().clone() for p in params]
     # the weights have moved away from their anchors before fine-tuning steps start: shift them
@@ -79,7 +89,7 @@ def test_update_matches_reference_math(setting, foreach):
         betas=(0.8, 0.95),
         eps=1e-6,
         anchors=dict(zip(params, anchors, strict=True)),
-        foreach=foreach,
+        **KERNELS[kernel],
         **setting,
     )
     lrs = [0.05, 0.04, 0.03, 0.02, 0.01]  # a schedule: the pull scales with the scheduled lr
@@ -114,18 +124,31 @@ def test_update_matches_reference_math(setting, foreach):
 
 @pytest.mark.parametrize("setting", SETTINGS)
 @pytest.mark.parametrize("maximize", [False, True])
-def test_foreach_equals_single_tensor(setting, maximize):
-    results = []
-    for foreach in (True, False):
+def test_kernels_agree(setting, maximize):
+    results = {}
+    for kernel in KERNELS if _fusable(setting) else ("foreach", "single"):
         params = _params(dtype=torch.float32)
-        optimizer = AdamWL2SP(params, lr=1e-2, foreach=foreach, maximize=maximize, **setting)
+        optimizer = AdamWL2SP(params, lr=1e-2, maximize=maximize, **KERNELS[kernel], **setting)
+        assert optimizer.param_groups[0]["fused"] is (kernel == "fused")
         with torch.no_grad():
             for p in params:
                 p.mul_(1.5)
         _run(optimizer, params, 6)
-        results.append([p.detach().clone() for p in params])
-    for multi, single in zip(*results, strict=True):
-        torch.testing.assert_close(multi, single, rtol=1e-6, atol=1e-7)
+        results[kernel] = [p.detach().clone() for p in params]
+    for kernel, values in results.items():
+        for got, expected in zip(values, results["single"], strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7, msg=kernel)
+
+
+def test_default_kernel_is_fused_where_possible():
+    assert AdamWL2SP(_params(), l2sp=0.1).param_groups[0]["fused"] is True  # CPU has a fused AdamW kernel
+    assert AdamWL2SP(_params(), bias_correction=False).param_groups[0]["fused"] is False
+    assert AdamWL2SP(_params(), coupled=True).param_groups[0]["fused"] is False
+    assert AdamWL2SP(_params(), foreach=True).param_groups[0]["fused"] is False
+    with pytest.raises(ValueError, match="fused=True needs bias_correction"):
+        AdamWL2SP(_params(), fused=True, bias_correction=False)
+    with pytest.raises(ValueError, match="exclusive"):
+        AdamWL2SP(_params(), fused=True, foreach=True)
 
 
 def test_mixed_devices_and_dtypes_group_in_foreach_kernel():
@@ -142,10 +165,10 @@ def test_mixed_devices_and_dtypes_group_in_foreach_kernel():
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("kernel", list(KERNELS))
 @pytest.mark.parametrize("maximize", [False, True])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05])
-def test_without_l2sp_equals_torch_adamw(foreach, maximize, weight_decay):
+def test_without_l2sp_equals_torch_adamw(kernel, maximize, weight_decay):
     ours = _params(dtype=torch.float32)
     theirs = [nn.Parameter(p.detach().clone()) for p in ours]
     kwargs = {
@@ -155,8 +178,8 @@ def test_without_l2sp_equals_torch_adamw(foreach, maximize, weight_decay):
         "weight_decay": weight_decay,
         "maximize": maximize,
     }
-    _run(AdamWL2SP(ours, foreach=foreach, **kwargs), ours, 10)
-    _run(torch.optim.AdamW(theirs, foreach=foreach, **kwargs), theirs, 10)
+    _run(AdamWL2SP(ours, **KERNELS[kernel], **kwargs), ours, 10)
+    _run(torch.optim.AdamW(theirs, **KERNELS[kernel], **kwargs), theirs, 10)
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -228,24 +251,26 @@ def test_group_that_gains_l2sp_later_without_anchor_errors():
         optimizer.step()
 
 
-@pytest.mark.parametrize("foreach", [True, False])
-def test_save_resume_continues_bit_for_bit_with_original_anchors(foreach, tmp_path):
+@pytest.mark.parametrize("kernel", list(KERNELS))
+def test_save_resume_continues_bit_for_bit_with_original_anchors(kernel, tmp_path):
     params = _params(dtype=torch.float32)
     original = [p.detach().clone() for p in params]
-    optimizer = AdamWL2SP(params, lr=1e-2, l2sp=0.2, weight_decay=0.01, foreach=foreach)
+    optimizer = AdamWL2SP(params, lr=1e-2, l2sp=0.2, weight_decay=0.01, **KERNELS[kernel])
     _run(optimizer, params, 4)
     torch.save(
         {"params": [p.detach() for p in params], "optimizer": optimizer.state_dict()}, tmp_path / "ckpt.pt"
     )
     uninterrupted = copy.deepcopy(params)
-    uninterrupted_optimizer = AdamWL2SP(uninterrupted, lr=1e-2, l2sp=0.2, weight_decay=0.01, foreach=foreach)
+    uninterrupted_optimizer = AdamWL2SP(
+        uninterrupted, lr=1e-2, l2sp=0.2, weight_decay=0.01, **KERNELS[kernel]
+    )
     uninterrupted_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     _run(optimizer, params, 3)
 
     checkpoint = torch.load(tmp_path / "ckpt.pt")
     resumed = [nn.Parameter(p.clone()) for p in checkpoint["params"]]
     # a fresh optimizer snapshots the *current* (fine-tuned) weights; the checkpoint restores the pretrained ones
-    resumed_optimizer = AdamWL2SP(resumed, lr=1e-2, l2sp=0.2, weight_decay=0.01, foreach=foreach)
+    resumed_optimizer = AdamWL2SP(resumed, lr=1e-2, l2sp=0.2, weight_decay=0.01, **KERNELS[kernel])
     assert not torch.equal(resumed_optimizer.state[resumed[0]]["anchor"], original[0])
     resumed_optimizer.load_state_dict(checkpoint["optimizer"])
     for p, anchor in zip(resumed, original, strict=True):

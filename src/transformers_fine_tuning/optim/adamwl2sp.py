@@ -1,13 +1,16 @@
 """AdamW with an L2-SP pull toward the pretrained weights.
 
-The class holds the bookkeeping (defaults, per-parameter state, anchors); the update rule lives in two
+The class holds the bookkeeping (defaults, per-parameter state, anchors); the update rule lives in
 module-level kernels, one per execution strategy, as in ``torch/optim/adam.py``:
 
+* :func:`_fused_adamw_l2sp` — the L2-SP pull as one ``torch._foreach_lerp_`` (θ − ηλ(θ − θ₀) is
+  lerp(θ, θ₀, ηλ)), then PyTorch's own fused AdamW kernel; the default where that kernel exists (CPU, CUDA, …)
+  and the settings are its (bias-corrected, decoupled L2-SP);
 * :func:`_multi_tensor_adamw_l2sp` — ``torch._foreach_*`` ops over all tensors of one device and dtype
-  (the default);
+  (the default elsewhere, e.g. XLA, and for ``bias_correction=False`` or ``coupled=True``);
 * :func:`_single_tensor_adamw_l2sp` — a plain loop over parameters, the readable reference.
 
-Both are tested equal to each other, to a hand-written reference, and (with ``l2sp=0``) to
+All three are tested equal to each other, to a hand-written reference, and (with ``l2sp=0``) to
 ``torch.optim.AdamW``.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 __all__ = ["AdamWL2SP"]
 
@@ -85,8 +89,11 @@ class AdamWL2SP(Optimizer):
             group with ``l2sp > 0``.
         bias_correction: Adam's bias correction of both moments; ``False`` gives BERTAdam.
         coupled: add the L2-SP gradient before the moments instead of pulling the weights directly.
-        foreach: multi-tensor kernel (``True``, the default when ``None``) or the single-tensor loop.
+        foreach: ``True`` for the multi-tensor kernel, ``False`` for the single-tensor loop.
         maximize: maximise the objective instead of minimising it.
+        fused: ``True`` for PyTorch's fused AdamW kernel after a foreach L2-SP pull (bias-corrected, decoupled
+            only). With ``foreach`` and ``fused`` both ``None`` (the default) the fused kernel is used where it
+            exists for every parameter's device and the settings allow it, else the multi-tensor kernel.
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class AdamWL2SP(Optimizer):
         coupled: bool = False,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr} (must be >= 0)")
@@ -124,6 +132,7 @@ class AdamWL2SP(Optimizer):
             "coupled": coupled,
             "foreach": foreach,
             "maximize": maximize,
+            "fused": fused,
         }
         self._explicit_anchors = dict(anchors) if anchors is not None else None
         self._used_anchor_keys: set[int | str] = set()
@@ -156,11 +165,13 @@ class AdamWL2SP(Optimizer):
             group.setdefault("coupled", False)
             group.setdefault("foreach", None)
             group.setdefault("maximize", False)
+            group.setdefault("fused", False)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; if its ``l2sp`` is positive, record the anchors of its parameters now."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        group["fused"] = self._resolve_fused(group)
         if group["l2sp"] < 0.0:
             raise ValueError(f"Invalid l2sp value: {group['l2sp']} (must be >= 0)")
         if not group["coupled"] and group["lr"] * group["l2sp"] > 1.0:
@@ -171,6 +182,26 @@ class AdamWL2SP(Optimizer):
             )
         if group["l2sp"] > 0.0:
             self._record_anchors(group)
+
+    @staticmethod
+    def _resolve_fused(group: dict[str, Any]) -> bool:
+        """Whether ``group`` runs the fused kernel: as asked, or by default where it can."""
+        fusable = group["bias_correction"] and not group["coupled"]
+        devices_ok = all(
+            p.device.type in _get_fused_kernels_supported_devices() and torch.is_floating_point(p)
+            for p in group["params"]
+        )
+        if group["fused"] is None:
+            return group["foreach"] is None and fusable and devices_ok
+        if group["fused"] and not (fusable and devices_ok):
+            raise ValueError(
+                "fused=True needs bias_correction=True, coupled=False and floating-point parameters on a device "
+                f"with a fused AdamW kernel ({', '.join(_get_fused_kernels_supported_devices())}); "
+                "use foreach=True otherwise."
+            )
+        if group["fused"] and group["foreach"]:
+            raise ValueError("fused=True and foreach=True are exclusive: pick one kernel.")
+        return bool(group["fused"])
 
     @torch.no_grad()
     def _record_anchors(self, group: dict[str, Any]) -> None:
@@ -228,7 +259,10 @@ class AdamWL2SP(Optimizer):
                 raise RuntimeError("AdamWL2SP does not support sparse gradients.")
             state = self.state[param]
             if "step" not in state:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                # the fused kernel reads the step on the parameter's device; the others on the host
+                state["step"] = torch.tensor(
+                    0.0, dtype=torch.float32, device=param.device if group["fused"] else None
+                )
                 state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
             params.append(param)
@@ -257,7 +291,12 @@ class AdamWL2SP(Optimizer):
             params, grads, exp_avgs, exp_avg_sqs, steps, anchors = self._init_group(group)
             if not params:
                 continue
-            kernel = _single_tensor_adamw_l2sp if group["foreach"] is False else _multi_tensor_adamw_l2sp
+            if group["fused"]:
+                kernel = _fused_adamw_l2sp
+            elif group["foreach"] is False:
+                kernel = _single_tensor_adamw_l2sp
+            else:
+                kernel = _multi_tensor_adamw_l2sp
             beta1, beta2 = group["betas"]
             kernel(
                 params,
@@ -382,3 +421,56 @@ def _multi_tensor_adamw_l2sp(
         else:
             torch._foreach_add_(denom, eps)
             torch._foreach_addcdiv_(device_params, device_exp_avgs, denom, -lr)
+
+
+def _fused_adamw_l2sp(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    anchors: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    l2sp: float,
+    bias_correction: bool,
+    coupled: bool,
+    maximize: bool,
+) -> None:
+    if not bias_correction or coupled:
+        raise ValueError("The fused kernel implements bias-corrected AdamW with a decoupled L2-SP pull only.")
+    grouped = Optimizer._group_tensors_by_device_and_dtype(
+        [params, grads, exp_avgs, exp_avg_sqs, steps, anchors]
+    )
+    for (
+        device_params,
+        device_grads,
+        device_exp_avgs,
+        device_exp_avg_sqs,
+        device_steps,
+        device_anchors,
+    ), _ in grouped.values():
+        if l2sp != 0.0:
+            torch._foreach_lerp_(device_params, device_anchors, lr * l2sp)
+        torch._foreach_add_(device_steps, 1)
+        torch._fused_adamw_(
+            device_params,
+            device_grads,
+            device_exp_avgs,
+            device_exp_avg_sqs,
+            [],
+            device_steps,
+            amsgrad=False,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=weight_decay,
+            eps=eps,
+            maximize=maximize,
+            grad_scale=None,
+            found_inf=None,
+        )
