@@ -25,7 +25,7 @@ from transformers import DataCollatorWithPadding, default_data_collator, set_see
 from transformers.utils import is_torch_xla_available
 
 from transformers_fine_tuning import TrainerOptimizerInit
-from transformers_fine_tuning.arguments import FineTuneArguments, parse_fine_tune_args
+from transformers_fine_tuning.arguments import FineTuneArguments, parse_fine_tune_args, xla_launch_requested
 from transformers_fine_tuning.glue import (
     GlueTask,
     get_task,
@@ -182,9 +182,9 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
 def main(argv: list[str] | None = None) -> dict | None:
     """Parse the arguments and run; bad input ends here with one line on stderr and exit status 2."""
     try:
+        if not os.environ.get(_LAUNCHED) and xla_launch_requested(argv):
+            return _xla_launch(argv)  # before parsing, which starts the XLA runtime; each process parses
         args = parse_fine_tune_args(argv)
-        if args.run.xla_launch and not os.environ.get(_LAUNCHED):
-            return _xla_launch(argv)
         setup = prepare(args)
     except (ValueError, OSError) as error:
         print(f"fine-tune.py: error: {error}", file=sys.stderr)

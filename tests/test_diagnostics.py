@@ -176,7 +176,10 @@ def test_injected_nan_stops_training_before_the_update_with_a_message(tmp_path, 
     guard = NonFiniteGuardCallback()
     before = WeightsAt(2)
     trainer = TrainerOptimizerInit(
-        model=model, args=args_for(tmp_path, max_steps=10), train_dataset=FirstTokenTask(), callbacks=[guard, before]
+        model=model,
+        args=args_for(tmp_path, max_steps=10),
+        train_dataset=FirstTokenTask(),
+        callbacks=[guard, before],
     )
     with caplog.at_level(logging.ERROR):
         trainer.train()
@@ -214,7 +217,10 @@ def test_early_failure_flags_a_model_that_cannot_learn(tmp_path, learning_rate, 
 
 def test_diagnostics_refuse_a_plain_trainer(tmp_path):
     trainer = transformers.Trainer(
-        model=no_dropout_bert(), args=args_for(tmp_path), train_dataset=FirstTokenTask(), callbacks=[GradNormCallback()]
+        model=no_dropout_bert(),
+        args=args_for(tmp_path),
+        train_dataset=FirstTokenTask(),
+        callbacks=[GradNormCallback()],
     )
     with pytest.raises(RuntimeError, match="TrainerOptimizerInit"):
         trainer.train()

@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 
 import yaml
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
+from transformers.training_args import OptimizerNames
+from transformers.utils import is_torch_xla_available
 
 from .callbacks import FreezeCallback, L2SPCallback, LLRDCallback, MixoutCallback, ReinitCallback
 from .optim import AdamWL2SP
@@ -32,6 +34,7 @@ __all__ = [
     "ModelArguments",
     "RunArguments",
     "parse_fine_tune_args",
+    "xla_launch_requested",
 ]
 
 
@@ -183,7 +186,9 @@ class RunArguments:
     )
     tpu_num_cores: int | None = field(
         default=None,
-        metadata={"help": "Appended by xla_spawn.py; informational (the PJRT runtime uses every core, or one)."},
+        metadata={
+            "help": "Appended by xla_spawn.py; informational (the PJRT runtime uses every core, or one)."
+        },
     )
     save_final_model: bool = field(
         default=False,
@@ -192,6 +197,11 @@ class RunArguments:
     overwrite_results: bool = field(
         default=False, metadata={"help": "Allow replacing an existing results.json in --output_dir."}
     )
+
+
+# The Trainer's default --optim is torch's fused AdamW (torch >= 2.8), which has no XLA kernel: its first step
+# fails with "`fused=True` requires all the params to be floating point Tensors of supported devices".
+_DEFAULT_OPTIM = "adamw_torch" if is_torch_xla_available() else TrainingArguments.optim
 
 
 @dataclass
@@ -212,6 +222,13 @@ class FineTuneTrainingArguments(TrainingArguments):
         default=0.1, metadata={"help": "Warm-up: a number of steps, or below 1 a share of all steps."}
     )
     adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam's ε."})
+    optim: OptimizerNames | str = field(
+        default=_DEFAULT_OPTIM,
+        metadata={
+            "help": "The Trainer's optimizer (with --optimizer adamw). Default: the Trainer's, except on XLA, "
+            "where torch's fused AdamW cannot run: adamw_torch."
+        },
+    )
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
     save_strategy: str = field(
         default="no", metadata={"help": "When to save checkpoints: no, steps, epoch or best."}
@@ -219,6 +236,12 @@ class FineTuneTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
     report_to: str | None = field(
         default="none", metadata={"help": "Integrations to report to (tensorboard, ...)."}
+    )
+    dataloader_pin_memory: bool = field(
+        default=not is_torch_xla_available(),
+        metadata={
+            "help": "Pin the batches' host memory. Default: on, except on XLA, which has no use for it."
+        },
     )
 
 
@@ -279,3 +302,25 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
     arguments = FineTuneArguments(*parsed, recipe=recipe)
     arguments.fine_tuning.check()
     return arguments
+
+
+def xla_launch_requested(argv: list[str] | None = None) -> bool:
+    """Whether the arguments (flags, config file or recipe) ask for ``--xla_launch``, read without building
+    ``TrainingArguments``: building them sets up the device, which starts the XLA runtime, and
+    ``torch_xla.launch`` refuses to start processes after that ("Runtime is already initialized").
+
+    Arguments it cannot read give ``False``, for :func:`parse_fine_tune_args` to report.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+            values = yaml.safe_load(Path(argv[0]).read_text(encoding="utf-8")) or {}
+            recipe = _load_recipe(values.get("recipe"))
+            return bool({**(recipe.arguments if recipe else {}), **values}.get("xla_launch", False))
+        parser = HfArgumentParser(RunArguments, add_help=False, exit_on_error=False)
+        recipe = _load_recipe(parser.parse_known_args(argv)[0].recipe)
+        if recipe is not None:
+            parser.set_defaults(**recipe.arguments)
+        return bool(parser.parse_known_args(argv)[0].xla_launch)
+    except (OSError, ValueError, yaml.YAMLError, argparse.ArgumentError):
+        return False

@@ -81,6 +81,10 @@ def device_info(device: torch.device, world_size: int) -> dict[str, Any]:
     elif device.type == "cpu":
         info["name"] = platform.processor() or platform.machine()
         info["threads"] = torch.get_num_threads()
+    elif device.type == "xla":  # torch_xla is installed wherever an XLA device exists
+        import torch_xla.core.xla_model as xm
+
+        info["name"] = xm.xla_device_hw(device)  # "TPU", or "CPU" for torch_xla's CPU device (PJRT_DEVICE)
     return info
 
 

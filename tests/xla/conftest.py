@@ -9,7 +9,8 @@ XLA compiles one graph per distinct shape, so every batch here has the same shap
 a dataset size divisible by the batch size, and ``dataloader_drop_last``.
 
 Fixtures shared by the tests here (and by tests of ``fine-tune.py`` on XLA): :func:`xla_device`,
-:func:`fixed_length_tokens`, :func:`xla_training_args`, :func:`project_root`, :func:`xla_subprocess_env`.
+:func:`fixed_length_tokens`, :func:`xla_training_args`, :func:`project_root`, :func:`xla_subprocess_env`,
+:func:`tiny_bert_dir`.
 """
 
 from __future__ import annotations
@@ -153,3 +154,22 @@ def xla_subprocess_env() -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_path) -> Path:
+    """A tiny random BERT backbone (2 layers, width 32; no task head) saved with the packaged MiniLM's
+    tokenizer: a "pretrained" checkpoint that ``fine-tune.py`` loads in seconds. Its ``model.safetensors``
+    holds the initial weights (names without the ``bert.`` prefix of the fine-tuned model)."""
+    import torch
+    import transformers
+
+    from tiny_models import tiny_config
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
+    config = tiny_config("bert", num_layers=2, vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    transformers.AutoModel.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
