@@ -11,7 +11,6 @@ import torch
 import transformers
 from torch.utils.data import Dataset
 
-from tiny_models import tiny_model
 from transformers_fine_tuning import (
     EarlyFailureCallback,
     GradNormCallback,
@@ -22,6 +21,8 @@ from transformers_fine_tuning import (
     prior_loss,
 )
 from transformers_fine_tuning.diagnostics import LossSpikeDetector
+
+from tiny_models import tiny_model
 
 
 class FirstTokenTask(Dataset):
