@@ -24,7 +24,7 @@ from datasets import DatasetDict
 from transformers import DataCollatorWithPadding, default_data_collator, set_seed
 from transformers.utils import is_torch_xla_available
 
-from transformers_fine_tuning import TrainerOptimizerInit
+from transformers_fine_tuning import DiagnosticCallback, TrainerOptimizerInit, prior_loss
 from transformers_fine_tuning.arguments import FineTuneArguments, parse_fine_tune_args, xla_launch_requested
 from transformers_fine_tuning.glue import (
     GlueTask,
@@ -108,7 +108,10 @@ def prepare(args: FineTuneArguments) -> Setup:
         processing_class=tokenizer,
         data_collator=default_data_collator if pad_to_max_length else DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(task),
-        callbacks=args.fine_tuning.callbacks(),
+        callbacks=[
+            *args.fine_tuning.callbacks(),
+            *args.diagnostics.callbacks(prior_loss(raw["train"]["label"], regression=task.is_regression)),
+        ],
         optimizer_cls_and_kwargs=args.fine_tuning.optimizer_cls_and_kwargs(),
     )
     return Setup(task, raw, eval_splits, trainer, results_path, started_at, start)
@@ -137,6 +140,11 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
         split: majority_baseline(task, raw["train"]["label"], raw[split]["label"]) for split in eval_splits
     }
     main_split = eval_splits[0]
+    diagnostics = {}
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, DiagnosticCallback):
+            diagnostics.update(callback.report())
+    non_finite = diagnostics.get("non_finite")
     results = {
         "schema_version": 1,
         "status": "completed",
@@ -151,8 +159,13 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
             "split": main_split,
             "value": metrics[main_split].get(task.main_metric),
         },
-        "failed": is_failed_run(task, metrics[main_split], baseline[main_split]),
-        "failed_definition": "final main metric on the first evaluation split <= the majority-class baseline's",
+        "failed": bool(non_finite) or is_failed_run(task, metrics[main_split], baseline[main_split]),
+        "failed_definition": "final main metric on the first evaluation split <= the majority-class baseline's, "
+        "or training stopped on a non-finite loss or gradient",
+        "stopped_early": "non_finite"
+        if non_finite
+        else ("early_failure" if (diagnostics.get("early_failure") or {}).get("stopped") else None),
+        "diagnostics": diagnostics,
         "metrics": metrics,
         "majority_baseline": baseline,
         "evaluations": evaluations,
@@ -169,6 +182,7 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
             "model": args.model,
             "data": args.data,
             "fine_tuning": args.fine_tuning,
+            "diagnostics": args.diagnostics,
             "run": args.run,
             "training": args.training.to_dict(),
         },

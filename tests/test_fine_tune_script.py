@@ -263,3 +263,48 @@ def test_a_real_run_beats_the_majority_baseline(tmp_path, minilm_path, glue_dir)
     assert metrics["accuracy"] > baseline["accuracy"]
     losses = [entry["loss"] for entry in results["train_loss_history"]]
     assert losses[-1] < losses[0]
+
+
+def test_diagnostics_switch_logs_to_tensorboard_offline(tmp_path, tiny_model_dirs, glue_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "diag"
+    process = fine_tune(
+        "--model_name_or_path", tiny_model_dirs["bert"], "--data_dir", str(glue_dir / "RTE"),
+        "--max_train_samples", "48", "--max_eval_samples", "16", "--max_seq_length", "32", "--diagnostics",
+        "--logging_steps", "2", "--report_to", "tensorboard",
+        "--output_dir", str(out), *QUICK,
+    )  # fmt: skip
+    assert_ok(process)
+    results = results_of(out)
+    diagnostics = results["diagnostics"]
+    assert diagnostics["non_finite"] is None and diagnostics["loss_spikes"] == []
+    assert diagnostics["early_failure"]["step"] == 2  # judged at 30 % of the 6 steps
+    assert results["arguments"]["diagnostics"]["diagnostics"] is True
+    events = EventAccumulator(str(next((out / "runs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {
+        "train/grad_norm/layer_00",
+        "train/grad_norm/head",
+        "train/grad_norm/embeddings",
+        "train/loss",
+    } <= tags
+    assert [e.step for e in events.Scalars("train/grad_norm/layer_01")] == [2, 4, 6]
+
+
+def test_diverging_run_is_stopped_and_marked_failed(tmp_path, tiny_model_dirs, glue_dir):
+    out = tmp_path / "nan"
+    process = fine_tune(
+        "--model_name_or_path", tiny_model_dirs["bert"], "--data_dir", str(glue_dir / "RTE"),
+        "--max_train_samples", "64", "--max_eval_samples", "16", "--max_seq_length", "32", "--diagnostics",
+        "--learning_rate", "1e30", "--warmup_steps", "0", "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "8", "--use_cpu", "true", "--output_dir", str(out),
+    )  # fmt: skip
+    assert_ok(process)
+    assert "Non-finite" in process.stderr and "Likely causes" in process.stderr
+    results = results_of(out)
+    event = results["diagnostics"]["non_finite"]
+    assert results["failed"] is True and results["stopped_early"] == "non_finite"
+    assert results["global_step"] == event["step"] < 8
+    assert (out / f"non-finite-step-{event['step']}" / "event.json").is_file()

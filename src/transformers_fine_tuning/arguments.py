@@ -23,11 +23,13 @@ from transformers.training_args import OptimizerNames
 from transformers.utils import is_torch_xla_available
 
 from .callbacks import FreezeCallback, L2SPCallback, LLRDCallback, MixoutCallback, ReinitCallback
+from .diagnostics import EarlyFailureCallback, GradNormCallback, LossSpikeCallback, NonFiniteGuardCallback
 from .optim import AdamWL2SP
 from .recipes import Recipe, load_recipe
 
 __all__ = [
     "DataArguments",
+    "DiagnosticsArguments",
     "FineTuneArguments",
     "FineTuneTrainingArguments",
     "FineTuningArguments",
@@ -173,6 +175,54 @@ class FineTuningArguments:
 
 
 @dataclass
+class DiagnosticsArguments:
+    """Instability diagnostics while the run goes (off by default; ``--diagnostics`` turns them all on)."""
+
+    diagnostics: bool = field(
+        default=False,
+        metadata={
+            "help": "Log gradient norms per depth, detect loss spikes, stop on NaN/inf, flag a run still at the "
+            "label prior's loss (see --report_to tensorboard)."
+        },
+    )
+    grad_norm_steps: int | None = field(
+        default=None,
+        metadata={"help": "Log per-depth gradient norms every N steps (default: --logging_steps)."},
+    )
+    loss_spike_window: int = field(
+        default=50, metadata={"help": "Recent step losses in the spike statistic."}
+    )
+    loss_spike_threshold: float = field(
+        default=6.0, metadata={"help": "Robust z-score (median/MAD) above which a step loss is a spike."}
+    )
+    save_spike_checkpoints: bool = field(
+        default=False,
+        metadata={"help": "Save the weights and optimizer state from the step before each spike."},
+    )
+    early_failure_after: float = field(
+        default=0.3, metadata={"help": "Share of the steps after which a run at the prior's loss is flagged."}
+    )
+    stop_early_failure: bool = field(
+        default=False, metadata={"help": "Stop a run flagged as an early failure."}
+    )
+
+    def callbacks(self, prior_loss: float) -> list[TrainerCallback]:
+        """The diagnostic callbacks, given the loss of predicting the label prior (see ``prior_loss``)."""
+        if not self.diagnostics:
+            return []
+        return [
+            GradNormCallback(every=self.grad_norm_steps),
+            LossSpikeCallback(
+                window=self.loss_spike_window,
+                threshold=self.loss_spike_threshold,
+                save_checkpoint=self.save_spike_checkpoints,
+            ),
+            NonFiniteGuardCallback(),
+            EarlyFailureCallback(prior_loss, after=self.early_failure_after, stop=self.stop_early_failure),
+        ]
+
+
+@dataclass
 class RunArguments:
     """How the script runs: recipe, launch, what it keeps."""
 
@@ -249,12 +299,20 @@ class FineTuneArguments(NamedTuple):
     model: ModelArguments
     data: DataArguments
     fine_tuning: FineTuningArguments
+    diagnostics: DiagnosticsArguments
     run: RunArguments
     training: FineTuneTrainingArguments
     recipe: Recipe | None
 
 
-_DATACLASSES = (ModelArguments, DataArguments, FineTuningArguments, RunArguments, FineTuneTrainingArguments)
+_DATACLASSES = (
+    ModelArguments,
+    DataArguments,
+    FineTuningArguments,
+    DiagnosticsArguments,
+    RunArguments,
+    FineTuneTrainingArguments,
+)
 
 
 def _known_names() -> set[str]:
