@@ -90,7 +90,9 @@ def prepare(args: FineTuneArguments) -> Setup:
         cache_dir=args.model.cache_dir,
     )
     # Static shapes pay only on XLA, where every new shape is a recompilation.
-    pad_to_max_length = is_torch_xla_available() if data.pad_to_max_length is None else data.pad_to_max_length
+    if data.pad_to_max_length is None:
+        data.pad_to_max_length = is_torch_xla_available()  # resolved here, so results.json records it
+    pad_to_max_length = data.pad_to_max_length
     with training.main_process_first(desc="tokenisation"):
         tokenized = tokenize_dataset(
             raw,

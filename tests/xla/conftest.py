@@ -144,10 +144,12 @@ def project_root() -> Path:
     return PROJECT_ROOT
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def xla_subprocess_env() -> dict[str, str]:
     """Environment for a child process (e.g. ``fine-tune.py`` under ``torch_xla.launch``) on the same device,
-    offline. Under PJRT_DEVICE=CPU, ``CPU_NUM_DEVICES`` sets how many processes ``torch_xla.launch`` starts."""
+    offline. Under PJRT_DEVICE=CPU, ``torch_xla.launch`` starts ONE process whatever ``CPU_NUM_DEVICES`` says;
+    that variable sets how many XLA CPU devices it has, each run by a thread of that process. Shared by the
+    session: copy it to change it."""
     return {
         **os.environ,
         "PJRT_DEVICE": os.environ["PJRT_DEVICE"],
