@@ -92,14 +92,13 @@ def prepare(args: FineTuneArguments) -> Setup:
     # Static shapes pay only on XLA, where every new shape is a recompilation.
     if data.pad_to_max_length is None:
         data.pad_to_max_length = is_torch_xla_available()  # resolved here, so results.json records it
-    pad_to_max_length = data.pad_to_max_length
     with training.main_process_first(desc="tokenisation"):
         tokenized = tokenize_dataset(
             raw,
             tokenizer,
             task,
             max_seq_length=data.max_seq_length,
-            pad_to_max_length=pad_to_max_length,
+            pad_to_max_length=data.pad_to_max_length,
             num_proc=data.preprocessing_num_workers,
         )
     trainer = TrainerOptimizerInit(
@@ -108,7 +107,7 @@ def prepare(args: FineTuneArguments) -> Setup:
         train_dataset=tokenized["train"],
         eval_dataset={split: tokenized[split] for split in eval_splits},
         processing_class=tokenizer,
-        data_collator=default_data_collator if pad_to_max_length else DataCollatorWithPadding(tokenizer),
+        data_collator=default_data_collator if data.pad_to_max_length else DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(task),
         callbacks=[
             *args.fine_tuning.callbacks(),
