@@ -1,0 +1,371 @@
+"""Where a study's runs execute: sequentially here, in N local worker processes, or on a Ray cluster.
+
+All three take runs from the same store and write outcomes back to it, so they can be mixed across
+invocations (start with ``local``, resume on a cluster with ``ray``) and a study resumes the same way
+whichever backend was interrupted.
+
+* ``sequential`` — the worker loop in this process, one run after another. The default.
+* ``local`` — N worker processes on this machine, each claiming runs from the store (SQLite's locking keeps
+  them from taking the same run). On a GPU machine worker *i* sees one GPU (``CUDA_VISIBLE_DEVICES``), by
+  default one worker per GPU; on CPU each worker gets its own slice of the cores (CPU affinity and
+  ``OMP_NUM_THREADS``). A worker that dies (out of memory, killed) has its run marked crashed and re-queued,
+  and a fresh worker takes its slot.
+* ``ray`` — Ray remote tasks: Ray places each run on a node with the resources it asks for (``--cpus-per-run``,
+  ``--gpus-per-run``) and re-executes a task whose worker or node dies (``max_retries``). Only the driver (this
+  process) touches the store, so the SQLite file never has to live on shared storage. ``address=None`` starts
+  a local Ray instance; ``--address auto`` or ``ray://host:10001`` joins a running cluster, whose nodes must
+  have this package installed and see the data and model paths of the study.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .progress import Progress
+from .runner import ISOLATIONS, RunOutcome, _die_with_parent, execute_run
+from .spec import RunCell
+from .store import CRASHED, ERROR, Owner, StudyStore
+from .worker import record_outcome, work_loop
+
+__all__ = [
+    "BACKENDS",
+    "ExecutionOptions",
+    "local_slot_environments",
+    "run_local",
+    "run_ray",
+    "run_sequential",
+    "visible_gpus",
+]
+
+BACKENDS = ("sequential", "local", "ray")
+# Environment variables a remote Ray worker needs to behave like this machine (offline mode, caches).
+_FORWARDED_PREFIXES = ("HF_", "TRANSFORMERS_", "TOKENIZERS_", "TFT_")
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """How to execute a study's runs.
+
+    Attributes:
+        backend: ``sequential``, ``local`` or ``ray``.
+        workers: local: worker processes (default: one per GPU, else 1); ray: runs in flight at once
+            (default: as many as the cluster's resources fit).
+        isolation: ``subprocess`` (a fresh process per run) or ``in-process``; see :mod:`.runner`.
+        script: the ``fine-tune.py`` to run (default: the project's).
+        address: ray: the cluster to join (``auto``, ``ray://host:port``); ``None`` starts a local instance.
+        cpus_per_run, gpus_per_run: ray: resources each run asks for (GPUs default to 1 if the cluster has
+            any, else 0).
+        ray_num_cpus: ray: CPUs of a *local* instance this backend starts (default: all).
+        max_attempts: attempts per run in all, across invocations, before an erroring run is left alone.
+        max_retries: ray: re-executions of a run whose worker process or node died (Ray's own retries,
+            within one attempt).
+        heartbeat_interval_s, poll_interval_s: how often claims are refreshed and progress is checked.
+    """
+
+    backend: str = "sequential"
+    workers: int | None = None
+    isolation: str = "subprocess"
+    script: str | None = None
+    address: str | None = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float | None = None
+    ray_num_cpus: int | None = None
+    max_attempts: int = 3
+    max_retries: int = 2
+    heartbeat_interval_s: float = 30.0
+    poll_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {self.backend!r}")
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {ISOLATIONS}, not {self.isolation!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {self.workers}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
+
+
+# -- sequential -------------------------------------------------------------------------------------------
+
+
+def run_sequential(store_path: str | Path, options: ExecutionOptions, progress: Progress) -> None:
+    """Execute every pending run in this process, one after the other."""
+    with StudyStore(store_path) as store:
+
+        def report(outcome: RunOutcome) -> None:
+            if outcome.status != "completed":
+                print(f"[{progress.name}] {outcome.run_id}: {outcome.status}: {_first_line(outcome.error)}")
+            progress.update(store.counts())
+
+        work_loop(
+            store_path,
+            isolation=options.isolation,
+            script=options.script,
+            owner=Owner.current("sequential"),
+            on_outcome=report,
+            heartbeat_interval_s=options.heartbeat_interval_s,
+        )
+
+
+def _first_line(text: str | None) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+# -- local worker processes -------------------------------------------------------------------------------
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [device for device in visible.split(",") if device.strip() and device.strip() != "-1"]
+    try:
+        import torch
+
+        return [str(index) for index in range(torch.cuda.device_count())]
+    except Exception:  # no torch build with CUDA, no driver
+        return []
+
+
+def _cpus() -> list[int]:
+    return (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
+
+
+def local_slot_environments(workers: int, gpus: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per worker: its environment variables and its CPU cores.
+
+    GPU workers get one GPU each (round robin when there are more workers than GPUs). Every worker gets an
+    equal share of the cores: ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and, where the share is whole, CPU
+    affinity to disjoint cores so that the workers do not fight over them.
+    """
+    gpus = visible_gpus() if gpus is None else gpus
+    cpus = _cpus()
+    share = max(1, len(cpus) // workers)
+    slots = []
+    for slot in range(workers):
+        env = {"OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share)}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        cores = cpus[slot * share : (slot + 1) * share] if share * workers <= len(cpus) else None
+        slots.append({"env": env, "cpus": cores})
+    return slots
+
+
+def _worker_preexec(cores: list[int] | None):  # pragma: no cover - runs in the child between fork and exec
+    def preexec() -> None:
+        _die_with_parent()
+        if cores and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cores)
+
+    return preexec
+
+
+def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progress) -> None:
+    """Execute the pending runs in N worker processes on this machine; returns when none is left.
+
+    Worker output goes to ``<study>/workers/worker-<slot>.log`` (with subprocess isolation each run also has
+    its own ``log.txt``). A worker that exits abnormally has its run marked crashed, re-queued while it has
+    attempts left, and is replaced; if workers keep dying without any run finishing, this stops and says so.
+    """
+    store_path = Path(store_path)
+    gpus = visible_gpus()
+    workers = options.workers or max(1, len(gpus))
+    progress.slots = workers
+    slots = local_slot_environments(workers, gpus)
+    log_dir = store_path.parent / "workers"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(slot: int) -> subprocess.Popen:
+        command = [
+            sys.executable,
+            "-m",
+            "transformers_fine_tuning.study.worker",
+            str(store_path),
+            "--isolation",
+            options.isolation,
+            "--slot",
+            str(slot),
+            "--heartbeat-interval",
+            str(options.heartbeat_interval_s),
+        ]
+        if options.script:
+            command += ["--script", str(options.script)]
+        with open(log_dir / f"worker-{slot}.log", "a", encoding="utf-8") as log:
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **slots[slot]["env"]},
+                preexec_fn=_worker_preexec(slots[slot]["cpus"]) if sys.platform.startswith("linux") else None,
+            )
+
+    processes: dict[int, subprocess.Popen] = {slot: start(slot) for slot in range(workers)}
+    abnormal_exits, last_done = 0, None
+    with StudyStore(store_path) as store:
+        try:
+            while True:
+                time.sleep(options.poll_interval_s)
+                crashed = False
+                for slot, process in list(processes.items()):
+                    if process.poll() is not None:
+                        del processes[slot]
+                        if process.returncode != 0:
+                            crashed, abnormal_exits = True, abnormal_exits + 1
+                if crashed:
+                    for run_id in store.reclaim_dead():
+                        print(f"[{progress.name}] {run_id}: its worker died; re-queued if attempts are left")
+                    store.requeue(max_attempts=options.max_attempts, statuses=(CRASHED,))
+                counts = store.counts()
+                progress.update(counts)
+                if counts.done != last_done:
+                    abnormal_exits, last_done = 0, counts.done
+                if counts.pending and abnormal_exits < 3 * workers:
+                    # replace a worker that died, or one that finished before a run was re-queued
+                    for slot in set(range(workers)) - set(processes):
+                        processes[slot] = start(slot)
+                if not processes:
+                    if counts.pending:
+                        raise RuntimeError(
+                            f"local workers keep dying before finishing a run; see the logs in {log_dir}"
+                        )
+                    return
+        except BaseException:
+            for process in processes.values():
+                process.send_signal(signal.SIGTERM)  # each worker gives its claim back and exits
+            for process in processes.values():
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            store.reclaim_dead()
+            raise
+
+
+# -- Ray ----------------------------------------------------------------------------------------------------
+
+
+def _execute_on_ray(
+    cell: RunCell, isolation: str, script: str | None, env: Mapping[str, str] | None
+) -> RunOutcome:  # pragma: no cover - runs in a Ray worker (covered by the Ray backend test)
+    """The Ray task: one run, on whichever node Ray chose (which set ``CUDA_VISIBLE_DEVICES`` for it).
+
+    An in-process run uses exactly the CPUs the task holds, whatever ``OMP_NUM_THREADS`` the node has.
+    """
+    if isolation == "in-process" and env and "OMP_NUM_THREADS" in env:
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    return execute_run(cell, isolation=isolation, script=script, env=env)
+
+
+def _forwarded_environment() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key.startswith(_FORWARDED_PREFIXES)}
+
+
+def run_ray(store_path: str | Path, options: ExecutionOptions, progress: Progress) -> None:
+    """Execute the pending runs as Ray tasks, keeping as many in flight as the cluster fits.
+
+    Raises:
+        RuntimeError: Ray is not installed (the fix: ``pip install 'transformers-fine-tuning[ray]'``).
+    """
+    try:
+        import ray
+        from ray import exceptions as ray_exceptions
+    except ImportError as error:
+        raise RuntimeError(
+            f"--backend ray needs Ray ({error}); install it with: pip install 'transformers-fine-tuning[ray]'"
+        ) from None
+
+    started_here = False
+    if not ray.is_initialized():
+        init: dict[str, Any] = {
+            "address": options.address,
+            "include_dashboard": False,
+            "log_to_driver": False,  # run output stays in the runs' logs; the console shows progress
+            "runtime_env": {"env_vars": _forwarded_environment()},
+        }
+        if options.address is None and options.ray_num_cpus is not None:
+            init["num_cpus"] = options.ray_num_cpus
+        ray.init(**init)
+        started_here = True
+    try:
+        resources = ray.cluster_resources()
+        gpus_per_run = options.gpus_per_run
+        if gpus_per_run is None:
+            gpus_per_run = 1.0 if resources.get("GPU", 0) > 0 else 0.0
+        if options.workers:
+            slots = options.workers
+        elif gpus_per_run > 0:
+            slots = max(1, int(resources.get("GPU", 0) // gpus_per_run))
+        else:
+            slots = max(1, int(resources.get("CPU", 1) // options.cpus_per_run))
+        progress.slots = slots
+        remote = ray.remote(
+            num_cpus=options.cpus_per_run,
+            num_gpus=gpus_per_run,
+            max_retries=options.max_retries,
+            retry_exceptions=False,  # a run's own exceptions are outcomes, recorded as errors, not retried
+            # an in-process run on a GPU needs a fresh worker: CUDA cannot switch devices once initialised
+            max_calls=1 if gpus_per_run > 0 and options.isolation == "in-process" else 0,
+        )(_execute_on_ray)
+        env = {"OMP_NUM_THREADS": str(max(1, int(options.cpus_per_run)))}
+        _drive_ray(ray, ray_exceptions, remote, store_path, options, progress, slots, env)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _drive_ray(ray, ray_exceptions, remote, store_path, options, progress, slots, env) -> None:
+    """Claim runs, submit them, collect their outcomes; on interruption cancel and give the claims back."""
+    owner = Owner.current("ray-driver")
+    in_flight: dict[Any, RunCell] = {}
+    last_heartbeat = time.monotonic()
+    with StudyStore(store_path) as store:
+        try:
+            while True:
+                while len(in_flight) < slots and (cell := store.claim(owner)) is not None:
+                    in_flight[remote.remote(cell, options.isolation, options.script, env)] = cell
+                progress.update(store.counts())
+                if not in_flight:
+                    return
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=options.poll_interval_s)
+                for reference in ready:
+                    cell = in_flight.pop(reference)
+                    try:
+                        outcome = ray.get(reference)
+                    except (ray_exceptions.WorkerCrashedError, ray_exceptions.NodeDiedError) as error:
+                        store.record_error(
+                            cell.run_id, f"Ray: the run's worker died: {error}", status=CRASHED
+                        )
+                    except ray_exceptions.RayError as error:
+                        store.record_error(cell.run_id, f"Ray: {error}", status=ERROR)
+                    else:
+                        record_outcome(store, outcome)
+                        if outcome.status != "completed":
+                            print(
+                                f"[{progress.name}] {cell.run_id}: {outcome.status}: {_first_line(outcome.error)}"
+                            )
+                if time.monotonic() - last_heartbeat > options.heartbeat_interval_s:
+                    store.heartbeat([cell.run_id for cell in in_flight.values()], owner)
+                    last_heartbeat = time.monotonic()
+        except BaseException:
+            for reference, cell in in_flight.items():
+                ray.cancel(reference, force=True)
+                store.release(cell.run_id, owner)
+            raise

@@ -1,0 +1,251 @@
+"""``scripts/study.py`` (also ``python -m transformers_fine_tuning.study``): run, watch and summarise studies.
+
+    study.py run study.yaml [--backend sequential|local|ray] [--workers N] [--address ADDR] [--in-process]
+    study.py run --tasks rte --recipes devlin2019,mosbach2021 --seeds 0-24 -- --model_name_or_path DIR ...
+    study.py status  study.yaml | STUDY_DIR          # runs done, failed runs, errors, per recipe
+    study.py summary study.yaml | STUDY_DIR [--baseline RECIPE]   # summary.md + summary.csv
+    study.py plot    study.yaml | STUDY_DIR          # plots/<task>-final.png, plots/<task>-curves.png
+
+``run`` on a study that already ran resumes it: completed runs are skipped, crashed and errored runs run
+again. Flags given to ``run`` override the file's keys; flags after ``--`` are ``fine-tune.py`` flags shared by
+every run (merged into the file's ``arguments``). Bad input stops with one line on stderr and exit status 2;
+an interrupted study (Ctrl-C, SIGTERM) gives its claims back and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .backends import BACKENDS, ExecutionOptions
+from .pipeline import counts_line, run_study, write_plots, write_summary
+from .spec import STORE_FILE, load_spec
+from .store import COMPLETED, CRASHED, ERROR, PENDING, RUNNING, StudyStore
+
+__all__ = ["main"]
+
+
+def _flags_to_arguments(tokens: list[str]) -> dict[str, Any]:
+    """``["--max_seq_length", "128", "--fp16", "--report_to", "none", "wandb"]`` -> a dict of values.
+
+    Values stay the strings given (``fine-tune.py`` parses them); a flag without a value is ``True``.
+    """
+    arguments: dict[str, Any] = {}
+    key: str | None = None
+    for token in tokens:
+        if token.startswith("--"):
+            name, _, inline = token[2:].partition("=")
+            key = name
+            arguments[key] = inline if inline else True
+            continue
+        if key is None:
+            raise ValueError(f"fine-tune.py flags after `--` must start with `--`; got {token!r}")
+        value = token
+        current = arguments[key]
+        if current is True:
+            arguments[key] = value
+        elif isinstance(current, list):
+            current.append(value)
+        else:
+            arguments[key] = [current, value]
+    return arguments
+
+
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="study.py",
+        description="Seed studies: many fine-tune.py runs, one table, one picture.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run or resume a study", description="Run or resume a study.")
+    run.add_argument("study", nargs="?", help="study file (YAML or JSON); or describe the study with flags")
+    grid = run.add_argument_group("the study (override the file's keys)")
+    grid.add_argument("--name", help="the study's name (default: the file's name)")
+    grid.add_argument("--output-dir", help="where the store, runs, table and plots go (runs/studies/<name>)")
+    grid.add_argument("--tasks", type=_comma_list, help="comma-separated GLUE tasks, e.g. rte,mrpc")
+    grid.add_argument("--recipes", type=_comma_list, help="comma-separated recipe names or files")
+    grid.add_argument("--seeds", help="head-initialisation seeds: '0-24', '0-4,10', '3'")
+    grid.add_argument("--data-seeds", help="data-order seeds, crossed with --seeds; 'same' (default) = seed")
+    grid.add_argument("--baseline", help="the recipe the others are tested against (default: the first)")
+    execution = run.add_argument_group("execution")
+    execution.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="sequential",
+        help="where runs execute (default: one by one here)",
+    )
+    execution.add_argument(
+        "--workers",
+        type=int,
+        help="local: worker processes (default: one per GPU, else 1); ray: runs at once",
+    )
+    execution.add_argument(
+        "--address", help="ray: cluster address ('auto', 'ray://host:10001'); default: local"
+    )
+    execution.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run fine-tune.py inside the worker instead of a fresh process per run (fast for tiny runs)",
+    )
+    execution.add_argument("--script", help="the fine-tune.py to run (default: the project's)")
+    execution.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs per run")
+    execution.add_argument("--gpus-per-run", type=float, help="ray: GPUs per run (default: 1 if any, else 0)")
+    execution.add_argument("--ray-num-cpus", type=int, help="ray: CPUs of the local instance started")
+    execution.add_argument("--max-attempts", type=int, default=3, help="attempts per run before giving up")
+    execution.add_argument("--retry", action="store_true", help="give errored/crashed runs fresh attempts")
+    execution.add_argument(
+        "--rerun-changed", action="store_true", help="re-run completed runs whose arguments changed"
+    )
+    execution.add_argument(
+        "--stale-after",
+        type=float,
+        default=300.0,
+        help="seconds without heartbeat before a run counts as crashed",
+    )
+    execution.add_argument(
+        "--no-report", action="store_true", help="do not write the table and plots at the end"
+    )
+
+    for name, text in (
+        ("status", "runs done, failed runs and errors, per task and recipe"),
+        ("summary", "write summary.md and summary.csv"),
+        ("plot", "draw the plots"),
+    ):
+        command = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        command.add_argument("study", help="study file, study directory, or its study.sqlite")
+        if name == "summary":
+            command.add_argument("--baseline", help="the recipe to test against (default: the study's)")
+            command.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
+    return parser
+
+
+def _study_dir(study: str) -> Path:
+    path = Path(study)
+    if path.suffix in (".yaml", ".yml", ".json"):
+        return load_spec(path).output_dir
+    if path.name == STORE_FILE:
+        path = path.parent
+    if not (path / STORE_FILE).is_file():
+        raise FileNotFoundError(f"no study store at {path / STORE_FILE}; run the study first")
+    return path
+
+
+def _status(study_dir: Path) -> None:
+    with StudyStore(study_dir / STORE_FILE) as store:
+        counts, runs, name = (
+            store.counts(),
+            store.runs(),
+            store.get_meta("spec", {}).get("name", study_dir.name),
+        )
+    print(f"[{name}] {counts.done}/{counts.total} runs done. {counts_line(counts)}")
+    groups = list(dict.fromkeys((run.task, run.recipe) for run in runs))
+    print(
+        f"\n{'task':<12} {'recipe':<22} {'completed':>9} {'failed runs':>11} {'errors':>6} {'running':>7} {'pending':>7}"
+    )
+    for task, recipe in groups:
+        chosen = [run for run in runs if run.task == task and run.recipe == recipe]
+
+        def count(*statuses: str, chosen: list = chosen) -> int:
+            return sum(run.status in statuses for run in chosen)
+
+        failed = sum(bool(run.failed_run) for run in chosen if run.status == COMPLETED)
+        print(
+            f"{task:<12} {recipe:<22} {count(COMPLETED):>5}/{len(chosen):<3} {failed:>11} "
+            f"{count(ERROR, CRASHED):>6} {count(RUNNING):>7} {count(PENDING):>7}"
+        )
+    problems = [run for run in runs if run.status in (ERROR, CRASHED)]
+    if problems:
+        print("\nruns that ended in an error (attempts so far; the last line of the message):")
+        for run in problems:
+            last = [line for line in (run.error or "").strip().splitlines() if line.strip()]
+            print(f"  {run.run_id} [{run.status}, {run.attempts} attempt(s)]: {last[-1] if last else ''}")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and do it; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:
+        argv, passthrough = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    options = _parser().parse_args(argv)
+    if passthrough and options.command != "run":
+        print("study.py: error: fine-tune.py flags after `--` belong to `run`", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if options.command == "run":
+            spec = load_spec(
+                options.study,
+                {
+                    "name": options.name,
+                    "output_dir": options.output_dir,
+                    "tasks": options.tasks,
+                    "recipes": options.recipes,
+                    "seeds": options.seeds,
+                    "data_seeds": options.data_seeds,
+                    "baseline": options.baseline,
+                    "arguments": _flags_to_arguments(passthrough) if passthrough else None,
+                },
+            )
+            execution = ExecutionOptions(
+                backend=options.backend,
+                workers=options.workers,
+                isolation="in-process" if options.in_process else "subprocess",
+                script=options.script,
+                address=options.address,
+                cpus_per_run=options.cpus_per_run,
+                gpus_per_run=options.gpus_per_run,
+                ray_num_cpus=options.ray_num_cpus,
+                max_attempts=options.max_attempts,
+            )
+            counts = run_study(
+                spec,
+                execution,
+                retry=options.retry,
+                rerun_changed=options.rerun_changed,
+                stale_after_s=options.stale_after,
+                report=not options.no_report,
+            )
+            if counts.error or counts.crashed:
+                print(
+                    f"[{spec.name}] some runs ended in an error: python scripts/study.py status {spec.output_dir}"
+                )
+            return 0
+        study_dir = _study_dir(options.study)
+        if options.command == "status":
+            _status(study_dir)
+        elif options.command == "summary":
+            for path in write_summary(study_dir, baseline=options.baseline, n_resamples=options.resamples):
+                print(f"wrote {path}")
+        elif options.command == "plot":
+            paths = write_plots(study_dir)
+            for path in paths:
+                print(f"wrote {path}")
+            if not paths:
+                print("no completed run to plot yet")
+        return 0
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"study.py: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\nstudy.py: interrupted; the store is consistent and unfinished runs are pending again: "
+            "run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130

@@ -1,0 +1,161 @@
+"""A study from start to picture, in the one direction the data flows: spec → store → backend → store → report.
+
+:func:`run_study` is what ``scripts/study.py run`` does: check every run's arguments with ``fine-tune.py``'s
+parser, add the study's cells to the store (a re-run adds only what is new), mark runs of dead workers as
+crashed and re-queue crashed and errored runs that have attempts left, execute the pending runs on the chosen
+backend, then write the table and the plots. :func:`write_summary` and :func:`write_plots` redo the last
+step from the store alone, at any time, also while the study is still running.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from .backends import ExecutionOptions, run_local, run_ray, run_sequential
+from .plots import plot_study
+from .progress import Progress
+from .report import write_report
+from .runner import validate_cells
+from .spec import StudySpec
+from .store import StoreCounts, StudyStore
+
+__all__ = ["counts_line", "run_study", "write_plots", "write_summary"]
+
+_BACKENDS = {"sequential": run_sequential, "local": run_local, "ray": run_ray}
+
+
+def counts_line(counts: StoreCounts) -> str:
+    """One sentence on the state of a study, for the report and the console."""
+    failed = f"{counts.failed_runs} failed run{'' if counts.failed_runs == 1 else 's'}"
+    errors = f"{counts.error} error{'' if counts.error == 1 else 's'}"
+    return (
+        f"{counts.total} runs: {counts.completed} completed ({failed}), {errors}, {counts.crashed} crashed, "
+        f"{counts.pending + counts.running} still to run."
+    )
+
+
+def run_study(
+    spec: StudySpec,
+    options: ExecutionOptions | None = None,
+    *,
+    retry: bool = False,
+    rerun_changed: bool = False,
+    stale_after_s: float = 300.0,
+    report: bool = True,
+    stream: TextIO | None = None,
+) -> StoreCounts:
+    """Run (or resume) a study; returns the store's final counts.
+
+    Args:
+        spec: the study.
+        options: backend and execution settings (default: sequential, a subprocess per run, 3 attempts).
+        retry: forget the attempts of errored and crashed runs, giving them ``max_attempts`` fresh ones.
+        rerun_changed: re-run completed runs whose configuration changed (else that is an error).
+        stale_after_s: a running run whose heartbeat is older than this is considered crashed (workers on
+            other hosts; on this host a dead process is noticed at once).
+        report: write ``summary.md``, ``summary.csv`` and the plots at the end.
+        stream: where progress goes (default: standard output).
+
+    Raises:
+        ValueError: ``fine-tune.py`` rejects a run's arguments, or the study changed under completed runs.
+    """
+    options = options or ExecutionOptions()
+    stream = stream or sys.stdout
+    cells = spec.cells()
+    validate_cells(cells, options.script)
+    with StudyStore(spec.store_path) as store:
+        store.set_meta("spec", spec.to_dict())
+        store.set_meta("recipes", [recipe.name for recipe in spec.recipes])
+        store.set_meta("tasks", [task.name for task in spec.tasks])
+        store.set_meta("baseline", spec.baseline)
+        added = store.sync(cells, rerun_changed=rerun_changed)
+        crashed = store.reclaim_dead(stale_after_s=stale_after_s)
+        if retry:
+            store.reset_attempts()
+        requeued = store.requeue(max_attempts=options.max_attempts)
+        counts = store.counts()
+    print(
+        f"[{spec.name}] {len(cells)} runs in the study, {counts.completed} already completed; "
+        f"{len(added)} new, {len(crashed)} found crashed, {len(requeued)} re-queued; "
+        f"{counts.pending} to run on the {options.backend} backend. Store: {spec.store_path}",
+        file=stream,
+        flush=True,
+    )
+    progress = Progress(spec.name, slots=options.workers or 1, stream=stream)
+    progress.start(counts)
+    if counts.pending:
+        _BACKENDS[options.backend](spec.store_path, options, progress)
+    with StudyStore(spec.store_path) as store:
+        counts = store.counts()
+    progress.update(counts)
+    if report:
+        try:
+            written = write_plots(spec.output_dir)
+        except RuntimeError as error:  # no matplotlib: the table still gets written
+            print(f"[{spec.name}] no plots: {error}", file=stream, flush=True)
+            written = []
+        for path in [*written, *write_summary(spec.output_dir)]:
+            print(f"[{spec.name}] wrote {path}", file=stream, flush=True)
+    return counts
+
+
+def _study_dir(study: str | Path | StudySpec) -> Path:
+    if isinstance(study, StudySpec):
+        return study.output_dir
+    path = Path(study)
+    return path.parent if path.suffix == ".sqlite" else path
+
+
+def write_plots(study: str | Path | StudySpec, output_dir: str | Path | None = None) -> list[Path]:
+    """Draw both figures of every task from the study's store into ``<study>/plots``; returns the files."""
+    study_dir = _study_dir(study)
+    with StudyStore(study_dir / "study.sqlite") as store:
+        runs, recipes, tasks = store.runs(), store.get_meta("recipes", []), store.get_meta("tasks", [])
+    figures = plot_study(runs, Path(output_dir or study_dir / "plots"), recipes=recipes, tasks=tasks)
+    return [path for made in figures.values() for _, path in made]
+
+
+def write_summary(
+    study: str | Path | StudySpec,
+    *,
+    baseline: str | None = None,
+    n_resamples: int = 9999,
+) -> tuple[Path, Path]:
+    """Write ``summary.md`` and ``summary.csv`` into the study's directory from its store.
+
+    ``baseline`` overrides the study's baseline recipe. The Markdown links the plots already drawn.
+    """
+    study_dir = _study_dir(study)
+    with StudyStore(study_dir / "study.sqlite") as store:
+        runs = store.runs()
+        meta_baseline = store.get_meta("baseline")
+        spec = store.get_meta("spec", {})
+        recipes: Sequence[str] = store.get_meta("recipes", [])
+        tasks: Sequence[str] = store.get_meta("tasks", [])
+        counts = store.counts()
+    baseline = baseline or meta_baseline or (recipes[0] if recipes else runs[0].recipe if runs else "")
+    known = list(dict.fromkeys([*recipes, *(run.recipe for run in runs)]))
+    if runs and baseline not in known:
+        raise ValueError(f"baseline recipe {baseline!r} is not in the study; its recipes are {known}")
+    plots = {
+        task: [
+            (caption, f"plots/{task}-{kind}.png")
+            for caption, kind in (("final metric of every run", "final"), ("learning curves", "curves"))
+            if (study_dir / "plots" / f"{task}-{kind}.png").is_file()
+        ]
+        for task in {run.task for run in runs}
+    }
+    return write_report(
+        runs,
+        study_dir,
+        title=spec.get("name", study_dir.name),
+        baseline=baseline,
+        recipes=recipes,
+        tasks=tasks,
+        counts_line=counts_line(counts),
+        plots=plots,
+        n_resamples=n_resamples,
+    )

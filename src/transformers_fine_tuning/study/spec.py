@@ -1,0 +1,393 @@
+"""What a seed study is: a YAML/JSON file (or flags) turned into a grid of fine-tune runs.
+
+A study is tasks × recipes × seeds: every cell is one ``fine-tune.py`` run with the recipe's arguments,
+the study's shared arguments and the cell's seeds. The file::
+
+    name: rte-recipes                  # default: the file's name without extension
+    output_dir: runs/studies/rte-recipes   # default: runs/studies/<name>; the store, runs, table and plots
+    tasks: [rte]                       # GLUE task names, or {name, task_name, arguments} mappings
+    recipes: [devlin2019, mosbach2021, llrd, l2sp]   # shipped names, recipe files, or
+                                       # {name, recipe, arguments} mappings for variants
+    seeds: 0-24                        # --seed: the new head's initialisation (lists, "0-4,10", ranges)
+    data_seeds: same                   # --data_seed: "same" (= seed, the default) or seeds as above,
+                                       # crossed with `seeds`
+    baseline: devlin2019               # the recipe the others are tested against (default: the first)
+    arguments:                         # fine-tune.py flags shared by every run
+      model_name_or_path: albert-base-v2
+      data_dir: ../shared/glue
+
+Precedence, lowest first: the recipe file, the study's ``arguments``, the task's ``arguments``, the recipe
+entry's ``arguments``, then what the study sets per cell (task, seeds, output directory). Relative paths are
+relative to the directory the command runs from, as for ``fine-tune.py``; they are made absolute here so that
+workers with another working directory (Ray) find the same files.
+
+Each cell has a stable, readable run id, ``<task>/<recipe>/seed<S>-data<D>``, which is also where its
+``results.json`` lives under ``<output_dir>/runs/``, and a hash of its configuration, so that a changed study
+file is noticed instead of silently mixing runs of two configurations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..glue import get_task
+from ..recipes import load_recipe
+
+__all__ = [
+    "DEFAULT_ARGUMENTS",
+    "RecipeEntry",
+    "RunCell",
+    "StudySpec",
+    "TaskEntry",
+    "arguments_to_flags",
+    "load_spec",
+    "parse_seeds",
+    "spec_from_mapping",
+]
+
+STORE_FILE = "study.sqlite"
+DEFAULT_ARGUMENTS: dict[str, Any] = {"disable_tqdm": True}
+"""Flags every study run gets unless the study sets them: progress bars only clutter a study's logs."""
+
+# Set per cell by the study; a study file that sets them would be silently overridden.
+_RESERVED = ("output_dir", "seed", "data_seed", "task_name", "recipe", "overwrite_results")
+# Arguments that are paths: made absolute. Model and tokenizer only when they exist locally (else Hub ids).
+_PATH_ARGUMENTS = ("data_dir", "train_file", "validation_file", "cache_dir")
+_MAYBE_PATH_ARGUMENTS = ("model_name_or_path", "tokenizer_name")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_KNOWN_KEYS = {"name", "output_dir", "tasks", "recipes", "seeds", "data_seeds", "baseline", "arguments"}
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A task of the study: its label in tables and paths, the GLUE task it trains, its own arguments."""
+
+    name: str
+    task_name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecipeEntry:
+    """A recipe of the study: its label, the recipe it loads (shipped name or absolute path), overrides."""
+
+    name: str
+    recipe: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunCell:
+    """One cell of the grid: everything needed to start, recognise and place one fine-tune run.
+
+    Attributes:
+        run_id: ``<task>/<recipe>/seed<S>-data<D>``, stable across invocations.
+        position: the cell's place in the execution order (seeds outermost, so that a study stopped
+            half-way has about as many seeds for every recipe).
+        argv: the ``fine-tune.py`` arguments, without the output directory.
+        config_hash: a hash of ``argv`` and of the recipe file's values.
+        output_dir: the run's own directory, where ``results.json`` is written.
+    """
+
+    run_id: str
+    position: int
+    task: str
+    recipe: str
+    seed: int
+    data_seed: int
+    argv: tuple[str, ...]
+    config_hash: str
+    output_dir: str
+
+    def fine_tune_argv(self) -> list[str]:
+        """The complete ``fine-tune.py`` argument list of this run."""
+        # A crashed attempt may have left files behind; results.json is only written by a finished run,
+        # and the runner ingests such a file instead of re-running, so replacing is safe here.
+        return [*self.argv, "--output_dir", self.output_dir, "--overwrite_results", "true"]
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A parsed study: the grid's axes, the shared arguments and where everything is written."""
+
+    name: str
+    output_dir: Path
+    tasks: tuple[TaskEntry, ...]
+    recipes: tuple[RecipeEntry, ...]
+    seeds: tuple[int, ...]
+    data_seeds: tuple[int, ...] | None
+    baseline: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store_path(self) -> Path:
+        """The study's SQLite result store."""
+        return self.output_dir / STORE_FILE
+
+    def seed_pairs(self) -> list[tuple[int, int]]:
+        """(seed, data_seed) of every cell of one task × recipe, in execution order."""
+        if self.data_seeds is None:
+            return [(seed, seed) for seed in self.seeds]
+        return [(seed, data_seed) for seed in self.seeds for data_seed in self.data_seeds]
+
+    def cells(self) -> list[RunCell]:
+        """Every run of the study, seeds outermost so that partial studies stay balanced across recipes."""
+        recipe_values = {entry.name: load_recipe(entry.recipe).arguments for entry in self.recipes}
+        cells = []
+        for seed, data_seed in self.seed_pairs():
+            for task in self.tasks:
+                for recipe in self.recipes:
+                    argv = (
+                        "--recipe",
+                        recipe.recipe,
+                        *arguments_to_flags({**DEFAULT_ARGUMENTS, **self.arguments}),
+                        *arguments_to_flags(task.arguments),
+                        *arguments_to_flags(recipe.arguments),
+                        "--task_name",
+                        task.task_name,
+                        "--seed",
+                        str(seed),
+                        "--data_seed",
+                        str(data_seed),
+                    )
+                    digest = hashlib.sha256(
+                        json.dumps(
+                            {"argv": argv, "recipe": recipe_values[recipe.name]}, sort_keys=True
+                        ).encode()
+                    ).hexdigest()[:16]
+                    run_id = f"{task.name}/{recipe.name}/seed{seed}-data{data_seed}"
+                    cells.append(
+                        RunCell(
+                            run_id=run_id,
+                            position=len(cells),
+                            task=task.name,
+                            recipe=recipe.name,
+                            seed=seed,
+                            data_seed=data_seed,
+                            argv=argv,
+                            config_hash=digest,
+                            output_dir=str(self.output_dir / "runs" / run_id),
+                        )
+                    )
+        return cells
+
+    def to_dict(self) -> dict[str, Any]:
+        """The study as plain data (stored with the results, so that a store explains itself)."""
+        return {
+            "name": self.name,
+            "output_dir": str(self.output_dir),
+            "tasks": [vars(task) for task in self.tasks],
+            "recipes": [vars(recipe) for recipe in self.recipes],
+            "seeds": list(self.seeds),
+            "data_seeds": "same" if self.data_seeds is None else list(self.data_seeds),
+            "baseline": self.baseline,
+            "arguments": self.arguments,
+        }
+
+
+def parse_seeds(value: int | str | Iterable[int | str]) -> tuple[int, ...]:
+    """Seeds from ``3``, ``"0-24"`` (inclusive), ``"0-4,10,12-13"`` or a list of those; order kept, no repeats.
+
+    Raises:
+        ValueError: an empty list, a malformed item, or a range whose end is below its start.
+    """
+    items: Iterable[int | str]
+    if isinstance(value, bool):
+        raise ValueError(f"seeds must be integers or ranges like '0-24', not {value!r}")
+    if isinstance(value, int):
+        items = [value]
+    elif isinstance(value, str):
+        items = [part for part in value.split(",") if part.strip()]
+    else:
+        items = value
+    seeds: list[int] = []
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError(f"seeds must be integers or ranges like '0-24', not {item!r}")
+        if isinstance(item, int):
+            seeds.append(item)
+            continue
+        text = str(item).strip()
+        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
+        if match:
+            start, stop = int(match.group(1)), int(match.group(2))
+            if stop < start:
+                raise ValueError(f"seed range {text!r} ends before it starts")
+            seeds.extend(range(start, stop + 1))
+        elif re.fullmatch(r"\d+", text):
+            seeds.append(int(text))
+        else:
+            raise ValueError(
+                f"cannot read seeds {text!r}: use integers, lists, or ranges like '0-24' or '0-4,10'"
+            )
+    if not seeds:
+        raise ValueError("a study needs at least one seed")
+    return tuple(dict.fromkeys(seeds))
+
+
+def arguments_to_flags(arguments: Mapping[str, Any]) -> list[str]:
+    """``{"max_seq_length": 128, "fp16": True}`` -> ``["--max_seq_length", "128", "--fp16", "true"]``.
+
+    Booleans are written ``true``/``false`` (``HfArgumentParser`` reads both), lists as several values after
+    one flag, mappings as JSON; ``None`` leaves the flag out (the default applies).
+    """
+    flags: list[str] = []
+    for key, value in arguments.items():
+        if value is None:
+            continue
+        flags.append(f"--{key}")
+        if isinstance(value, bool):
+            flags.append("true" if value else "false")
+        elif isinstance(value, (list, tuple)):
+            flags.extend(str(item) for item in value)
+        elif isinstance(value, Mapping):
+            flags.append(json.dumps(value))
+        else:
+            flags.append(str(value))
+    return flags
+
+
+def _absolute_paths(arguments: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check the keys and make the path arguments absolute (relative to the current directory)."""
+    if not isinstance(arguments, Mapping):
+        raise ValueError(f"{where}: `arguments` must be a mapping of fine-tune.py flag names to values")
+    reserved = sorted(set(arguments) & set(_RESERVED))
+    if reserved:
+        raise ValueError(
+            f"{where}: {reserved} are set per run by the study (tasks, recipes, seeds, output_dir); "
+            "remove them from `arguments`"
+        )
+    resolved = dict(arguments)
+    for key in _PATH_ARGUMENTS:
+        if isinstance(resolved.get(key), str):
+            resolved[key] = str(Path(resolved[key]).expanduser().resolve())
+    for key in _MAYBE_PATH_ARGUMENTS:
+        value = resolved.get(key)
+        if isinstance(value, str) and Path(value).expanduser().exists():
+            resolved[key] = str(Path(value).expanduser().resolve())
+    return resolved
+
+
+def _label(name: str, what: str) -> str:
+    if not _LABEL.match(name):
+        raise ValueError(
+            f"{what} name {name!r} is used in run ids and paths: use letters, digits and . _ + - only"
+        )
+    return name
+
+
+def _task_entry(entry: str | Mapping[str, Any]) -> TaskEntry:
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, Mapping) or "name" not in entry:
+        raise ValueError(f"a task is a GLUE task name or a mapping with `name`, not {entry!r}")
+    unknown = sorted(set(entry) - {"name", "task_name", "arguments"})
+    if unknown:
+        raise ValueError(f"task {entry['name']!r}: unknown key(s) {unknown}; use name, task_name, arguments")
+    name = _label(str(entry["name"]), "task")
+    task_name = get_task(str(entry.get("task_name", name))).name  # unknown tasks fail here, listing the valid
+    return TaskEntry(name, task_name, _absolute_paths(entry.get("arguments") or {}, f"task {name!r}"))
+
+
+def _recipe_entry(entry: str | Mapping[str, Any]) -> RecipeEntry:
+    if isinstance(entry, str):
+        entry = {"recipe": entry}
+    if not isinstance(entry, Mapping) or not ({"name", "recipe"} & set(entry)):
+        raise ValueError(
+            f"a recipe is a name, a recipe file, or a mapping with `recipe`/`name`, not {entry!r}"
+        )
+    unknown = sorted(set(entry) - {"name", "recipe", "arguments"})
+    if unknown:
+        raise ValueError(f"recipe entry {entry}: unknown key(s) {unknown}; use name, recipe, arguments")
+    reference = str(entry.get("recipe", entry.get("name")))
+    load_recipe(reference)  # unknown recipes fail here, listing the shipped ones
+    path = Path(reference).expanduser()
+    if path.is_file():
+        reference = str(path.resolve())
+    name = _label(str(entry.get("name", Path(reference).stem)), "recipe")
+    return RecipeEntry(name, reference, _absolute_paths(entry.get("arguments") or {}, f"recipe {name!r}"))
+
+
+def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study") -> StudySpec:
+    """Build a :class:`StudySpec` from the file's (or the flags') values; see the module docstring.
+
+    Raises:
+        ValueError: unknown keys, tasks or recipes, malformed seeds, duplicate labels, reserved arguments,
+            a baseline that is not one of the recipes.
+    """
+    unknown = sorted(set(mapping) - _KNOWN_KEYS)
+    if unknown:
+        raise ValueError(f"unknown study key(s) {unknown}; the keys are {sorted(_KNOWN_KEYS)}")
+    for key in ("tasks", "recipes", "seeds"):
+        if mapping.get(key) in (None, [], ""):
+            raise ValueError(f"a study needs `{key}`")
+    tasks_value = mapping["tasks"]
+    recipes_value = mapping["recipes"]
+    tasks = tuple(
+        _task_entry(entry) for entry in ([tasks_value] if isinstance(tasks_value, str) else tasks_value)
+    )
+    recipes = tuple(
+        _recipe_entry(entry)
+        for entry in ([recipes_value] if isinstance(recipes_value, str) else recipes_value)
+    )
+    for what, entries in (("task", tasks), ("recipe", recipes)):
+        names = [entry.name for entry in entries]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{what} name(s) {repeated} appear twice; give variants their own `name`")
+    data_seeds_value = mapping.get("data_seeds", "same")
+    data_seeds = None if data_seeds_value in (None, "same") else parse_seeds(data_seeds_value)
+    name = _label(str(mapping.get("name") or default_name), "study")
+    baseline = str(mapping.get("baseline") or recipes[0].name)
+    if baseline not in {recipe.name for recipe in recipes}:
+        raise ValueError(
+            f"baseline {baseline!r} is not one of the study's recipes {[recipe.name for recipe in recipes]}"
+        )
+    output_dir = Path(mapping.get("output_dir") or Path("runs") / "studies" / name).expanduser().resolve()
+    return StudySpec(
+        name=name,
+        output_dir=output_dir,
+        tasks=tasks,
+        recipes=recipes,
+        seeds=parse_seeds(mapping["seeds"]),
+        data_seeds=data_seeds,
+        baseline=baseline,
+        arguments=_absolute_paths(mapping.get("arguments") or {}, "study"),
+    )
+
+
+def load_spec(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> StudySpec:
+    """Read a study file (YAML or JSON) and apply ``overrides`` (e.g. from flags) on top of it.
+
+    ``overrides`` replaces top-level keys, except ``arguments``, whose keys are merged into the file's.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not a mapping, or the study is invalid (see :func:`spec_from_mapping`).
+    """
+    values: dict[str, Any] = {}
+    default_name = "study"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"study file {path} does not exist")
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # JSON is YAML
+        if not isinstance(values, dict):
+            raise ValueError(f"study file {path} must be a mapping (tasks, recipes, seeds, arguments, ...)")
+        default_name = path.stem
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "arguments":
+            values["arguments"] = {**(values.get("arguments") or {}), **value}
+        else:
+            values[key] = value
+    return spec_from_mapping(values, default_name=default_name)

@@ -1,0 +1,177 @@
+"""The statistics of a seed study: describe each recipe's distribution, test each against a baseline recipe.
+
+Instability is a property of a distribution of runs, so a recipe is described by the n final scores of its
+seeds — mean, sample standard deviation (ddof = 1, as the papers report it), median, min, max, the number of
+failed runs, and a bootstrap 95 % confidence interval of the mean (BCa, scipy's default, with a fixed random
+generator so that a summary is reproducible) — and compared with the baseline recipe by three tests, each
+answering one question:
+
+* **Brown–Forsythe** (Levene's test centred on the median, ``scipy.stats.levene(center="median")``): do the
+  spreads differ? The question stability is about; robust to the skew that failed runs cause.
+* **Mann–Whitney U** (two-sided): is one recipe's score typically higher? Rank-based: failed runs are
+  outliers that would dominate a t-test.
+* **Fisher's exact test** on the 2×2 table (failed / not failed × recipe / baseline): do failures happen at
+  different rates? Exact, because failure counts are small.
+
+The p-values are per comparison, not corrected for multiple comparisons. Degenerate inputs (fewer than two
+runs, all values equal) give ``nan`` where a statistic is undefined, never an exception.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["Comparison", "Description", "bootstrap_mean_ci", "compare", "describe"]
+
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Description:
+    """The distribution of one recipe's final scores on one task."""
+
+    n: int
+    mean: float
+    std: float
+    median: float
+    minimum: float
+    maximum: float
+    failed_runs: int
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One recipe against the baseline recipe on one task (``nan`` where a test is undefined)."""
+
+    mean_difference: float
+    std_ratio: float
+    brown_forsythe_statistic: float
+    brown_forsythe_p: float
+    mann_whitney_u: float
+    mann_whitney_p: float
+    fisher_odds_ratio: float
+    fisher_p: float
+
+
+def _values(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError("values must be one-dimensional")
+    return array
+
+
+def bootstrap_mean_ci(
+    values: Sequence[float],
+    *,
+    confidence_level: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """A bootstrap confidence interval of the mean (BCa, ``scipy.stats.bootstrap``), reproducible by ``seed``.
+
+    Fewer than two values give ``(nan, nan)``; identical values give the value itself as both bounds (BCa is
+    undefined there, and no resample could differ).
+    """
+    array = _values(values)
+    if array.size < 2:
+        return NAN, NAN
+    if np.ptp(array) == 0:
+        return float(array[0]), float(array[0])
+    generator = np.random.default_rng(seed)
+    # scipy >= 1.15 names the generator `rng`; older releases `random_state`.
+    key = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # BCa warns on near-degenerate resamples; the interval is still reported
+        result = stats.bootstrap(
+            (array,),
+            np.mean,
+            confidence_level=confidence_level,
+            n_resamples=n_resamples,
+            method="BCa",
+            **{key: generator},
+        )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def describe(
+    values: Sequence[float],
+    failed: Sequence[bool],
+    *,
+    confidence_level: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> Description:
+    """Describe the final scores ``values`` of a recipe's runs; ``failed[i]`` says whether run ``i`` failed.
+
+    Raises:
+        ValueError: ``values`` and ``failed`` differ in length.
+    """
+    array = _values(values)
+    if len(failed) != array.size:
+        raise ValueError(f"{array.size} values but {len(failed)} failed flags")
+    if array.size == 0:
+        return Description(0, NAN, NAN, NAN, NAN, NAN, 0, NAN, NAN)
+    low, high = bootstrap_mean_ci(
+        array, confidence_level=confidence_level, n_resamples=n_resamples, seed=seed
+    )
+    return Description(
+        n=int(array.size),
+        mean=float(np.mean(array)),
+        std=float(np.std(array, ddof=1)) if array.size > 1 else NAN,
+        median=float(np.median(array)),
+        minimum=float(np.min(array)),
+        maximum=float(np.max(array)),
+        failed_runs=int(sum(bool(flag) for flag in failed)),
+        ci_low=low,
+        ci_high=high,
+    )
+
+
+def _quietly(test, *args, **kwargs) -> tuple[float, float]:
+    """Run a scipy test, returning ``(nan, nan)`` where it is undefined instead of warning or raising."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = test(*args, **kwargs)
+        except ValueError:
+            return NAN, NAN
+    return float(result[0]), float(result[1])
+
+
+def compare(
+    values: Sequence[float],
+    failed: Sequence[bool],
+    baseline_values: Sequence[float],
+    baseline_failed: Sequence[bool],
+) -> Comparison:
+    """Test a recipe's runs against the baseline recipe's runs (see the module docstring for the tests)."""
+    x, y = _values(values), _values(baseline_values)
+    enough = x.size >= 2 and y.size >= 2
+    bf = _quietly(stats.levene, x, y, center="median") if enough else (NAN, NAN)
+    mw = _quietly(stats.mannwhitneyu, x, y, alternative="two-sided") if x.size and y.size else (NAN, NAN)
+    failed_x, failed_y = int(sum(map(bool, failed))), int(sum(map(bool, baseline_failed)))
+    table = [[failed_x, x.size - failed_x], [failed_y, y.size - failed_y]]
+    fisher = _quietly(stats.fisher_exact, table) if x.size and y.size else (NAN, NAN)
+    std_x = float(np.std(x, ddof=1)) if x.size > 1 else NAN
+    std_y = float(np.std(y, ddof=1)) if y.size > 1 else NAN
+    return Comparison(
+        mean_difference=float(np.mean(x) - np.mean(y)) if x.size and y.size else NAN,
+        std_ratio=std_x / std_y if std_y and not math.isnan(std_y) else NAN,
+        brown_forsythe_statistic=bf[0],
+        brown_forsythe_p=bf[1],
+        mann_whitney_u=mw[0],
+        mann_whitney_p=mw[1],
+        fisher_odds_ratio=fisher[0],
+        fisher_p=fisher[1],
+    )

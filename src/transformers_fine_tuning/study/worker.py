@@ -1,0 +1,142 @@
+"""One study worker: claim a run from the store, execute it, record the outcome, repeat until none is left.
+
+The sequential backend runs this loop in the calling process; the local backend starts it in N processes
+(``python -m transformers_fine_tuning.study.worker STORE ...``), each with its own GPU or CPU slice. While a
+run executes, a heartbeat thread keeps the claim fresh, so that another invocation can tell a live worker from
+a dead one. An interrupted worker (Ctrl-C, SIGTERM) gives its claim back before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType
+
+from .runner import ISOLATIONS, RunOutcome, execute_run
+from .store import CRASHED, ERROR, Owner, StudyStore
+
+__all__ = ["Heartbeat", "main", "record_outcome", "work_loop"]
+
+
+class Heartbeat:
+    """A daemon thread refreshing the heartbeat of the runs ``owner`` holds, every ``interval_s`` seconds.
+
+    It opens its own store connection (``sqlite3`` connections belong to one thread).
+    """
+
+    def __init__(self, store_path: str | Path, owner: Owner, interval_s: float = 30.0) -> None:
+        self._store_path, self._owner, self._interval_s = Path(store_path), owner, interval_s
+        self._run_ids: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="study-heartbeat", daemon=True)
+
+    def hold(self, run_id: str) -> None:
+        with self._lock:
+            self._run_ids.add(run_id)
+
+    def drop(self, run_id: str) -> None:
+        with self._lock:
+            self._run_ids.discard(run_id)
+
+    def _beat(self) -> None:
+        with StudyStore(self._store_path) as store:
+            while not self._stop.wait(self._interval_s):
+                with self._lock:
+                    run_ids = list(self._run_ids)
+                store.heartbeat(run_ids, self._owner)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def record_outcome(store: StudyStore, outcome: RunOutcome) -> None:
+    """Write a run's outcome to the store: its results when completed, else its error message."""
+    if outcome.status == "completed" and outcome.results is not None:
+        store.record_completed(
+            outcome.run_id, outcome.results, host=outcome.host, wall_time_s=outcome.wall_time_s
+        )
+    else:
+        status = CRASHED if outcome.status == CRASHED else ERROR
+        store.record_error(
+            outcome.run_id,
+            outcome.error or "unknown error",
+            status=status,
+            host=outcome.host,
+            wall_time_s=outcome.wall_time_s,
+        )
+
+
+def work_loop(
+    store_path: str | Path,
+    *,
+    isolation: str = "subprocess",
+    script: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    owner: Owner | None = None,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
+    heartbeat_interval_s: float = 30.0,
+) -> int:
+    """Claim, execute and record runs until the store has no pending run; returns how many were executed.
+
+    ``on_outcome`` is called after each run is recorded (the sequential backend prints progress there).
+    On ``KeyboardInterrupt`` the current claim is released (pending again) before the interrupt propagates.
+    """
+    owner = owner or Owner.current("worker")
+    executed = 0
+    with StudyStore(store_path) as store, Heartbeat(store_path, owner, heartbeat_interval_s) as heartbeat:
+        while (cell := store.claim(owner)) is not None:
+            heartbeat.hold(cell.run_id)
+            try:
+                outcome = execute_run(cell, isolation=isolation, script=script, env=env)
+            except BaseException:
+                store.release(cell.run_id, owner)
+                raise
+            finally:
+                heartbeat.drop(cell.run_id)
+            record_outcome(store, outcome)
+            executed += 1
+            if on_outcome is not None:
+                on_outcome(outcome)
+    return executed
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of a local worker process; exit status 0 when the store has no pending run left."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store", help="the study's study.sqlite")
+    parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess")
+    parser.add_argument("--script", default=None, help="fine-tune.py to run")
+    parser.add_argument("--slot", type=int, default=0, help="this worker's slot (for the owner label)")
+    parser.add_argument("--heartbeat-interval", type=float, default=30.0)
+    options = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        executed = work_loop(
+            options.store,
+            isolation=options.isolation,
+            script=options.script,
+            owner=Owner.current(f"worker{options.slot}"),
+            heartbeat_interval_s=options.heartbeat_interval,
+        )
+    except KeyboardInterrupt:
+        return 130
+    print(f"study worker {options.slot}: no pending run left after {executed} run(s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The table (Markdown + CSV), the plots and the progress line, from hand-built run records."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from matplotlib import image
+
+from transformers_fine_tuning.study import Progress, StoreCounts, plot_study, summarize, write_report
+from transformers_fine_tuning.study.progress import format_duration
+from transformers_fine_tuning.study.store import RunRecord
+
+BASELINE = 0.527
+
+
+def record(task: str, recipe: str, seed: int, value: float | None, status: str = "completed") -> RunRecord:
+    """A run record as the store returns it; its curve climbs to ``value`` (or stays flat if failed)."""
+    failed = None if value is None else value <= BASELINE
+    curve = [] if value is None else [BASELINE + (value - BASELINE) * step / 4 for step in range(1, 5)]
+    return RunRecord(
+        run_id=f"{task}/{recipe}/seed{seed}-data{seed}",
+        position=seed,
+        task=task,
+        recipe=recipe,
+        seed=seed,
+        data_seed=seed,
+        status=status,
+        attempts=1,
+        output_dir="/nowhere",
+        config_hash="0",
+        argv=[],
+        main_metric_name=None if value is None else "accuracy",
+        main_metric_split=None if value is None else "validation",
+        main_metric=value,
+        majority_baseline=None if value is None else BASELINE,
+        failed_run=failed,
+        evaluations=[{"step": 10 * (i + 1), "eval_validation_accuracy": v} for i, v in enumerate(curve)],
+    )
+
+
+DEVLIN = [0.70, 0.527, 0.68, 0.527, 0.71, 0.66]
+MOSBACH = [0.72, 0.71, 0.73, 0.70, 0.72, 0.74]
+
+
+@pytest.fixture
+def runs() -> list[RunRecord]:
+    runs = [record("rte", "devlin2019", seed, value) for seed, value in enumerate(DEVLIN)]
+    runs += [record("rte", "mosbach2021", seed, value) for seed, value in enumerate(MOSBACH)]
+    runs += [
+        record("rte", "mosbach2021", 6, None, status="error"),
+        record("rte", "mosbach2021", 7, None, "pending"),
+    ]
+    runs += [record("mrpc", "devlin2019", seed, 0.8 + 0.01 * seed) for seed in range(3)]
+    return runs
+
+
+def test_summary_table(tmp_path, runs):
+    summaries = summarize(
+        runs, baseline="devlin2019", recipes=["devlin2019", "mosbach2021"], tasks=["rte", "mrpc"]
+    )
+    assert [(s.task, s.recipe) for s in summaries] == [
+        ("rte", "devlin2019"),
+        ("rte", "mosbach2021"),
+        ("mrpc", "devlin2019"),
+    ]
+    devlin, mosbach = summaries[0], summaries[1]
+    assert devlin.comparison is None and mosbach.comparison is not None
+    assert devlin.description.n == 6 and devlin.description.failed_runs == 2
+    assert mosbach.description.n == 6 and mosbach.errors == 1 and mosbach.unfinished == 1
+    assert mosbach.description.mean == pytest.approx(np.mean(MOSBACH))
+    assert devlin.majority_baseline == BASELINE and devlin.metric == "accuracy"
+
+    markdown, table = write_report(
+        runs,
+        tmp_path,
+        title="demo",
+        baseline="devlin2019",
+        recipes=["devlin2019", "mosbach2021"],
+        tasks=["rte", "mrpc"],
+        plots={"rte": [("final", "plots/rte-final.png")]},
+        n_resamples=999,
+    )
+    rows = list(csv.DictReader(table.open()))
+    assert [(row["task"], row["recipe"], row["n"], row["failed_runs"]) for row in rows] == [
+        ("rte", "devlin2019", "6", "2"),
+        ("rte", "mosbach2021", "6", "0"),
+        ("mrpc", "devlin2019", "3", "0"),
+    ]
+    assert float(rows[1]["mean"]) == pytest.approx(np.mean(MOSBACH))  # unrounded
+    assert float(rows[0]["std"]) == pytest.approx(np.std(DEVLIN, ddof=1))
+    assert (
+        rows[0]["brown_forsythe_p"] == "" and float(rows[1]["brown_forsythe_p"]) > 0
+    )  # no test against itself
+    assert float(rows[0]["ci95_low"]) < float(rows[0]["mean"]) < float(rows[0]["ci95_high"])
+    text = markdown.read_text()
+    assert "## rte: accuracy on validation (majority-class baseline 0.5270)" in text
+    assert "| devlin2019 (baseline) | 6 | " in text and "| mosbach2021 | +0." in text
+    assert "2/6" in text and "![final](plots/rte-final.png)" in text
+
+
+def test_plots_are_written_and_not_empty(tmp_path, runs):
+    figures = plot_study(
+        runs, tmp_path / "plots", recipes=["devlin2019", "mosbach2021"], tasks=["rte", "mrpc"]
+    )
+    assert sorted(figures) == ["mrpc", "rte"]
+    paths = [path for made in figures.values() for _, path in made]
+    assert sorted(path.name for path in paths) == [
+        "mrpc-curves.png",
+        "mrpc-final.png",
+        "rte-curves.png",
+        "rte-final.png",
+    ]
+    for path in paths:
+        assert path.stat().st_size > 15_000  # a drawn figure, not an empty canvas
+        pixels = image.imread(path)
+        assert pixels.shape[0] > 400 and pixels.shape[1] > 400
+        assert pixels[..., :3].std() > 0.05  # something is drawn on the white
+
+
+def test_no_completed_run_no_plot(tmp_path):
+    assert plot_study([record("rte", "llrd", 0, None, status="pending")], tmp_path) == {"rte": []}
+
+
+def test_progress_line_and_time_left():
+    now = [100.0]
+    lines = []
+
+    class Stream:
+        def write(self, text):
+            lines.append(text)
+
+        def flush(self):
+            pass
+
+    progress = Progress("demo", slots=2, stream=Stream(), clock=lambda: now[0])
+    progress.start(StoreCounts(pending=8, completed=2, mean_wall_time_s=60.0))
+    # before each worker has finished a run here: the mean run time, 8 runs over 2 workers
+    assert progress.seconds_left(StoreCounts(pending=8, completed=2, mean_wall_time_s=60.0)) == pytest.approx(
+        240.0
+    )
+    now[0] += 100
+    counts = StoreCounts(pending=4, running=2, completed=3, error=1, failed_runs=1, mean_wall_time_s=70.0)
+    # then this invocation's throughput: 2 runs finished in 100 s, 6 left
+    assert progress.seconds_left(counts) == pytest.approx(300.0)
+    progress.update(counts)
+    progress.update(counts)  # unchanged: not printed again
+    printed = [line for line in lines if line.strip()]
+    assert len(printed) == 2
+    assert printed[-1] == (
+        "[demo] 4/10 runs done · 1 failed run · 1 error · 2 running · 0:01:40 elapsed · about 0:05:00 left"
+    )
+    assert format_duration(2 * 86400 + 3661) == "2 days, 1:01:01"
