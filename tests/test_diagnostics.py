@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 import transformers
-from torch.utils.data import Dataset
 
 from transformers_fine_tuning import (
     EarlyFailureCallback,
@@ -22,24 +21,7 @@ from transformers_fine_tuning import (
 )
 from transformers_fine_tuning.diagnostics import LossSpikeDetector
 
-from tiny_models import tiny_model
-
-
-class FirstTokenTask(Dataset):
-    """Label = whether the first token is above 50: learnable in a few dozen steps."""
-
-    def __init__(self, n=64, length=8, seed=0, flip=()):
-        generator = torch.Generator().manual_seed(seed)
-        self.input_ids = torch.randint(5, 99, (n, length), generator=generator)
-        self.labels = (self.input_ids[:, 0] > 50).long()
-        for index in flip:
-            self.labels[index] = 1 - self.labels[index]
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        return {"input_ids": self.input_ids[index], "labels": self.labels[index]}
+from tiny_models import FirstTokenTask, tiny_model
 
 
 def args_for(tmp_path, **overrides):

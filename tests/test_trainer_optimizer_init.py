@@ -8,7 +8,6 @@ import csv
 import pytest
 import torch
 import transformers
-from torch.utils.data import Dataset
 
 from transformers_fine_tuning import (
     AdamWL2SP,
@@ -21,22 +20,7 @@ from transformers_fine_tuning import (
     TrainerOptimizerInit,
 )
 
-from tiny_models import tiny_model
-
-
-class RandomTokens(Dataset):
-    """Sequences whose label is decided by their first token: learnable by a tiny model."""
-
-    def __init__(self, n=32, length=8, seed=0):
-        generator = torch.Generator().manual_seed(seed)
-        self.input_ids = torch.randint(5, 99, (n, length), generator=generator)
-        self.labels = (self.input_ids[:, 0] > 50).long()
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        return {"input_ids": self.input_ids[index], "labels": self.labels[index]}
+from tiny_models import FirstTokenTask, tiny_model
 
 
 def training_args(tmp_path, **overrides):
@@ -70,7 +54,7 @@ def test_optimizer_tensors_are_the_model_parameters(tmp_path):
     trainer = TrainerOptimizerInit(
         model=model,
         args=training_args(tmp_path),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         optimizer_cls_and_kwargs=(AdamWL2SP, {"l2sp": 0.1}),
     )
     trainer.train()
@@ -86,7 +70,9 @@ def test_without_callbacks_or_custom_optimizer_it_is_the_plain_trainer(tmp_path)
     losses, weights = [], []
     for cls in (transformers.Trainer, TrainerOptimizerInit):
         trainer = cls(
-            model=tiny_model("bert", num_layers=2), args=training_args(tmp_path), train_dataset=RandomTokens()
+            model=tiny_model("bert", num_layers=2),
+            args=training_args(tmp_path),
+            train_dataset=FirstTokenTask(n=32),
         )
         trainer.train()
         losses.append([entry["loss"] for entry in trainer.state.log_history if "loss" in entry])
@@ -101,13 +87,13 @@ def test_adamwl2sp_with_zero_l2sp_trains_like_trainer_adamw(tmp_path):
     plain = transformers.Trainer(
         model=tiny_model("bert", num_layers=2),
         args=training_args(tmp_path, **args),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
     )
     plain.train()
     ours = TrainerOptimizerInit(
         model=tiny_model("bert", num_layers=2),
         args=training_args(tmp_path, **args),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         optimizer_cls_and_kwargs=(AdamWL2SP, {"foreach": False}),
     )
     ours.train()
@@ -121,7 +107,7 @@ def test_args_drive_lr_betas_eps_and_kwargs_override(tmp_path):
         args=training_args(
             tmp_path, learning_rate=3e-5, adam_beta2=0.98, adam_epsilon=1e-6, weight_decay=0.01
         ),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         optimizer_cls_and_kwargs=(AdamWL2SP, {"bias_correction": False, "l2sp": 0.5}),
     )
     optimizer = trainer.create_optimizer()
@@ -138,7 +124,7 @@ def test_l2sp_callback_selects_adamwl2sp_and_anchors_pretrained_weights(tmp_path
     trainer = TrainerOptimizerInit(
         model=model,
         args=training_args(tmp_path),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         callbacks=[ReinitCallback(1), L2SPCallback(0.1, novel=0.01)],
     )
     trainer.train()
@@ -159,7 +145,7 @@ def test_llrd_callback_sets_group_learning_rates(tmp_path):
     trainer = TrainerOptimizerInit(
         model=tiny_model("bert", num_layers=2),
         args=training_args(tmp_path, learning_rate=1.0),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         callbacks=[LLRDCallback(0.5)],
     )
     optimizer = trainer.create_optimizer()
@@ -180,7 +166,7 @@ def test_model_init_gets_surgery_for_every_model(tmp_path):
     trainer = TrainerOptimizerInit(
         model_init=model_init,
         args=training_args(tmp_path),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         callbacks=[MixoutCallback(0.1), FreezeCallback(1)],
     )
     trainer.train()
@@ -209,7 +195,7 @@ def test_optimizers_init_factory_and_scheduler_factory(tmp_path):
     trainer = TrainerOptimizerInit(
         model=tiny_model("bert", num_layers=2),
         args=training_args(tmp_path),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         optimizers_init=(factory, scheduler_factory),
         callbacks=[ReinitCallback(1)],
     )
@@ -225,7 +211,7 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
         args=training_args(
             tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=4
         ),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         callbacks=[L2SPCallback(0.01)],
     )
     trainer.train()
@@ -250,7 +236,7 @@ def test_resume_from_checkpoint_continues_bit_for_bit_with_original_anchors(tmp_
         return TrainerOptimizerInit(
             model_init=lambda: tiny_model("bert", num_layers=2),
             args=training_args(output_dir, max_steps=6, save_strategy="steps", save_steps=3),
-            train_dataset=RandomTokens(),
+            train_dataset=FirstTokenTask(n=32),
             callbacks=[ReinitCallback(1), L2SPCallback(0.1, novel=0.01), LLRDCallback(0.8), *extra_callbacks],
         )
 
@@ -302,7 +288,7 @@ def test_conflicting_options_fail_before_training(tmp_path, kwargs, message):
         kwargs["optimizers"] = (torch.optim.AdamW(model.parameters()), None)
     args = training_args(tmp_path, **kwargs.pop("args_overrides", {}))
     with pytest.raises(ValueError, match=message):
-        TrainerOptimizerInit(model=model, args=args, train_dataset=RandomTokens(), **kwargs)
+        TrainerOptimizerInit(model=model, args=args, train_dataset=FirstTokenTask(n=32), **kwargs)
 
 
 def test_unsupported_architecture_fails_at_construction(tmp_path):
@@ -317,7 +303,7 @@ def test_plain_trainer_refuses_fine_tuning_callbacks(tmp_path):
     trainer = transformers.Trainer(
         model=tiny_model("bert", num_layers=2),
         args=training_args(tmp_path),
-        train_dataset=RandomTokens(),
+        train_dataset=FirstTokenTask(n=32),
         callbacks=[ReinitCallback(1)],
     )
     with pytest.raises(RuntimeError, match="TrainerOptimizerInit"):

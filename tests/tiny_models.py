@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import transformers
+from torch.utils.data import Dataset
 
 # Small configs in the manner of the Hugging Face test suite (ModelTester classes): a few layers of width 32.
 _COMMON = {"vocab_size": 99, "num_attention_heads": 4, "max_position_embeddings": 64, "num_labels": 2}
@@ -62,3 +63,20 @@ def tiny_model(
 
 
 ARCHITECTURES = ["bert", "roberta", "albert", "electra", "distilbert", "deberta-v2"]
+
+
+class FirstTokenTask(Dataset):
+    """Label = whether the first token is above 50: learnable in a few dozen steps."""
+
+    def __init__(self, n=64, length=8, seed=0, flip=()):
+        generator = torch.Generator().manual_seed(seed)
+        self.input_ids = torch.randint(5, 99, (n, length), generator=generator)
+        self.labels = (self.input_ids[:, 0] > 50).long()
+        for index in flip:
+            self.labels[index] = 1 - self.labels[index]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return {"input_ids": self.input_ids[index], "labels": self.labels[index]}
