@@ -43,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -303,112 +302,6 @@ def throughput(
     )
 
 
-def path_batches(task: str, path: str, seed: int, steps: int) -> list[dict[str, torch.Tensor]]:
-    """The first ``steps`` training batches of ``path`` as ``fine-tune.py`` builds them: the same tokenisation,
-    collator (``default_data_collator`` after padding to 128, else ``DataCollatorWithPadding``) and sampler
-    (``RandomSampler``, or the Trainer's ``LengthGroupedSampler``), seeded like the Trainer's data order."""
-    from transformers import AutoTokenizer, DataCollatorWithPadding, default_data_collator
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
-
-    glue_task = get_task(task)
-    raw = load_task_datasets(glue_task, data_dir=data_dir(task))
-    tokenizer = AutoTokenizer.from_pretrained(model_path())
-    padded = path == "static"
-    train = tokenize_dataset(
-        raw, tokenizer, glue_task, max_seq_length=MAX_SEQ_LENGTH, pad_to_max_length=padded
-    )
-    train = train["train"].remove_columns(["idx"]).rename_column("label", "labels")
-    generator = torch.Generator().manual_seed(seed)
-    if path == "grouped":
-        order = list(LengthGroupedSampler(BATCH_SIZE, dataset=train, generator=generator))
-    else:
-        order = torch.randperm(len(train), generator=generator).tolist()
-    collate = default_data_collator if padded else DataCollatorWithPadding(tokenizer)
-    return [collate([train[i] for i in order[k * BATCH_SIZE : (k + 1) * BATCH_SIZE]]) for k in range(steps)]
-
-
-def step_interleaved(
-    tasks: list[str], paths: list[str], repetitions: int, megabatches: int, load: LoadLog
-) -> str:
-    """Each path's batches trained side by side in one process, one step of each path in turn.
-
-    A load burst from another job lasts seconds to minutes: whole ``fine-tune.py`` runs, a minute or two
-    each, can land in different bursts, while steps interleaved one by one share them. Each path trains its
-    own copy of the model (AdamW, fused; clipping at 1.0; lr 2e-5), as the script's Trainer would. Wall time
-    and process CPU time are both summed per path; CPU time is what another job's load inflates least.
-    """
-    import copy
-
-    from transformers import AutoModelForSequenceClassification
-
-    rows = []
-    for task in tasks:
-        steps = megabatches * megabatch_steps(len(train_lengths(task)))
-        wall_ratios: dict[str, list[float]] = {p: [] for p in paths}
-        cpu_ratios: dict[str, list[float]] = {p: [] for p in paths}
-        speeds: dict[str, list[float]] = {p: [] for p in paths}
-        tokens: dict[str, float] = {}
-        for repetition in range(repetitions):
-            seed = repetition + 1
-            batches = {path: path_batches(task, path, seed, steps) for path in paths}
-            for path in paths:
-                tokens[path] = statistics.fmean(b["input_ids"].shape[1] for b in batches[path])
-            torch.manual_seed(seed)
-            base = AutoModelForSequenceClassification.from_pretrained(model_path(), num_labels=2)
-            models = {path: copy.deepcopy(base).train() for path in paths}
-            optimizers = {
-                path: torch.optim.AdamW(models[path].parameters(), lr=2e-5, fused=True) for path in paths
-            }
-            wall = dict.fromkeys(paths, 0.0)
-            cpu = dict.fromkeys(paths, 0.0)
-            for step in range(steps):
-                for path in paths:
-                    model, optimizer = models[path], optimizers[path]
-                    start_wall, start_cpu = time.perf_counter(), time.process_time()
-                    model(**batches[path][step]).loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    wall[path] += time.perf_counter() - start_wall
-                    cpu[path] += time.process_time() - start_cpu
-            load.sample()
-            for path in paths:
-                speeds[path].append(steps * BATCH_SIZE / wall[path])
-                if "static" in paths:
-                    wall_ratios[path].append(wall["static"] / wall[path])
-                    cpu_ratios[path].append(cpu["static"] / cpu[path])
-            print(
-                f"rep {repetition}: {task}: " + ", ".join(f"{p} {speeds[p][-1]:.1f} ex/s" for p in paths),
-                file=sys.stderr,
-            )
-        for path in paths:
-            rows.append(
-                [
-                    task.upper(),
-                    path,
-                    f"{steps} × {BATCH_SIZE}",
-                    f"{tokens[path]:.1f}",
-                    fmt_spread(speeds[path], "{:.1f}"),
-                    fmt_spread(wall_ratios[path], "{:.2f}") if wall_ratios[path] else "—",
-                    fmt_spread(cpu_ratios[path], "{:.2f}") if cpu_ratios[path] else "—",
-                ]
-            )
-    return markdown_table(
-        [
-            "task",
-            "path",
-            "steps × batch per repetition",
-            "mean padded length (tokens)",
-            "examples/s, median [min–max]",
-            "× static (wall time)",
-            "× static (CPU time)",
-        ],
-        rows,
-    )
-
-
 def accuracy(tasks: list[str], paths: list[str], seeds: list[int], epochs: float, lr: float) -> str:
     """Complete trainings per (task, path, seed); the main metric's mean, spread and failures."""
     rows = []
@@ -465,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=["padding", "throughput", "steps", "accuracy"],
+        choices=["padding", "throughput", "accuracy"],
         default=["padding", "throughput"],
     )
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
@@ -505,19 +398,6 @@ def main(argv: list[str] | None = None) -> None:
                 f"{args.megabatches} mega-batch(es) of steps per run",
             )
             update_benchmarks_md("fine-tune-throughput", body + "\n" + table)
-    if "steps" in args.parts:
-        wait_for_quiet(args.max_load, args.wait_timeout)
-        load = LoadLog.start()
-        table = step_interleaved(args.tasks, args.paths, args.repetitions, args.megabatches, load)
-        print(table)
-        if not args.no_write:
-            body = section_preamble(
-                "fine-tune.py's data paths, step-interleaved",
-                load.describe(),
-                f"{setting}; {args.repetitions} repetition(s) (seed r for repetition r), one step of each path "
-                f"in turn, {args.megabatches} mega-batch(es) of steps per path",
-            )
-            update_benchmarks_md("fine-tune-steps", body + "\n" + table)
     if "accuracy" in args.parts:
         load = LoadLog.start()
         table = accuracy(args.tasks, args.paths, args.seeds, args.epochs, args.learning_rate)
