@@ -14,9 +14,9 @@ MRPC training pairs, padded to a fixed ``--seq-len`` so every step does the same
   ``LLRDCallback(0.95)``, ``ReinitCallback(1)``: AdamWL2SP on LLRD × L2-SP groups, one layer re-initialised.
   (``MixoutCallback`` and ``FreezeCallback`` are left out on purpose: they change the model's own work — Mixout
   adds mask arithmetic to every forward, freezing removes backward work — which is the method, not overhead.)
-* ``… + diagnostics`` — the same plus ``GradNormCallback(every=logging_steps)``, ``LossSpikeCallback()``,
-  ``NonFiniteGuardCallback()``, ``EarlyFailureCallback(prior_loss(labels))`` (``fine-tune.py`` has no
-  ``--diagnostics`` flag, so they are measured through ``TrainerOptimizerInit`` directly).
+* ``… + diagnostics`` — the same plus the callbacks ``fine-tune.py --diagnostics`` attaches, built by the
+  same ``DiagnosticsArguments.callbacks``: ``GradNormCallback`` (every logging step), ``LossSpikeCallback``,
+  ``NonFiniteGuardCallback``, ``EarlyFailureCallback`` with the label prior's loss.
 
 Each run trains ``--warmup + --steps`` steps; its steady-state step time is the median interval between
 consecutive ``on_step_end`` events after the warm-up — everything a step costs: batch collation, forward,
@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -61,30 +63,35 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.utils import logging
 
 from transformers_fine_tuning import (
-    EarlyFailureCallback,
-    GradNormCallback,
     L2SPCallback,
     LLRDCallback,
-    LossSpikeCallback,
-    NonFiniteGuardCallback,
     ReinitCallback,
     TrainerOptimizerInit,
     prior_loss,
 )
+from transformers_fine_tuning.arguments import DiagnosticsArguments
 from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
 from transformers_fine_tuning.modeling import load_model_and_tokenizer
 
 BATCH_SIZE, LOGGING_STEPS, SEED = 16, 5, 42
+# Fixed thresholds turn off glibc's dynamic mmap threshold, under which the heap's history (e.g. the anchors
+# AdamWL2SP allocates) decides whether each step's gradients are mmap'ed and faulted in afresh (BENCHMARKS.md, 2).
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}
 
 
 class StepClock(TrainerCallback):
-    """Records the wall-clock time at the end of every optimizer step."""
+    """Records the wall-clock time and the process's minor page faults at the end of every optimizer step.
+
+    A minor fault is a first touch of a page the allocator got fresh from the kernel: many per step means
+    memory is being returned to the kernel and taken back every step (see ``FIXED_MALLOC``)."""
 
     def __init__(self) -> None:
         self.stamps: list[float] = []
+        self.faults: list[int] = []
 
     def on_step_end(self, args, state, control, **kwargs):
         self.stamps.append(time.perf_counter())
+        self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 @dataclass(frozen=True)
@@ -101,13 +108,8 @@ def fine_tuning_callbacks() -> list[TrainerCallback]:
 
 
 def diagnostic_callbacks(labels: list[int]) -> list[TrainerCallback]:
-    """Every diagnostic callback, as ``fine-tune.py`` would add them."""
-    return [
-        GradNormCallback(every=LOGGING_STEPS),
-        LossSpikeCallback(),
-        NonFiniteGuardCallback(),
-        EarlyFailureCallback(prior_loss(labels)),
-    ]
+    """Every diagnostic callback, built as ``fine-tune.py --diagnostics`` builds them."""
+    return DiagnosticsArguments(diagnostics=True).callbacks(prior_loss(labels))
 
 
 def make_variants(labels: list[int], kinds: list[str]) -> list[Variant]:
@@ -164,8 +166,9 @@ def load_data(seq_len: int, num_examples: int) -> tuple[PreTrainedModel, Dataset
 
 def one_run(
     variant: Variant, base_model: PreTrainedModel, data: Dataset, total_steps: int, output_dir: str
-) -> tuple[list[float], float]:
-    """Train ``total_steps`` steps from a copy of ``base_model``; the step intervals and the mean loss."""
+) -> tuple[list[float], list[int], float]:
+    """Train ``total_steps`` steps from a copy of ``base_model``; the step intervals, the minor page faults
+    per step, and the mean loss."""
     args = TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=BATCH_SIZE,
@@ -191,7 +194,8 @@ def one_run(
     del trainer
     gc.collect()  # the next run starts without this one's garbage to collect
     intervals = [b - a for a, b in zip(clock.stamps, clock.stamps[1:], strict=False)]
-    return intervals, result.training_loss
+    faults = [b - a for a, b in zip(clock.faults, clock.faults[1:], strict=False)]
+    return intervals, faults, result.training_loss
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,8 +215,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--max-load", type=float, default=1.3, help="wait until the 1-min load is below")
     parser.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds to wait for quiet")
+    parser.add_argument(
+        "--fixed-malloc-thresholds",
+        action="store_true",
+        help="run with glibc's mmap and trim thresholds fixed (see FIXED_MALLOC); own BENCHMARKS.md section",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
+    if args.fixed_malloc_thresholds and any(os.environ.get(k) != v for k, v in FIXED_MALLOC.items()):
+        # glibc reads these once, at process start: run this script again with them set
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **FIXED_MALLOC})
     logging.set_verbosity_error()
 
     total_steps = args.warmup + 1 + args.steps  # + 1: intervals need a stamp before the first measured one
@@ -222,14 +234,16 @@ def main(argv: list[str] | None = None) -> None:
     load = LoadLog.start()
     step_s: dict[str, list[float]] = {v.label: [] for v in chosen}
     last_loss: dict[str, list[float]] = {v.label: [] for v in chosen}
+    step_faults: dict[str, list[float]] = {v.label: [] for v in chosen}
     with tempfile.TemporaryDirectory() as output_dir:
         order = random.Random(0)
         for repetition in range(args.repetitions):
             # a fresh random order each repetition: no variant always runs first, or always after the same one
             for variant in order.sample(chosen, len(chosen)):
-                intervals, loss = one_run(variant, base_model, data, total_steps, output_dir)
+                intervals, faults, loss = one_run(variant, base_model, data, total_steps, output_dir)
                 measured = intervals[args.warmup :]
                 step_s[variant.label].append(statistics.median(measured))
+                step_faults[variant.label].append(statistics.median(faults[args.warmup :]))
                 last_loss[variant.label].append(loss)
                 print(
                     f"rep {repetition}: {variant.label}: {statistics.median(measured):.3f} s/step",
@@ -253,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
                 fmt_spread(steps_per_s, "{:.3f}"),
                 fmt_spread(ratios, "{:.3f}"),
                 fmt_spread(vs_previous, "{:.3f}") if previous != label else "—",
+                f"{statistics.median(step_faults[label]):,.0f}",
                 f"{statistics.median(last_loss[label]):.4f}",
             ]
         )
@@ -263,19 +278,26 @@ def main(argv: list[str] | None = None) -> None:
             "steps/s",
             f"steps/s ÷ {reference}'s",
             "steps/s ÷ the row above's",
+            "minor page faults per step, median",
             f"mean training loss over {total_steps} steps",
         ],
         rows,
     )
     print(table)
+    allocator = (
+        "glibc malloc with fixed thresholds: " + " ".join(f"{k}={v}" for k, v in FIXED_MALLOC.items())
+        if args.fixed_malloc_thresholds
+        else "glibc malloc, default (dynamic mmap threshold)"
+    )
     body = section_preamble(
-        "Trainer overhead",
+        f"Trainer overhead — {allocator}",
         load.describe(),
         f"all-MiniLM-L6-v2, MRPC pairs padded to {args.seq_len} tokens, batch {BATCH_SIZE}, "
         f"{args.repetitions} interleaved repetitions, {args.steps} measured steps per run after {args.warmup}",
     )
     if not args.no_write:
-        update_benchmarks_md("trainer", body + "\n" + table)
+        section = "trainer-fixed-malloc" if args.fixed_malloc_thresholds else "trainer"
+        update_benchmarks_md(section, body + "\n" + table)
 
 
 if __name__ == "__main__":

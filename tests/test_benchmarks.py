@@ -1,0 +1,140 @@
+"""The benchmark scripts under ``scripts/`` run end to end with tiny settings, and rewrite only their own
+section of BENCHMARKS.md. No timing is asserted: the figures live in BENCHMARKS.md, measured on a quiet
+machine; here only what the scripts compute deterministically is checked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = PROJECT_ROOT / "scripts"
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture
+def bench_common(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_common
+
+    return bench_common
+
+
+@pytest.fixture
+def bench_fine_tune(monkeypatch, glue_dir):
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_fine_tune
+
+    return bench_fine_tune
+
+
+def run_script(name: str, *args: str) -> str:
+    """Run ``scripts/<name>`` with ``--no-write``; its stdout (the table)."""
+    process = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args, "--no-write"],
+        cwd=PROJECT_ROOT,
+        env=OFFLINE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    return process.stdout
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of every data row of the Markdown tables in ``markdown`` (header rows left out)."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    data = [
+        line
+        for i, line in enumerate(lines)
+        if not line.startswith("|---") and not (i + 1 < len(lines) and lines[i + 1].startswith("|---"))
+    ]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in data]
+
+
+def test_update_rewrites_only_its_own_section(bench_common, tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(
+        "# Benchmarks\n\nhand-written analysis\n\n"
+        "<!-- bench:a:begin -->\nold a\n<!-- bench:a:end -->\n\nmore analysis\n\n"
+        "<!-- bench:b:begin -->\nold b\n<!-- bench:b:end -->\n",
+        encoding="utf-8",
+    )
+    bench_common.update_benchmarks_md("a", "new a\n", path=path)
+    bench_common.update_benchmarks_md("c", "new c", path=path)
+    text = path.read_text(encoding="utf-8")
+    assert "old a" not in text and "<!-- bench:a:begin -->\nnew a\n<!-- bench:a:end -->" in text
+    assert "hand-written analysis" in text and "more analysis" in text and "old b" in text
+    assert text.rstrip().endswith("<!-- bench:c:begin -->\nnew c\n<!-- bench:c:end -->")
+
+
+def test_spread_is_median_and_range(bench_common):
+    assert bench_common.fmt_spread([3.0, 1.0, 2.0, 10.0, 4.0], "{:.1f}") == "3.0 [1.0–10.0]"
+    assert bench_common.fmt_spread([2.0]) == "2.00 [2.00–2.00]"
+
+
+def test_padded_tokens_counts_each_batch_at_its_longest(bench_fine_tune, monkeypatch):
+    monkeypatch.setattr(bench_fine_tune, "BATCH_SIZE", 2)
+    lengths = [10, 128, 20, 30]
+    per_example, share_full = bench_fine_tune.padded_tokens(lengths, [0, 1, 2, 3])
+    assert per_example == (2 * 128 + 2 * 30) / 4
+    assert share_full == 0.5
+    per_example, share_full = bench_fine_tune.padded_tokens(lengths, [0, 2, 3, 1])
+    assert per_example == (2 * 20 + 2 * 128) / 4
+
+
+def test_megabatch_is_what_the_length_grouped_sampler_sorts(bench_fine_tune):
+    """The throughput runs train one mega-batch of steps, so each sees the grouped path's real batch mix."""
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    lengths = list(range(1, 2491))  # RTE's size: mega-batches of 38 batches of 16
+    steps = bench_fine_tune.megabatch_steps(len(lengths))
+    assert steps == 38
+    order = get_length_grouped_indices(lengths, 16, generator=torch.Generator().manual_seed(0))
+    chunk = [lengths[i] for i in order[: steps * 16]]
+    assert chunk[1:] == sorted(chunk[1:], reverse=True)  # sorted within the mega-batch (longest moved first)
+
+
+def test_optimizer_benchmark_runs_and_counts_one_anchor_copy():
+    out = run_script(
+        "bench_optimizer.py",
+        *("--models", "minilm", "--kernels", "adamw-fused", "l2sp-default"),
+        *("--repetitions", "1", "--steps", "1", "--max-load", "0"),
+    )
+    assert "torch AdamW, fused" in out and "AdamWL2SP, default (fused)" in out
+    assert "87 (= one copy of the anchored parameters)" in out
+
+
+def test_trainer_benchmark_runs_every_variant_on_the_same_losses():
+    out = run_script(
+        "bench_trainer.py", "--repetitions", "1", "--steps", "1", "--warmup", "0", "--max-load", "0"
+    )
+    rows = {row[0]: row for row in table_rows(out)}
+    assert len(rows) == 4, out
+    losses = {label: row[-1] for label, row in rows.items()}
+    # the subclass with nothing to do trains bit for bit like Trainer; the diagnostics only observe
+    assert losses["Trainer + AdamW (fused)"] == losses["TrainerOptimizerInit + AdamW (fused)"]
+    l2sp = "TrainerOptimizerInit + AdamWL2SP + L2SP/LLRD/Reinit callbacks"
+    assert losses[l2sp] == losses["… + diagnostics (GradNorm, LossSpike, NonFiniteGuard, EarlyFailure)"]
+
+
+def test_fine_tune_benchmark_padding_and_short_runs(glue_dir):
+    out = run_script(
+        "bench_fine_tune.py",
+        *("--parts", "padding", "throughput", "--tasks", "mrpc", "--paths", "static", "dynamic"),
+        *("--steps", "2", "--repetitions", "1", "--max-load", "0"),
+    )
+    rows = table_rows(out)
+    padding = [row for row in rows if len(row) == 6]
+    assert [row[2] for row in padding] == ["static", "dynamic", "grouped"]  # the analysis covers every path
+    static, dynamic, grouped = (float(row[5]) for row in padding)
+    assert static == 1.0 and 1.5 < dynamic < grouped  # MRPC has no tail at 128 tokens; grouping packs tighter
+    throughput = [row for row in rows if len(row) == 7]
+    assert [row[1] for row in throughput] == ["static", "dynamic"]
+    assert all(row[2] == "2 × 16" for row in throughput)
