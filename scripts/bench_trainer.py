@@ -23,6 +23,9 @@ consecutive ``on_step_end`` events after the warm-up — everything a step costs
 backward, clipping, optimizer, scheduler, callbacks, logging. Runs are interleaved (one run of each variant
 per repetition, in a new random order each time, so that no variant always follows the same one) and the
 ratios to plain Trainer are taken per repetition.
+With ``--fresh-process`` each run starts in a new process: in one process, whether a step re-faults its
+gradients' memory from the kernel depends on the allocator's history (what earlier runs allocated), which
+then differs between variants; a new process gives every variant the same history (BENCHMARKS.md, 2).
 Target (issue "Benchmarks"): TrainerOptimizerInit with AdamWL2SP and the callbacks within 3 % of Trainer.
 """
 
@@ -31,10 +34,12 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import json
 import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,6 +79,7 @@ from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize
 from transformers_fine_tuning.modeling import load_model_and_tokenizer
 
 BATCH_SIZE, LOGGING_STEPS, SEED = 16, 5, 42
+VARIANT_KINDS = ["trainer", "subclass", "l2sp", "diagnostics"]
 # Fixed thresholds turn off glibc's dynamic mmap threshold, under which the heap's history (e.g. the anchors
 # AdamWL2SP allocates) decides whether each step's gradients are mmap'ed and faulted in afresh (BENCHMARKS.md, 2).
 FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}
@@ -210,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--variants",
         nargs="+",
-        choices=["trainer", "subclass", "l2sp", "diagnostics"],
-        default=["trainer", "subclass", "l2sp", "diagnostics"],
+        choices=VARIANT_KINDS,
+        default=VARIANT_KINDS,
     )
     parser.add_argument("--max-load", type=float, default=1.3, help="wait until the 1-min load is below")
     parser.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds to wait for quiet")
@@ -220,7 +226,14 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="run with glibc's mmap and trim thresholds fixed (see FIXED_MALLOC); own BENCHMARKS.md section",
     )
+    parser.add_argument(
+        "--fresh-process",
+        action="store_true",
+        help="each run in a new process (the allocator's history then is the same for every variant); "
+        "own BENCHMARKS.md section",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--child-run", choices=VARIANT_KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fixed_malloc_thresholds and any(os.environ.get(k) != v for k, v in FIXED_MALLOC.items()):
         # glibc reads these once, at process start: run this script again with them set
@@ -229,7 +242,23 @@ def main(argv: list[str] | None = None) -> None:
 
     total_steps = args.warmup + 1 + args.steps  # + 1: intervals need a stamp before the first measured one
     base_model, data = load_data(args.seq_len, total_steps * BATCH_SIZE)
+    if args.child_run:
+        (variant,) = make_variants(list(data["label"]), [args.child_run])
+        with tempfile.TemporaryDirectory() as output_dir:
+            print(json.dumps(one_run(variant, base_model, data, total_steps, output_dir)))
+        return
     chosen = make_variants(list(data["label"]), args.variants)
+    kinds = dict(zip([v.label for v in chosen], args.variants, strict=True))
+
+    def run(variant: Variant, output_dir: str) -> tuple[list[float], list[int], float]:
+        if not args.fresh_process:
+            return one_run(variant, base_model, data, total_steps, output_dir)
+        child = [*sys.argv[:1], "--child-run", kinds[variant.label], "--steps", str(args.steps)]
+        child += ["--warmup", str(args.warmup), "--seq-len", str(args.seq_len)]
+        out = subprocess.run([sys.executable, *child], check=True, capture_output=True, text=True).stdout
+        intervals, faults, loss = json.loads(out.strip().splitlines()[-1])
+        return intervals, faults, loss
+
     wait_for_quiet(args.max_load, args.wait_timeout)
     load = LoadLog.start()
     step_s: dict[str, list[float]] = {v.label: [] for v in chosen}
@@ -240,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         for repetition in range(args.repetitions):
             # a fresh random order each repetition: no variant always runs first, or always after the same one
             for variant in order.sample(chosen, len(chosen)):
-                intervals, faults, loss = one_run(variant, base_model, data, total_steps, output_dir)
+                intervals, faults, loss = run(variant, output_dir)
                 measured = intervals[args.warmup :]
                 step_s[variant.label].append(statistics.median(measured))
                 step_faults[variant.label].append(statistics.median(faults[args.warmup :]))
@@ -290,13 +319,14 @@ def main(argv: list[str] | None = None) -> None:
         else "glibc malloc, default (dynamic mmap threshold)"
     )
     body = section_preamble(
-        f"Trainer overhead — {allocator}",
+        f"Trainer overhead — {allocator}" + (", one process per run" if args.fresh_process else ""),
         load.describe(),
         f"all-MiniLM-L6-v2, MRPC pairs padded to {args.seq_len} tokens, batch {BATCH_SIZE}, "
         f"{args.repetitions} interleaved repetitions, {args.steps} measured steps per run after {args.warmup}",
     )
     if not args.no_write:
-        section = "trainer-fixed-malloc" if args.fixed_malloc_thresholds else "trainer"
+        section = "trainer" + ("-fixed-malloc" if args.fixed_malloc_thresholds else "")
+        section += "-fresh-process" if args.fresh_process else ""
         update_benchmarks_md(section, body + "\n" + table)
 
 

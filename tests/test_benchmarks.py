@@ -111,9 +111,11 @@ def test_optimizer_benchmark_runs_and_counts_one_anchor_copy():
     assert "87 (= one copy of the anchored parameters)" in out
 
 
-def test_trainer_benchmark_runs_every_variant_on_the_same_losses():
+@pytest.mark.parametrize("process", ["one process", "--fresh-process"])
+def test_trainer_benchmark_runs_every_variant_on_the_same_losses(process):
+    fresh = [process] if process.startswith("--") else []
     out = run_script(
-        "bench_trainer.py", "--repetitions", "1", "--steps", "1", "--warmup", "0", "--max-load", "0"
+        "bench_trainer.py", "--repetitions", "1", "--steps", "1", "--warmup", "0", "--max-load", "0", *fresh
     )
     rows = {row[0]: row for row in table_rows(out)}
     assert len(rows) == 4, out
