@@ -80,8 +80,8 @@ from transformers_fine_tuning.modeling import load_model_and_tokenizer
 
 BATCH_SIZE, LOGGING_STEPS, SEED = 16, 5, 42
 VARIANT_KINDS = ["trainer", "subclass", "l2sp", "diagnostics"]
-# Fixed thresholds turn off glibc's dynamic mmap threshold, under which the heap's history (e.g. the anchors
-# AdamWL2SP allocates) decides whether each step's gradients are mmap'ed and faulted in afresh (BENCHMARKS.md, 2).
+# Fixed thresholds turn off glibc's dynamic mmap threshold, under which the heap's history (what the process
+# allocated before) decides whether each step's gradients are mmap'ed and faulted in afresh (BENCHMARKS.md, 2).
 FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}
 
 
@@ -102,8 +102,9 @@ class StepClock(TrainerCallback):
 
 @dataclass(frozen=True)
 class Variant:
-    """A Trainer configuration: a label and how to build the Trainer for one run."""
+    """A Trainer configuration: its ``--variants`` name, a label and how to build the Trainer for one run."""
 
+    kind: str
     label: str
     build: Callable[[PreTrainedModel, TrainingArguments, Dataset, list[TrainerCallback]], Trainer]
 
@@ -119,21 +120,21 @@ def diagnostic_callbacks(labels: list[int]) -> list[TrainerCallback]:
 
 
 def make_variants(labels: list[int], kinds: list[str]) -> list[Variant]:
-    """The variants asked for, in a fixed order."""
+    """The variants named in ``kinds``, in that order."""
     table = {
-        "trainer": Variant(
+        "trainer": (
             "Trainer + AdamW (fused)",
             lambda m, a, d, cbs: Trainer(
                 model=m, args=a, train_dataset=d, data_collator=default_data_collator, callbacks=cbs
             ),
         ),
-        "subclass": Variant(
+        "subclass": (
             "TrainerOptimizerInit + AdamW (fused)",
             lambda m, a, d, cbs: TrainerOptimizerInit(
                 model=m, args=a, train_dataset=d, data_collator=default_data_collator, callbacks=cbs
             ),
         ),
-        "l2sp": Variant(
+        "l2sp": (
             "TrainerOptimizerInit + AdamWL2SP + L2SP/LLRD/Reinit callbacks",
             lambda m, a, d, cbs: TrainerOptimizerInit(
                 model=m,
@@ -143,7 +144,7 @@ def make_variants(labels: list[int], kinds: list[str]) -> list[Variant]:
                 callbacks=[*fine_tuning_callbacks(), *cbs],
             ),
         ),
-        "diagnostics": Variant(
+        "diagnostics": (
             "… + diagnostics (GradNorm, LossSpike, NonFiniteGuard, EarlyFailure)",
             lambda m, a, d, cbs: TrainerOptimizerInit(
                 model=m,
@@ -154,7 +155,7 @@ def make_variants(labels: list[int], kinds: list[str]) -> list[Variant]:
             ),
         ),
     }
-    return [table[kind] for kind in kinds]
+    return [Variant(kind, *table[kind]) for kind in kinds]
 
 
 def load_data(seq_len: int, num_examples: int) -> tuple[PreTrainedModel, Dataset]:
@@ -248,12 +249,11 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(one_run(variant, base_model, data, total_steps, output_dir)))
         return
     chosen = make_variants(list(data["label"]), args.variants)
-    kinds = dict(zip([v.label for v in chosen], args.variants, strict=True))
 
     def run(variant: Variant, output_dir: str) -> tuple[list[float], list[int], float]:
         if not args.fresh_process:
             return one_run(variant, base_model, data, total_steps, output_dir)
-        child = [*sys.argv[:1], "--child-run", kinds[variant.label], "--steps", str(args.steps)]
+        child = [*sys.argv[:1], "--child-run", variant.kind, "--steps", str(args.steps)]
         child += ["--warmup", str(args.warmup), "--seq-len", str(args.seq_len)]
         out = subprocess.run([sys.executable, *child], check=True, capture_output=True, text=True).stdout
         intervals, faults, loss = json.loads(out.strip().splitlines()[-1])

@@ -25,7 +25,7 @@ def bench_common(monkeypatch):
 
 
 @pytest.fixture
-def bench_fine_tune(monkeypatch, glue_dir):
+def bench_fine_tune(monkeypatch):
     monkeypatch.syspath_prepend(str(SCRIPTS))
     import bench_fine_tune
 
@@ -111,11 +111,10 @@ def test_optimizer_benchmark_runs_and_counts_one_anchor_copy():
     assert "87 (= one copy of the anchored parameters)" in out
 
 
-@pytest.mark.parametrize("process", ["one process", "--fresh-process"])
-def test_trainer_benchmark_runs_every_variant_on_the_same_losses(process):
-    fresh = [process] if process.startswith("--") else []
+@pytest.mark.parametrize("extra", [[], ["--fresh-process"]], ids=["one-process", "fresh-process"])
+def test_trainer_benchmark_runs_every_variant_on_the_same_losses(extra):
     out = run_script(
-        "bench_trainer.py", "--repetitions", "1", "--steps", "1", "--warmup", "0", "--max-load", "0", *fresh
+        "bench_trainer.py", "--repetitions", "1", "--steps", "1", "--warmup", "0", "--max-load", "0", *extra
     )
     rows = {row[0]: row for row in table_rows(out)}
     assert len(rows) == 4, out
