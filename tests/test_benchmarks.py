@@ -117,10 +117,11 @@ def test_trainer_benchmark_runs_every_variant_on_the_same_losses(extra):
         "bench_trainer.py", "--repetitions", "1", "--steps", "1", "--warmup", "0", "--max-load", "0", *extra
     )
     rows = {row[0]: row for row in table_rows(out)}
-    assert len(rows) == 4, out
+    assert len(rows) == 5, out
     losses = {label: row[-1] for label, row in rows.items()}
     # the subclass with nothing to do trains bit for bit like Trainer; the diagnostics only observe
     assert losses["Trainer + AdamW (fused)"] == losses["TrainerOptimizerInit + AdamW (fused)"]
+    assert "Trainer + AdamW (fused) on the same 18 fine-tuning groups" in rows  # the groups' own cost
     l2sp = "TrainerOptimizerInit + AdamWL2SP + L2SP/LLRD/Reinit callbacks"
     assert losses[l2sp] == losses["… + diagnostics (GradNorm, LossSpike, NonFiniteGuard, EarlyFailure)"]
 
