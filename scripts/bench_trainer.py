@@ -136,50 +136,44 @@ def diagnostic_callbacks(labels: list[int]) -> list[TrainerCallback]:
     return DiagnosticsArguments(diagnostics=True).callbacks(prior_loss(labels))
 
 
+def trainer_builder(
+    trainer_cls: type[Trainer],
+    own_callbacks: Callable[[], list[TrainerCallback]] = list,
+    optimizer: Callable[[PreTrainedModel, TrainingArguments], torch.optim.Optimizer] | None = None,
+) -> Callable[[PreTrainedModel, TrainingArguments, Dataset, list[TrainerCallback]], Trainer]:
+    """How a variant builds its Trainer: the class, the callbacks it brings, and a ready optimizer if any."""
+
+    def build(model, args, data, callbacks):
+        optimizers = (optimizer(model, args) if optimizer else None, None)
+        return trainer_cls(
+            model=model,
+            args=args,
+            train_dataset=data,
+            data_collator=default_data_collator,
+            callbacks=[*own_callbacks(), *callbacks],
+            optimizers=optimizers,
+        )
+
+    return build
+
+
 def make_variants(labels: list[int], kinds: list[str]) -> list[Variant]:
     """The variants named in ``kinds``, in that order."""
     table = {
-        "trainer": (
-            "Trainer + AdamW (fused)",
-            lambda m, a, d, cbs: Trainer(
-                model=m, args=a, train_dataset=d, data_collator=default_data_collator, callbacks=cbs
-            ),
-        ),
-        "subclass": (
-            "TrainerOptimizerInit + AdamW (fused)",
-            lambda m, a, d, cbs: TrainerOptimizerInit(
-                model=m, args=a, train_dataset=d, data_collator=default_data_collator, callbacks=cbs
-            ),
-        ),
+        "trainer": ("Trainer + AdamW (fused)", trainer_builder(Trainer)),
+        "subclass": ("TrainerOptimizerInit + AdamW (fused)", trainer_builder(TrainerOptimizerInit)),
         "trainer-groups": (
             "Trainer + AdamW (fused) on the same 18 fine-tuning groups",
-            lambda m, a, d, cbs: Trainer(
-                model=m,
-                args=a,
-                train_dataset=d,
-                data_collator=default_data_collator,
-                callbacks=cbs,
-                optimizers=(adamw_on_fine_tuning_groups(m, a), None),
-            ),
+            trainer_builder(Trainer, optimizer=adamw_on_fine_tuning_groups),
         ),
         "l2sp": (
             "TrainerOptimizerInit + AdamWL2SP + L2SP/LLRD/Reinit callbacks",
-            lambda m, a, d, cbs: TrainerOptimizerInit(
-                model=m,
-                args=a,
-                train_dataset=d,
-                data_collator=default_data_collator,
-                callbacks=[*fine_tuning_callbacks(), *cbs],
-            ),
+            trainer_builder(TrainerOptimizerInit, fine_tuning_callbacks),
         ),
         "diagnostics": (
             "… + diagnostics (GradNorm, LossSpike, NonFiniteGuard, EarlyFailure)",
-            lambda m, a, d, cbs: TrainerOptimizerInit(
-                model=m,
-                args=a,
-                train_dataset=d,
-                data_collator=default_data_collator,
-                callbacks=[*fine_tuning_callbacks(), *diagnostic_callbacks(labels), *cbs],
+            trainer_builder(
+                TrainerOptimizerInit, lambda: [*fine_tuning_callbacks(), *diagnostic_callbacks(labels)]
             ),
         ),
     }
