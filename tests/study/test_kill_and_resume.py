@@ -1,5 +1,6 @@
 """A study killed with SIGKILL in the middle, then resumed: the store stays consistent, the run that was cut off
-runs again, the finished ones do not, and every run ends recorded exactly once."""
+runs again (from its last checkpoint when it saved one), the finished ones do not, and every run ends recorded
+exactly once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from transformers_fine_tuning.resume import checkpoint_step, complete_checkpoints
 from transformers_fine_tuning.study import StudyStore, load_spec
 from transformers_fine_tuning.study.cli import main
 
@@ -87,3 +89,58 @@ def test_killed_study_resumes_and_records_every_run_once(write_study, wait_until
         run_id: (Path(after[run_id].output_dir) / "results.json").stat().st_mtime_ns for run_id in stamps
     }
     assert (spec.output_dir / "summary.csv").is_file()
+
+
+def test_a_crashed_run_resumes_from_its_last_checkpoint(
+    write_study, minilm_path, glue_dir, tmp_path, wait_until, capsys
+):
+    """The study (and the run it executes in a subprocess) killed with SIGKILL after the run's first checkpoint:
+    the next ``run`` finds the run crashed, and the run continues from that checkpoint, not from step 0."""
+    path = write_study(
+        "checkpointed",
+        recipes=["l2sp"],
+        seeds=[0],
+        arguments={
+            "model_name_or_path": minilm_path, "data_dir": str(glue_dir), "max_train_samples": 64,
+            "max_eval_samples": 16, "per_device_train_batch_size": 8, "max_steps": 8, "save_strategy": "steps",
+            "save_steps": 2, "eval_strategy": "no", "logging_steps": 1, "use_cpu": True,
+        },
+    )  # fmt: skip
+    [cell] = load_spec(path).cells()
+    run_dir = Path(cell.output_dir)
+    with open(tmp_path / "study.log", "w") as log:
+        study = subprocess.Popen(
+            [sys.executable, "-m", "transformers_fine_tuning.study", "run", str(path), "--no-report"],
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the study and the run it started
+        )
+    try:
+
+        def checkpointed() -> bool:
+            assert study.poll() is None, (tmp_path / "study.log").read_text()[-3000:]
+            return bool(complete_checkpoints(run_dir))
+
+        wait_until(checkpointed, 600, "the run's first checkpoint")
+    finally:
+        os.killpg(study.pid, signal.SIGKILL)
+        study.wait()
+    assert not (run_dir / "results.json").exists(), "the run finished before the study was killed"
+    reached = checkpoint_step(complete_checkpoints(run_dir)[-1])
+
+    assert main(["run", str(path), "--no-report"]) == 0
+    with StudyStore(load_spec(path).store_path) as store:
+        [run] = store.runs()
+        results = store.results(run.run_id)
+    assert (run.status, run.attempts, run.resumed_from_step) == ("completed", 2, reached)
+    assert results.resumed_from.step == reached and results.global_step == 8
+    assert [entry.step for entry in results.train_loss_history] == list(range(1, 9))  # the whole history
+    log = (run_dir / "log.txt").read_text()
+    assert log.count("-m transformers_fine_tuning.fine_tune --recipe l2sp") == 2  # both attempts, one log
+    assert f"resuming from {run_dir / f'checkpoint-{reached}'} (step {reached})" in log
+    capsys.readouterr()
+    assert main(["status", str(path)]) == 0
+    header, row = capsys.readouterr().out.splitlines()[2:4]
+    assert header.split()[:7] == ["task", "recipe", "completed", "failed", "runs", "resumed", "errors"]
+    assert row.split()[:2] == ["rte", "l2sp"] and row.split()[4] == "1"  # 1/1 completed, 1 resumed

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
+from transformers_fine_tuning.results import Evaluation
 from transformers_fine_tuning.study import Progress, StoreCounts, plot_study, summarize, write_report
 from transformers_fine_tuning.study.progress import format_duration
 from transformers_fine_tuning.study.store import RunRecord
@@ -36,7 +37,9 @@ def record(task: str, recipe: str, seed: int, value: float | None, status: str =
         main_metric=value,
         majority_baseline=None if value is None else BASELINE,
         failed_run=failed,
-        evaluations=[{"step": 10 * (i + 1), "eval_validation_accuracy": v} for i, v in enumerate(curve)],
+        evaluations=[
+            Evaluation(10 * (i + 1), None, "validation", {"accuracy": v}) for i, v in enumerate(curve)
+        ],
     )
 
 

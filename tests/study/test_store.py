@@ -13,20 +13,27 @@ import time
 
 import pytest
 
+from transformers_fine_tuning.results import Evaluation, MainMetric, RunResults
 from transformers_fine_tuning.study import Owner, StudyConfigChangedError, StudyStore, spec_from_mapping
 
 
-def fake_results(value: float, failed: bool = False) -> dict:
-    """The fields of a results.json that the store reads."""
-    return {
-        "main_metric": {"name": "accuracy", "split": "validation", "value": value},
-        "failed": failed,
-        "majority_baseline": {"validation": {"accuracy": 0.5}},
-        "metrics": {"validation": {"accuracy": value}},
-        "evaluations": [{"step": 1, "eval_validation_accuracy": value}],
-        "wall_time_s": 1.5,
-        "device": {"host": "elsewhere"},
-    }
+def fake_results(value: float, failed: bool = False, *, model: str = "tiny") -> RunResults:
+    """Results of a run with ``value`` as its final accuracy (``model`` tells who wrote them)."""
+    return RunResults(
+        status="completed",
+        task="rte",
+        model=model,
+        seed=0,
+        data_seed=0,
+        main_metric=MainMetric("accuracy", "validation", value),
+        failed=failed,
+        metrics={"validation": {"accuracy": value}},
+        majority_baseline={"validation": {"accuracy": 0.5}},
+        global_step=1,
+        evaluations=[Evaluation(1, 1.0, "validation", {"accuracy": value})],
+        wall_time_s=1.5,
+        device={"host": "elsewhere"},
+    )
 
 
 @pytest.fixture
@@ -59,8 +66,9 @@ def test_life_of_runs(tmp_path, cells):
         record = {run.run_id: run for run in store.runs()}[first.run_id]
         assert (record.main_metric, record.majority_baseline, record.failed_run) == (0.7, 0.5, False)
         assert record.wall_time_s == 2.0 and record.host == "elsewhere" and record.attempts == 1
-        assert record.evaluations == [{"step": 1, "eval_validation_accuracy": 0.7}]
-        assert store.results(first.run_id)["main_metric"]["value"] == 0.7
+        assert record.evaluations == [Evaluation(1, 1.0, "validation", {"accuracy": 0.7})]
+        assert record.resumed_from_step is None
+        assert store.results(first.run_id) == fake_results(0.7)
         errored = store.runs("error")[0]
         assert errored.run_id == second.run_id and errored.error.endswith("ValueError: boom")
         # a new invocation re-queues the errored run while it has attempts left
@@ -148,18 +156,16 @@ def claim_all(store: StudyStore, name: str) -> list[str]:
     while (cell := store.claim(owner)) is not None:
         claimed.append(cell.run_id)
         time.sleep(random.uniform(0, 0.004))  # a run takes time: let the others interleave
-        results = {
-            "main_metric": {"name": "accuracy", "split": "validation", "value": 0.5},
-            "results_of": name,
-        }
-        store.record_completed(cell.run_id, results)
+        store.record_completed(cell.run_id, fake_results(0.5, model=name))
     return claimed
 
 
 # A worker process: claim_all's source, run once every worker has imported (imports take seconds).
 WORKER = (
     "import json, pathlib, sys, time\n"
+    "from transformers_fine_tuning.results import Evaluation, MainMetric, RunResults\n"
     "from transformers_fine_tuning.study import StudyStore\n"
+    + inspect.getsource(fake_results)
     + inspect.getsource(claim_all)
     + """
 store, name, barrier = StudyStore(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
@@ -214,7 +220,7 @@ def test_concurrent_workers_never_share_a_run(tmp_path, wait_until):
         assert store.counts().completed == len(cells) == 90
         for index, run_ids in enumerate(claimed):  # each run's results come from the worker that claimed it
             for run_id in run_ids:
-                assert store.results(run_id)["results_of"] == f"w{index}"
+                assert store.results(run_id).model == f"w{index}"
     assert all(run.attempts == 1 for run in runs)
     connection = sqlite3.connect(path)
     assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -245,3 +251,45 @@ def test_runs_dropped_from_the_study_are_kept_but_inactive(tmp_path, cells):
         store.sync(cells)  # seed 2 back: its completed run counts again, with its results
         assert store.counts().completed == 1 and store.counts().pending == 1
         assert {run.run_id: run.main_metric for run in store.runs("completed")} == {last.run_id: 0.8}
+
+
+def test_a_version_1_store_is_upgraded_in_place(tmp_path, cells):
+    """A store written before the results schema (evaluations as the Trainer logged them, no resumed_from_step):
+    opened by this version, its rows read as typed evaluations, nothing lost."""
+    path = tmp_path / "study.sqlite"
+    with StudyStore(path) as store:
+        store.sync(cells[:1])
+        store.claim(Owner.current())
+        store.record_completed(cells[0].run_id, fake_results(0.7))
+    version_1 = fake_results(0.7).to_dict()
+    version_1.update(
+        schema_version=1, evaluations=[{"step": 1, "epoch": 1.0, "eval_validation_accuracy": 0.7}]
+    )
+    del version_1["resumed_from"]
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("ALTER TABLE runs DROP COLUMN resumed_from_step")
+        connection.execute(
+            "UPDATE runs SET evaluations_json = ?, results_json = ?",
+            (json.dumps(version_1["evaluations"]), json.dumps(version_1)),
+        )
+        connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    connection.close()
+
+    with StudyStore(path) as store:
+        [run] = store.runs("completed")
+        assert run.evaluations == [Evaluation(1, 1.0, "validation", {"accuracy": 0.7})]
+        assert run.resumed_from_step is None and run.main_metric == 0.7
+        assert store.results(run.run_id) == fake_results(0.7)
+        assert store.get_meta("schema_version") == 2
+
+
+def test_a_store_of_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "study.sqlite"
+    StudyStore(path).close()
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    connection.close()
+    with pytest.raises(ValueError, match=r"study store of version 7; .* reads versions up to 2"):
+        StudyStore(path)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from matplotlib import image
 
+from transformers_fine_tuning.results import MainMetric, RunResults, write_results
 from transformers_fine_tuning.study import StudyStore, execute_run, load_spec
 from transformers_fine_tuning.study.cli import main
 from transformers_fine_tuning.study.runner import _existing_results
@@ -34,7 +36,7 @@ def test_tiny_study_from_command_to_table_and_plots(write_study, capsys):
         assert run.main_metric == results["main_metric"]["value"] and run.failed_run == results["failed"]
         assert results["num_examples"] == {"train": 16, "validation": 32}
         assert run.majority_baseline == results["majority_baseline"]["validation"]["accuracy"]
-        assert [entry["step"] for entry in run.evaluations] == [1, 2]  # evaluated after each of the 2 steps
+        assert [entry.step for entry in run.evaluations] == [1, 2]  # evaluated after each of the 2 steps
         assert run.host and run.wall_time_s > 0 and run.attempts == 1
     # the recipe's arguments reached the run: Mosbach's bias correction, Devlin's uncorrected Adam
     mosbach = json.loads((Path(runs[1].output_dir) / "results.json").read_text())
@@ -115,19 +117,21 @@ def test_a_run_that_raises_is_an_error_and_the_others_go_on(write_study, tmp_pat
 def test_bad_study_arguments_stop_before_any_run(write_study, capsys):
     path = write_study("bad", arguments={"not_a_flag": 1})
     assert main(["run", str(path), "--in-process"]) == 2
-    assert "fine-tune.py rejects the arguments of rte/devlin2019/seed0-data0" in capsys.readouterr().err
+    assert "fine-tune rejects the arguments of rte/devlin2019/seed0-data0" in capsys.readouterr().err
     assert not (load_spec(path).output_dir / "study.sqlite").exists()
     assert main(["run", str(path), "--seeds", "3-1"]) == 2
     assert "ends before it starts" in capsys.readouterr().err
 
 
-def test_subprocess_isolation_runs_the_script_and_keeps_its_log(write_study):
+def test_subprocess_isolation_runs_the_package_job_and_keeps_its_log(write_study):
     cell = load_spec(write_study("isolated", recipes=["l2sp"], seeds=[4])).cells()[0]
     outcome = execute_run(cell, isolation="subprocess")
     assert outcome.status == "completed", outcome.error
-    assert outcome.results["seed"] == 4 and outcome.results["recipe"] == "l2sp"
+    assert outcome.results.seed == 4 and outcome.results.recipe == "l2sp"
     log = Path(cell.output_dir) / "log.txt"
-    assert "fine-tune.py: accuracy" in log.read_text()
+    command, text = log.read_text().split("\n", 1)
+    assert command.startswith(f"{sys.executable} -m transformers_fine_tuning.fine_tune --recipe l2sp ")
+    assert "python -m transformers_fine_tuning.fine_tune: accuracy" in text
     # killed after writing results.json but before the store heard of it: the results are taken, not re-run
     stamp = log.stat().st_mtime_ns
     again = execute_run(cell, isolation="subprocess")
@@ -138,9 +142,16 @@ def test_subprocess_isolation_runs_the_script_and_keeps_its_log(write_study):
 def test_only_results_of_the_same_configuration_are_taken(write_study):
     cell = load_spec(write_study("recover", recipes=["llrd"], seeds=[0])).cells()[0]
     directory = Path(cell.output_dir)
-    directory.mkdir(parents=True)
-    (directory / "results.json").write_text('{"seed": 0}')
+    results = RunResults(
+        status="completed", task="rte", model="m", seed=0, data_seed=0,
+        main_metric=MainMetric("accuracy", "validation", 0.6), failed=False,
+        metrics={"validation": {"accuracy": 0.6}}, majority_baseline={"validation": {"accuracy": 0.5}},
+        global_step=2,
+    )  # fmt: skip
+    write_results(directory / "results.json", results)
     (directory / "study-run.json").write_text(json.dumps({"config_hash": "another configuration"}))
     assert _existing_results(cell) is None
     (directory / "study-run.json").write_text(json.dumps({"config_hash": cell.config_hash}))
-    assert _existing_results(cell) == {"seed": 0}
+    assert _existing_results(cell) == results
+    (directory / "results.json").write_text('{"seed": 0}')  # not a results file: run again
+    assert _existing_results(cell) is None

@@ -30,6 +30,7 @@ from safetensors.torch import load_file
 from transformers import default_data_collator
 
 from transformers_fine_tuning import AdamWL2SP
+from transformers_fine_tuning.results import read_results
 
 # 24 training examples in batches of 8: 3 steps, each logged (a 4th step costs one more compilation, ~4 s
 # here). Sequences of 32 tokens keep the compiled graphs small; 16 evaluation examples fit one eval batch.
@@ -255,9 +256,10 @@ def test_run_in_process_steps_the_xla_parameters_with_anchors_on_xla(
     assert anchored == {name for name in named if not name.startswith(novel)}
     assert "bert.encoder.layer.0.attention.self.query.weight" in anchored
 
-    assert results["device"]["type"] == "xla" and results["global_step"] == STEPS
+    assert results.device["type"] == "xla" and results.global_step == STEPS
     written = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert written["global_step"] == STEPS and written["device"] == results["device"]
+    assert written["global_step"] == STEPS and written["device"] == results.device
     assert written["arguments"]["fine_tuning"]["optimizer"] == "adamw_l2sp"
-    losses = [entry["loss"] for entry in results["train_loss_history"]]
+    assert read_results(tmp_path / "out") == results
+    losses = [entry.loss for entry in results.train_loss_history]
     assert len(losses) == STEPS and all(math.isfinite(loss) for loss in losses) and len(set(losses)) > 1

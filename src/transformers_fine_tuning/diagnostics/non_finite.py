@@ -30,7 +30,7 @@ class NonFiniteGuardCallback(DiagnosticCallback):
     applied: the gradients are dropped (an optimizer skips parameters without one), training stops, and the
     weights stay those of the last good step. With ``save_state`` those weights and the optimizer state go to
     ``<output_dir>/non-finite-step-<t>/`` with ``event.json`` (step, loss, gradient norm, the message).
-    ``fine-tune.py`` then marks the run failed in ``results.json``.
+    The fine-tune job then marks the run failed in ``results.json``.
     """
 
     needs_step_loss = True

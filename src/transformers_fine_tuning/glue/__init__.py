@@ -1,4 +1,6 @@
-"""GLUE task knowledge: the task table, data loading, tokenisation, metrics and the failed-run test."""
+"""GLUE task knowledge: the task table, data loading and export, tokenisation, metrics, failed runs."""
+
+from typing import TYPE_CHECKING, Any
 
 from .files import load_glue_dir, read_glue_file, read_glue_rows, resolve_task_dir
 from .loading import load_hub_task, load_task_datasets, read_data_file
@@ -12,12 +14,31 @@ from .metrics import (
 from .preprocessing import tokenize_dataset
 from .tasks import GLUE_TASKS, HUB_DATASET, GlueFile, GlueTask, get_task
 
+if TYPE_CHECKING:
+    from .export import export_hub_glue, find_glue_dir, write_glue_dir
+
+_EXPORT_NAMES = frozenset({"export_hub_glue", "find_glue_dir", "write_glue_dir"})
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :mod:`.export`, imported on first use (PEP 562) rather than with the package: the module
+    is also run as a script (``python -m transformers_fine_tuning.glue.export``), and runpy warns on stderr
+    when the package has imported it before."""
+    if name in _EXPORT_NAMES:
+        from . import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "GLUE_TASKS",
     "HUB_DATASET",
     "GlueFile",
     "GlueTask",
     "compute_glue_metrics",
+    "export_hub_glue",
+    "find_glue_dir",
     "get_task",
     "is_failed_run",
     "label_counts",
@@ -31,4 +52,5 @@ __all__ = [
     "read_glue_rows",
     "resolve_task_dir",
     "tokenize_dataset",
+    "write_glue_dir",
 ]

@@ -1,6 +1,6 @@
 """Named fine-tuning recipes from the papers, shipped as data (YAML), not code.
 
-A recipe is a set of argument values for ``fine-tune.py`` (fine-tuning options and ``TrainingArguments``
+A recipe is a set of argument values for the fine-tune job (fine-tuning options and ``TrainingArguments``
 alike) with a description and the source it comes from. ``--recipe NAME`` takes one of the files beside this
 module; ``--recipe path/to/file.yaml`` takes a user's own file of the same shape::
 

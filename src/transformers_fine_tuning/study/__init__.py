@@ -1,7 +1,7 @@
 """Seed studies: a grid of tasks × recipes × seeds, run to a store that loses nothing, summarised and drawn.
 
 Instability is a property of a distribution of runs, not of one run. A study runs every cell of the grid
-(one ``fine-tune.py`` run each) on a sequential, local multi-process or Ray backend, keeps every outcome in
+(one run of the fine-tune job each) on a sequential, local multi-process or Ray backend, keeps every outcome in
 one SQLite database per study, and turns the completed runs into a table (mean, std, failed runs, bootstrap
 interval, tests against a baseline recipe) and pictures (final scores per recipe, learning curves per seed).
 

@@ -59,7 +59,7 @@ class ExecutionOptions:
         workers: local: worker processes (default: one per GPU, else 1); ray: runs in flight at once
             (default: as many as the cluster's resources fit).
         isolation: ``subprocess`` (a fresh process per run) or ``in-process``; see :mod:`.runner`.
-        script: the ``fine-tune.py`` to run (default: the project's).
+        script: a fine-tune script of your own (default: the package's job, :mod:`..fine_tune`).
         address: ray: the cluster to join (``auto``, ``ray://host:port``); ``None`` starts a local instance.
         cpus_per_run, gpus_per_run: ray: resources each run asks for (GPUs default to 1 if the cluster has
             any, else 0).

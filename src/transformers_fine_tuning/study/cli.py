@@ -1,14 +1,14 @@
-"""``scripts/study.py`` (also ``python -m transformers_fine_tuning.study``): run, watch and summarise studies.
+"""The ``tft-study`` command (also ``python -m transformers_fine_tuning.study``, ``scripts/study.py``).
 
-    study.py run study.yaml [--backend sequential|local|ray] [--workers N] [--address ADDR] [--in-process]
-    study.py run --tasks rte --recipes devlin2019,mosbach2021 --seeds 0-24 -- --model_name_or_path DIR ...
-    study.py status  study.yaml | STUDY_DIR          # runs done, failed runs, errors, per recipe
-    study.py summary study.yaml | STUDY_DIR [--baseline RECIPE]   # summary.md + summary.csv
-    study.py plot    study.yaml | STUDY_DIR          # plots/<task>-final.png, plots/<task>-curves.png
+    tft-study run study.yaml [--backend sequential|local|ray] [--workers N] [--address ADDR] [--in-process]
+    tft-study run --tasks rte --recipes devlin2019,mosbach2021 --seeds 0-24 -- --model_name_or_path DIR ...
+    tft-study status  study.yaml | STUDY_DIR          # runs done, failed runs, errors, per recipe
+    tft-study summary study.yaml | STUDY_DIR [--baseline RECIPE]   # summary.md + summary.csv
+    tft-study plot    study.yaml | STUDY_DIR          # plots/<task>-final.png, plots/<task>-curves.png
 
 ``run`` on a study that already ran resumes it: completed runs are skipped, crashed and errored runs run
-again. Flags given to ``run`` override the file's keys; flags after ``--`` are ``fine-tune.py`` flags shared by
-every run (merged into the file's ``arguments``). Bad input stops with one line on stderr and exit status 2;
+again (from their last checkpoint, when they saved any). Flags given to ``run`` override the file's keys;
+flags after ``--`` are fine-tune flags shared by every run (merged into the file's ``arguments``). Bad input stops with one line on stderr and exit status 2;
 an interrupted study (Ctrl-C, SIGTERM) gives its claims back and exits with status 130.
 """
 
@@ -32,7 +32,7 @@ __all__ = ["main"]
 def _flags_to_arguments(tokens: list[str]) -> dict[str, Any]:
     """``["--max_seq_length", "128", "--fp16", "--report_to", "none", "wandb"]`` -> a dict of values.
 
-    Values stay the strings given (``fine-tune.py`` parses them); a flag without a value is ``True``.
+    Values stay the strings given (the fine-tune job parses them); a flag without a value is ``True``.
     """
     arguments: dict[str, Any] = {}
     key: str | None = None
@@ -43,7 +43,7 @@ def _flags_to_arguments(tokens: list[str]) -> dict[str, Any]:
             arguments[key] = inline if inline else True
             continue
         if key is None:
-            raise ValueError(f"fine-tune.py flags after `--` must start with `--`; got {token!r}")
+            raise ValueError(f"fine-tune flags after `--` must start with `--`; got {token!r}")
         value = token
         current = arguments[key]
         if current is True:
@@ -59,10 +59,16 @@ def _comma_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def program_name() -> str:
+    """How the user started the command, for messages: ``tft-study``, ``study.py`` or the ``-m`` form."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m transformers_fine_tuning.study" if name in ("", "-c", "__main__.py") else name
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="study.py",
-        description="Seed studies: many fine-tune.py runs, one table, one picture.",
+        prog=program_name(),
+        description="Seed studies: many fine-tune runs, one table, one picture.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
@@ -96,9 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     execution.add_argument(
         "--in-process",
         action="store_true",
-        help="run fine-tune.py inside the worker instead of a fresh process per run (fast for tiny runs)",
+        help="run the fine-tune job inside the worker instead of a fresh process per run (fast for tiny runs)",
     )
-    execution.add_argument("--script", help="the fine-tune.py to run (default: the project's)")
+    execution.add_argument(
+        "--script",
+        help="a fine-tune script of your own that takes the job's flags (default: the package's job)",
+    )
     execution.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs per run")
     execution.add_argument("--gpus-per-run", type=float, help="ray: GPUs per run (default: 1 if any, else 0)")
     execution.add_argument("--ray-num-cpus", type=int, help="ray: CPUs of the local instance started")
@@ -151,7 +160,8 @@ def _status(study_dir: Path) -> None:
     print(f"[{name}] {counts.done}/{counts.total} runs done. {counts_line(counts)}")
     groups = list(dict.fromkeys((run.task, run.recipe) for run in runs))
     print(
-        f"\n{'task':<12} {'recipe':<22} {'completed':>9} {'failed runs':>11} {'errors':>6} {'running':>7} {'pending':>7}"
+        f"\n{'task':<12} {'recipe':<22} {'completed':>9} {'failed runs':>11} {'resumed':>7} {'errors':>6} "
+        f"{'running':>7} {'pending':>7}"
     )
     for task, recipe in groups:
         chosen = [run for run in runs if run.task == task and run.recipe == recipe]
@@ -160,8 +170,9 @@ def _status(study_dir: Path) -> None:
             return sum(run.status in statuses for run in chosen)
 
         failed = sum(bool(run.failed_run) for run in chosen if run.status == COMPLETED)
+        resumed = sum(run.resumed_from_step is not None for run in chosen)
         print(
-            f"{task:<12} {recipe:<22} {count(COMPLETED):>5}/{len(chosen):<3} {failed:>11} "
+            f"{task:<12} {recipe:<22} {count(COMPLETED):>5}/{len(chosen):<3} {failed:>11} {resumed:>7} "
             f"{count(ERROR, CRASHED):>6} {count(RUNNING):>7} {count(PENDING):>7}"
         )
     problems = [run for run in runs if run.status in (ERROR, CRASHED)]
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, passthrough = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     options = _parser().parse_args(argv)
     if passthrough and options.command != "run":
-        print("study.py: error: fine-tune.py flags after `--` belong to `run`", file=sys.stderr)
+        print(f"{program_name()}: error: fine-tune flags after `--` belong to `run`", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -222,9 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 report=not options.no_report,
             )
             if counts.error or counts.crashed:
-                print(
-                    f"[{spec.name}] some runs ended in an error: python scripts/study.py status {spec.output_dir}"
-                )
+                print(f"[{spec.name}] some runs ended in an error: {program_name()} status {spec.output_dir}")
             return 0
         study_dir = _study_dir(options.study)
         if options.command == "status":
@@ -240,11 +249,11 @@ def main(argv: list[str] | None = None) -> int:
                 print("no completed run to plot yet")
         return 0
     except (ValueError, OSError, RuntimeError) as error:
-        print(f"study.py: error: {error}", file=sys.stderr)
+        print(f"{program_name()}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            "\nstudy.py: interrupted; the store is consistent and unfinished runs are pending again: "
+            f"\n{program_name()}: interrupted; the store is consistent and unfinished runs are pending again: "
             "run the same command to resume",
             file=sys.stderr,
         )

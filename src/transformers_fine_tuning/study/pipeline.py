@@ -1,6 +1,6 @@
 """A study from start to picture, in the one direction the data flows: spec → store → backend → store → report.
 
-:func:`run_study` is what ``scripts/study.py run`` does: check every run's arguments with ``fine-tune.py``'s
+:func:`run_study` is what ``tft-study run`` does: check every run's arguments with the fine-tune job's
 parser, add the study's cells to the store (a re-run adds only what is new), mark runs of dead workers as
 crashed and re-queue crashed and errored runs that have attempts left, execute the pending runs on the chosen
 backend, then write the table and the plots. :func:`write_summary` and :func:`write_plots` redo the last
@@ -60,7 +60,7 @@ def run_study(
         stream: where progress goes (default: standard output).
 
     Raises:
-        ValueError: ``fine-tune.py`` rejects a run's arguments, or the study changed under completed runs.
+        ValueError: the fine-tune job rejects a run's arguments, or the study changed under completed runs.
     """
     options = options or ExecutionOptions()
     stream = stream or sys.stdout

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..results import metric_curve
 from .store import COMPLETED, RunRecord
 
 __all__ = ["curve", "plot_final_metrics", "plot_learning_curves", "plot_study"]
@@ -59,15 +60,9 @@ def _baseline(runs: Sequence[RunRecord]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def curve(run: RunRecord) -> tuple[list[float], list[float]]:
+def curve(run: RunRecord) -> tuple[list[int], list[float]]:
     """(steps, values) of the run's main metric at each evaluation during training."""
-    key = f"eval_{run.main_metric_split}_{run.main_metric_name}"
-    points = sorted(
-        (float(entry["step"]), float(entry[key]))
-        for entry in run.evaluations
-        if "step" in entry and entry.get(key) is not None and math.isfinite(float(entry[key]))
-    )
-    return [step for step, _ in points], [value for _, value in points]
+    return metric_curve(run.evaluations, run.main_metric_name or "", run.main_metric_split or "")
 
 
 def _legend_handles(baseline: float | None, *, line: bool) -> list[Any]:

@@ -1,25 +1,30 @@
-"""Execute one cell of a study: ``fine-tune.py`` with the cell's arguments, reduced to a :class:`RunOutcome`.
+"""Execute one cell of a study: the fine-tune job with the cell's arguments, reduced to a :class:`RunOutcome`.
 
-Two ways to run, because they trade isolation for start-up time:
+The job is the package's own (:mod:`transformers_fine_tuning.fine_tune`), or a script of the user's
+(``--script``: a file that takes the job's flags, writes ``results.json`` into ``--output_dir`` and, for
+in-process runs and the argument check, defines ``parse_fine_tune_args(argv)`` and ``run(args)`` as the job
+does). Two ways to run, because they trade isolation for start-up time:
 
-* ``subprocess`` (the default) — a fresh ``python fine-tune.py ...`` per run, its output in
-  ``<run>/log.txt``. A run that crashes the interpreter, exhausts GPU memory or leaves CUDA in an error state
-  takes nothing else with it, and the next run starts clean. Costs a few seconds of imports per run, nothing
-  next to a real fine-tuning run.
-* ``in-process`` — imports ``fine-tune.py`` once and calls its ``run`` in the calling process: no start-up
-  cost, for short runs (tests, tiny models on CPU). A hard crash ends the worker; the study's store notices
+* ``subprocess`` (the default) — a fresh ``python -m transformers_fine_tuning.fine_tune ...`` (or ``python
+  SCRIPT ...``) per run, its output in ``<run>/log.txt``. A run that crashes the interpreter, exhausts GPU
+  memory or leaves CUDA in an error state takes nothing else with it, and the next run starts clean. Costs a
+  few seconds of imports per run, nothing next to a real fine-tuning run.
+* ``in-process`` — calls the job's ``run`` in the calling process: no start-up cost, for short runs (tests,
+  tiny models on CPU). A hard crash ends the worker; the study's store notices
   (:meth:`~.store.StudyStore.reclaim_dead`) and the run is re-run on resume.
 
 Either way, any exception of the run is caught and returned as an ``error`` outcome with its message, so one
 bad run never stops the others. A run whose directory already holds a ``results.json`` made with the same
 configuration (the process was killed after writing it but before the store heard of it) is ingested
-instead of re-run: nothing finished is lost.
+instead of re-run: nothing finished is lost. A run cut off after writing checkpoints resumes from the last
+complete one (the job's own resumption); a run whose configuration changed starts over.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import importlib.util
 import json
 import os
@@ -35,12 +40,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..results import RESULTS_FILE, write_json_atomic
+from ..results import RESULTS_FILE, RunResults, read_results, write_json_atomic
 from .spec import RunCell
 
-__all__ = ["ISOLATIONS", "RunOutcome", "execute_run", "find_script", "validate_cells"]
+__all__ = ["ISOLATIONS", "RunOutcome", "execute_run", "find_script", "load_job", "validate_cells"]
 
 ISOLATIONS = ("subprocess", "in-process")
+JOB_MODULE = "transformers_fine_tuning.fine_tune"
 MARKER_FILE = "study-run.json"
 LOG_FILE = "log.txt"
 _ERROR_TAIL_CHARS = 4000
@@ -52,25 +58,22 @@ class RunOutcome:
 
     run_id: str
     status: str
-    results: dict[str, Any] | None
+    results: RunResults | None
     error: str | None
     wall_time_s: float
     host: str
 
 
-def find_script(script: str | Path | None = None) -> Path:
-    """The ``fine-tune.py`` to run: ``script`` if given, else the one at the root of this project checkout.
+def find_script(script: str | Path) -> Path:
+    """The user's own fine-tune script, as an absolute path.
 
     Raises:
-        FileNotFoundError: no such file (e.g. the package is installed without the project checkout).
+        FileNotFoundError: no such file.
     """
-    if script is not None:
-        path = Path(script).expanduser().resolve()
-    else:  # src/transformers_fine_tuning/study/runner.py -> the project root
-        path = Path(__file__).resolve().parents[3] / "fine-tune.py"
+    path = Path(script).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(
-            f"fine-tune.py not found at {path}; pass --script /path/to/fine-tune.py (the project's script)"
+            f"fine-tune script {path} does not exist; leave --script out to run the package's own job"
         )
     return path
 
@@ -78,27 +81,36 @@ def find_script(script: str | Path | None = None) -> Path:
 _SCRIPTS: dict[Path, ModuleType] = {}
 
 
-def load_script(script: str | Path | None = None) -> ModuleType:
-    """Import ``fine-tune.py`` as a module (once per process), for in-process runs and argument checks."""
+def load_job(script: str | Path | None = None) -> ModuleType:
+    """The job as a module: the package's :mod:`~transformers_fine_tuning.fine_tune`, or ``script`` imported
+    from its path (once per process), for in-process runs and argument checks."""
+    if script is None:
+        return importlib.import_module(JOB_MODULE)
     path = find_script(script)
     if path not in _SCRIPTS:
         spec = importlib.util.spec_from_file_location(f"_fine_tune_script_{len(_SCRIPTS)}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+        for name in ("parse_fine_tune_args", "run"):
+            if not callable(getattr(module, name, None)):
+                raise ValueError(
+                    f"{path} defines no {name}(); a study script must define parse_fine_tune_args(argv) and "
+                    f"run(args) as {JOB_MODULE} does"
+                )
         _SCRIPTS[path] = module
     return _SCRIPTS[path]
 
 
 def validate_cells(cells: list[RunCell], script: str | Path | None = None) -> None:
-    """Parse the arguments of one cell per task × recipe with ``fine-tune.py``'s own parser, before any run.
+    """Parse the arguments of one cell per task × recipe with the job's own parser, before any run.
 
     An unknown flag or conflicting options would otherwise surface as the same error in every run, hours in.
 
     Raises:
-        ValueError: the first cell whose arguments ``fine-tune.py`` rejects, named with the reason.
+        ValueError: the first cell whose arguments the job rejects, named with the reason.
     """
-    module = load_script(script)
+    module = load_job(script)
     checked: set[tuple[str, str]] = set()
     for cell in cells:
         if (cell.task, cell.recipe) in checked:
@@ -108,20 +120,26 @@ def validate_cells(cells: list[RunCell], script: str | Path | None = None) -> No
             module.parse_fine_tune_args(cell.fine_tune_argv())
         except SystemExit:  # argparse has printed the reason (an unknown or malformed flag)
             raise ValueError(
-                f"fine-tune.py rejects the arguments of {cell.run_id} (see above): {' '.join(cell.argv)}"
+                f"fine-tune rejects the arguments of {cell.run_id} (see above): {' '.join(cell.argv)}"
             ) from None
         except (ValueError, OSError) as error:
-            raise ValueError(f"fine-tune.py rejects the arguments of {cell.run_id}: {error}") from None
+            raise ValueError(f"fine-tune rejects the arguments of {cell.run_id}: {error}") from None
 
 
-def _existing_results(cell: RunCell) -> dict[str, Any] | None:
-    """The results of an earlier attempt of this very configuration, if it finished."""
-    directory = Path(cell.output_dir)
+def _marker(cell: RunCell) -> dict[str, Any] | None:
     try:
-        marker = json.loads((directory / MARKER_FILE).read_text())
-        if marker.get("config_hash") != cell.config_hash:
-            return None
-        return json.loads((directory / RESULTS_FILE).read_text())
+        return json.loads((Path(cell.output_dir) / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _existing_results(cell: RunCell) -> RunResults | None:
+    """The results of an earlier attempt of this very configuration, if it finished."""
+    marker = _marker(cell)
+    if marker is None or marker.get("config_hash") != cell.config_hash:
+        return None
+    try:
+        return read_results(Path(cell.output_dir) / RESULTS_FILE)
     except (OSError, ValueError):
         return None
 
@@ -146,11 +164,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _run_subprocess(cell: RunCell, script: Path, env: Mapping[str, str] | None) -> str | None:
-    """Run ``python fine-tune.py`` for the cell; ``None`` on success, else the error text (tail of the log)."""
+def _run_subprocess(
+    cell: RunCell, argv: list[str], script: Path | None, env: Mapping[str, str] | None
+) -> str | None:
+    """Run the job for the cell in a fresh process; ``None`` on success, else the error text (its log's tail)."""
     log_path = Path(cell.output_dir) / LOG_FILE
-    command = [sys.executable, str(script), *cell.fine_tune_argv()]
-    with open(log_path, "w", encoding="utf-8") as log:
+    command = [sys.executable, *(["-m", JOB_MODULE] if script is None else [str(script)]), *argv]
+    with open(log_path, "a", encoding="utf-8") as log:
         log.write(" ".join(command) + "\n\n")
         log.flush()
         process = subprocess.Popen(
@@ -171,15 +191,15 @@ def _run_subprocess(cell: RunCell, script: Path, env: Mapping[str, str] | None) 
         return None
     tail = log_path.read_text(encoding="utf-8", errors="replace")[-_ERROR_TAIL_CHARS:]
     reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
-    return f"fine-tune.py ended with {reason}; the end of {log_path}:\n{tail}"
+    return f"fine-tune ended with {reason}; the end of {log_path}:\n{tail}"
 
 
-def _run_in_process(cell: RunCell, script: Path) -> str | None:
-    """Run ``fine-tune.py``'s ``run`` in this process; ``None`` on success, else the traceback."""
-    module = load_script(script)
+def _run_in_process(argv: list[str], script: Path | None) -> str | None:
+    """Run the job's ``run`` in this process; ``None`` on success, else the traceback."""
+    module = load_job(script)
     trainer = None
     try:
-        args = module.parse_fine_tune_args(cell.fine_tune_argv())
+        args = module.parse_fine_tune_args(argv)
         trainer, _ = module.run(args)
     except (Exception, SystemExit):  # SystemExit: argparse rejecting a flag
         return traceback.format_exc()[-_ERROR_TAIL_CHARS:]
@@ -200,10 +220,13 @@ def execute_run(
 ) -> RunOutcome:
     """Run one cell and return its outcome; never raises for a failing run (only for ``KeyboardInterrupt``).
 
+    An earlier attempt of the same configuration that left checkpoints is resumed from the last complete one
+    (``results.json`` then records ``resumed_from``); after a change of configuration the run starts over.
+
     Args:
         cell: the run.
         isolation: ``subprocess`` or ``in-process`` (see the module docstring).
-        script: the ``fine-tune.py`` to run (default: the project's).
+        script: a fine-tune script of your own (default: the package's job).
         env: environment variables for the run (subprocess isolation only; e.g. ``OMP_NUM_THREADS``).
     """
     if isolation not in ISOLATIONS:
@@ -213,20 +236,25 @@ def execute_run(
     if recovered is not None:
         return RunOutcome(cell.run_id, "completed", recovered, None, time.perf_counter() - start, host)
     try:
-        script_path = find_script(script)
-        Path(cell.output_dir).mkdir(parents=True, exist_ok=True)
+        script_path = None if script is None else find_script(script)
+        directory = Path(cell.output_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        marker = _marker(cell)
+        argv = cell.fine_tune_argv()
+        if marker is not None and marker.get("config_hash") != cell.config_hash:
+            argv += ["--resume_from_checkpoint", "false"]  # checkpoints of another configuration
         # results of another configuration must not pass for this one's if this attempt dies half-way
-        (Path(cell.output_dir) / RESULTS_FILE).unlink(missing_ok=True)
+        (directory / RESULTS_FILE).unlink(missing_ok=True)
         write_json_atomic(
-            Path(cell.output_dir) / MARKER_FILE,
+            directory / MARKER_FILE,
             {"run_id": cell.run_id, "config_hash": cell.config_hash, "argv": cell.fine_tune_argv()},
         )
         if isolation == "subprocess":
-            error = _run_subprocess(cell, script_path, env)
+            error = _run_subprocess(cell, argv, script_path, env)
         else:
-            error = _run_in_process(cell, script_path)
+            error = _run_in_process(argv, script_path)
         if error is None:
-            results = json.loads((Path(cell.output_dir) / RESULTS_FILE).read_text())
+            results = read_results(directory / RESULTS_FILE)
     except (OSError, ValueError) as exception:  # the run directory or its results could not be read/written
         error = f"{type(exception).__name__}: {exception}"
     wall_time_s = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """What a seed study is: a YAML/JSON file (or flags) turned into a grid of fine-tune runs.
 
-A study is tasks × recipes × seeds: every cell is one ``fine-tune.py`` run with the recipe's arguments,
+A study is tasks × recipes × seeds: every cell is one run of the fine-tune job with the recipe's arguments,
 the study's shared arguments and the cell's seeds. The file::
 
     name: rte-recipes                  # default: the file's name without extension
@@ -12,13 +12,13 @@ the study's shared arguments and the cell's seeds. The file::
     data_seeds: same                   # --data_seed: "same" (= seed, the default) or seeds as above,
                                        # crossed with `seeds`
     baseline: devlin2019               # the recipe the others are tested against (default: the first)
-    arguments:                         # fine-tune.py flags shared by every run
+    arguments:                         # fine-tune flags shared by every run
       model_name_or_path: albert-base-v2
       data_dir: ../shared/glue
 
 Precedence, lowest first: the recipe file, the study's ``arguments``, the task's ``arguments``, the recipe
 entry's ``arguments``, then what the study sets per cell (task, seeds, output directory). Relative paths are
-relative to the directory the command runs from, as for ``fine-tune.py``; they are made absolute here so that
+relative to the directory the command runs from, as for the fine-tune job; they are made absolute here so that
 workers with another working directory (Ray) find the same files.
 
 Each cell has a stable, readable run id, ``<task>/<recipe>/seed<S>-data<D>``, which is also where its
@@ -92,7 +92,7 @@ class RunCell:
         run_id: ``<task>/<recipe>/seed<S>-data<D>``, stable across invocations.
         position: the cell's place in the execution order (seeds outermost, so that a study stopped
             half-way has about as many seeds for every recipe).
-        argv: the ``fine-tune.py`` arguments, without the output directory.
+        argv: the fine-tune job's arguments, without the output directory.
         config_hash: a hash of ``argv`` and of the recipe file's values.
         output_dir: the run's own directory, where ``results.json`` is written.
     """
@@ -108,7 +108,7 @@ class RunCell:
     output_dir: str
 
     def fine_tune_argv(self) -> list[str]:
-        """The complete ``fine-tune.py`` argument list of this run."""
+        """The complete argument list of this run's fine-tune job."""
         # A crashed attempt may have left files behind; results.json is only written by a finished run,
         # and the runner ingests such a file instead of re-running, so replacing is safe here.
         return [*self.argv, "--output_dir", self.output_dir, "--overwrite_results", "true"]
@@ -258,7 +258,7 @@ def arguments_to_flags(arguments: Mapping[str, Any]) -> list[str]:
 def _absolute_paths(arguments: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Check the keys and make the path arguments absolute (relative to the current directory)."""
     if not isinstance(arguments, Mapping):
-        raise ValueError(f"{where}: `arguments` must be a mapping of fine-tune.py flag names to values")
+        raise ValueError(f"{where}: `arguments` must be a mapping of fine-tune flag names to values")
     reserved = sorted(set(arguments) & set(_RESERVED))
     if reserved:
         raise ValueError(

@@ -12,7 +12,7 @@ A run's ``status`` is its life in the study, never its quality:
 * ``pending``   — to be run;
 * ``running``   — claimed by a worker (``owner``: host, process id, token; refreshed by ``heartbeat_at``);
 * ``completed`` — finished and its ``results.json`` ingested;
-* ``error``     — ``fine-tune.py`` raised or exited non-zero; ``error`` holds the message;
+* ``error``     — the fine-tune job raised or exited non-zero; ``error`` holds the message;
 * ``crashed``   — its worker died while running it (found by :meth:`StudyStore.reclaim_dead`).
 
 Whether a *completed* run is a **failed run** in the statistical sense of Mosbach et al. (final main metric no
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..results import Evaluation, RunResults
 from .spec import RunCell
 
 __all__ = [
@@ -53,7 +54,9 @@ __all__ = [
 
 PENDING, RUNNING, COMPLETED, ERROR, CRASHED = "pending", "running", "completed", "error", "crashed"
 STATUSES = (PENDING, RUNNING, COMPLETED, ERROR, CRASHED)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first store. 2: ``resumed_from_step``; ``evaluations_json`` holds :class:`~..results.Evaluation`s (a
+version-1 store is upgraded in place when opened: the columns are derived again from each run's results)."""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
@@ -89,6 +92,7 @@ CREATE TABLE IF NOT EXISTS runs (
     metrics_json      TEXT,
     evaluations_json  TEXT,
     results_json      TEXT,
+    resumed_from_step INTEGER,
     error             TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (active, status, position);
@@ -141,7 +145,8 @@ class RunRecord:
     majority_baseline: float | None = None
     failed_run: bool | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+    resumed_from_step: int | None = None
     error: str | None = None
 
     def cell(self) -> RunCell:
@@ -221,12 +226,43 @@ class StudyStore:
         self._connection.execute(
             "PRAGMA synchronous = FULL"
         )  # a commit survives a power cut; commits are rare
-        with self._transaction():
+        try:
+            self._create_or_upgrade()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _create_or_upgrade(self) -> None:
+        with self._transaction() as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
-                    self._connection.execute(statement)
-            self._connection.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = None if row is None else int(row["value"])
+            if version is not None and version > SCHEMA_VERSION:
+                raise ValueError(
+                    f"{self.path} is a study store of version {version}; this transformers-fine-tuning reads "
+                    f"versions up to {SCHEMA_VERSION}: upgrade the package to read it"
+                )
+            if version is not None and version < SCHEMA_VERSION:
+                self._upgrade(db)
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """From version 1: add ``resumed_from_step``, derive the result columns again from each run's results."""
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+        if "resumed_from_step" not in columns:
+            db.execute("ALTER TABLE runs ADD COLUMN resumed_from_step INTEGER")
+        rows = db.execute("SELECT run_id, results_json FROM runs WHERE results_json IS NOT NULL").fetchall()
+        for row in rows:
+            results = RunResults.from_dict(json.loads(row["results_json"]), source=f"run {row['run_id']}")
+            db.execute(
+                "UPDATE runs SET evaluations_json = ?, results_json = ?, resumed_from_step = ? WHERE run_id = ?",
+                (*_result_json(results)[1:], _resumed_step(results), row["run_id"]),
             )
 
     # -- plumbing ---------------------------------------------------------------------------------------
@@ -356,34 +392,34 @@ class StudyStore:
     def record_completed(
         self,
         run_id: str,
-        results: dict[str, Any],
+        results: RunResults,
         *,
         host: str | None = None,
         wall_time_s: float | None = None,
     ) -> bool:
-        """Store a finished run's ``results.json`` content; ``False`` if the run was already recorded."""
-        main = results.get("main_metric") or {}
-        name, split = main.get("name"), main.get("split")
-        baseline = (results.get("majority_baseline") or {}).get(split, {}).get(name)
-        failed = results.get("failed")
+        """Store a finished run's results; ``False`` if the run was already recorded."""
+        main = results.main_metric
+        metrics_json, evaluations_json, results_json = _result_json(results)
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, host = ?, wall_time_s = ?, main_metric_name = ?, "
                 "main_metric_split = ?, main_metric = ?, majority_baseline = ?, failed_run = ?, metrics_json = ?, "
-                "evaluations_json = ?, results_json = ?, error = NULL WHERE run_id = ? AND status != ?",
+                "evaluations_json = ?, results_json = ?, resumed_from_step = ?, error = NULL "
+                "WHERE run_id = ? AND status != ?",
                 (
                     COMPLETED,
                     time.time(),
-                    host or (results.get("device") or {}).get("host"),
-                    wall_time_s if wall_time_s is not None else results.get("wall_time_s"),
-                    name,
-                    split,
-                    _float(main.get("value")),
-                    _float(baseline),
-                    None if failed is None else int(bool(failed)),
-                    json.dumps(results.get("metrics") or {}),
-                    json.dumps(results.get("evaluations") or []),
-                    json.dumps(results),
+                    host or results.device.get("host"),
+                    wall_time_s if wall_time_s is not None else results.wall_time_s,
+                    main.name,
+                    main.split,
+                    _float(main.value),
+                    _float(results.main_baseline),
+                    int(bool(results.failed)),
+                    metrics_json,
+                    evaluations_json,
+                    results_json,
+                    _resumed_step(results),
                     run_id,
                     COMPLETED,
                 ),
@@ -504,10 +540,12 @@ class StudyStore:
         rows = self._connection.execute(f"SELECT * FROM runs{where} ORDER BY position", parameters).fetchall()
         return [self._record(row) for row in rows]
 
-    def results(self, run_id: str) -> dict[str, Any] | None:
-        """The full ``results.json`` content of a completed run."""
+    def results(self, run_id: str) -> RunResults | None:
+        """The full results of a completed run."""
         row = self._connection.execute("SELECT results_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return None if row is None or row["results_json"] is None else json.loads(row["results_json"])
+        if row is None or row["results_json"] is None:
+            return None
+        return RunResults.from_dict(json.loads(row["results_json"]), source=f"run {run_id} in {self.path}")
 
     @staticmethod
     def _record(row: sqlite3.Row) -> RunRecord:
@@ -532,7 +570,8 @@ class StudyStore:
             majority_baseline=row["majority_baseline"],
             failed_run=None if row["failed_run"] is None else bool(row["failed_run"]),
             metrics=json.loads(row["metrics_json"] or "{}"),
-            evaluations=json.loads(row["evaluations_json"] or "[]"),
+            evaluations=[Evaluation(**entry) for entry in json.loads(row["evaluations_json"] or "[]")],
+            resumed_from_step=row["resumed_from_step"],
             error=row["error"],
         )
 
@@ -552,5 +591,16 @@ _RESULT_COLUMNS = (
     "metrics_json",
     "evaluations_json",
     "results_json",
+    "resumed_from_step",
     "error",
 )
+
+
+def _result_json(results: RunResults) -> tuple[str, str, str]:
+    """The JSON columns of a completed run: its final metrics, its evaluations, all of its results."""
+    content = results.to_dict()
+    return json.dumps(content["metrics"]), json.dumps(content["evaluations"]), json.dumps(content)
+
+
+def _resumed_step(results: RunResults) -> int | None:
+    return None if results.resumed_from is None else results.resumed_from.step

@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", help="the study's study.sqlite")
     parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess")
-    parser.add_argument("--script", default=None, help="fine-tune.py to run")
+    parser.add_argument(
+        "--script", default=None, help="a fine-tune script of your own (default: the package's job)"
+    )
     parser.add_argument("--slot", type=int, default=0, help="this worker's slot (for the owner label)")
     parser.add_argument("--heartbeat-interval", type=float, default=30.0)
     options = parser.parse_args(argv)

