@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import transformers
 
+from transformers_fine_tuning.glue import load_glue_dir
+
 from tiny_models import tiny_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +86,11 @@ def test_minilm_on_real_rte_subset_writes_complete_results(tmp_path, minilm_path
     assert 0.3 < baseline < 0.7 and results["failed"] == (accuracy <= baseline)
     assert [e["step"] for e in results["train_loss_history"]] == [2, 4, 6]
     assert results["schema_version"] == 2 and results["resumed_from"] is None
+    # the final predictions, in the dev set's order: they give the accuracy reported
+    labels = load_glue_dir("rte", glue_dir)["validation"]["label"][:40]
+    predictions = results["predictions"]["validation"]
+    assert len(predictions) == 40 and set(predictions) <= {0, 1}
+    assert sum(p == y for p, y in zip(predictions, labels, strict=True)) / 40 == accuracy
     [evaluation] = results["evaluations"]
     assert (evaluation["step"], evaluation["split"], evaluation["metrics"]["accuracy"]) == (
         6,
@@ -149,6 +156,8 @@ def test_mnli_evaluates_matched_and_mismatched(tmp_path, tiny_model_dirs):
     assert set(results["metrics"]) == {"validation_matched", "validation_mismatched"}
     assert results["main_metric"]["split"] == "validation_matched"
     assert set(results["majority_baseline"]) == {"validation_matched", "validation_mismatched"}
+    sizes = {split: len(values) for split, values in results["predictions"].items()}
+    assert sizes == {split: results["num_examples"][split] for split in results["metrics"]}
 
 
 def test_every_fine_tuning_flag_and_a_yaml_config(tmp_path, tiny_model_dirs, glue_dir):

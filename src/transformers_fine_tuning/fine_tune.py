@@ -33,6 +33,7 @@ from transformers.utils import is_torch_xla_available
 
 from .arguments import FineTuneArguments, parse_fine_tune_args, xla_launch_requested
 from .diagnostics import DiagnosticCallback, prior_loss
+from .evaluation import PredictionRecorder
 from .glue import (
     HUB_DATASET,
     GlueTask,
@@ -72,6 +73,7 @@ class Setup(NamedTuple):
     raw: DatasetDict
     eval_splits: list[str]
     trainer: TrainerOptimizerInit
+    predictions: PredictionRecorder
     results_path: Path
     resume: ResumePlan
     started_at: datetime
@@ -181,6 +183,7 @@ def prepare(args: FineTuneArguments) -> Setup:
             pad_to_max_length=data.pad_to_max_length,
             num_proc=data.preprocessing_num_workers,
         )
+    predictions = PredictionRecorder(make_compute_metrics(task), eval_splits, regression=task.is_regression)
     trainer = TrainerOptimizerInit(
         model=model,
         args=training,
@@ -188,19 +191,22 @@ def prepare(args: FineTuneArguments) -> Setup:
         eval_dataset={split: tokenized[split] for split in eval_splits},
         processing_class=tokenizer,
         data_collator=default_data_collator if data.pad_to_max_length else DataCollatorWithPadding(tokenizer),
-        compute_metrics=make_compute_metrics(task),
+        compute_metrics=predictions.compute_metrics,
         callbacks=[
+            predictions,
             *args.fine_tuning.callbacks(),
             *args.diagnostics.callbacks(prior_loss(raw["train"]["label"], regression=task.is_regression)),
         ],
         optimizer_cls_and_kwargs=args.fine_tuning.optimizer_cls_and_kwargs(),
     )
-    return Setup(task, raw, eval_splits, trainer, results_path, resume, started_at, start)
+    return Setup(task, raw, eval_splits, trainer, predictions, results_path, resume, started_at, start)
 
 
 def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOptimizerInit, RunResults]:
     """One fine-tuning run: prepare (unless done), train, evaluate, write ``results.json``."""
-    task, raw, eval_splits, trainer, results_path, resume, started_at, start = setup or prepare(args)
+    task, raw, eval_splits, trainer, predictions, results_path, resume, started_at, start = setup or prepare(
+        args
+    )
 
     if trainer.is_world_process_zero():
         resume.apply(args.training.output_dir)
@@ -258,6 +264,7 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
         versions=library_versions(),
         arguments=args.to_dict(),
         diagnostics=diagnostics,
+        predictions=predictions.predictions_at(step),
     )
     results = RunResults.from_dict(
         results.to_dict()

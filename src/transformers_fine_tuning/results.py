@@ -8,7 +8,8 @@ Version history (``schema_version``):
 
 * **1** — evaluations as the Trainer logged them (``{"step": 8, "eval_validation_accuracy": 0.61, ...}``).
 * **2** — evaluations per split (:class:`Evaluation`: ``step``, ``epoch``, ``split``, ``metrics``), the
-  checkpoint a resumed run continued from (``resumed_from``). Version-1 files are read and upgraded.
+  checkpoint a resumed run continued from (``resumed_from``), the final predictions on each evaluation split
+  (``predictions``). Version-1 files are read and upgraded.
 
 A file of a version this package does not know is refused with :class:`ResultsVersionError`, naming both
 versions. Files are written atomically (:mod:`.atomic`): a reader never sees half a file, a crash never leaves
@@ -128,6 +129,8 @@ class RunResults:
         device, versions: where it ran, with which libraries.
         arguments: every argument of the run, by group (``model``, ``data``, ``fine_tuning``, ...).
         diagnostics: the reports of the diagnostic callbacks (``--diagnostics``), by name.
+        predictions: per evaluation split, the model's prediction for each example at the final evaluation,
+            in the split's order (class indices; STS-B: scores) — what churn between seeds compares.
     """
 
     status: str
@@ -156,6 +159,7 @@ class RunResults:
     versions: dict[str, str] = field(default_factory=dict)
     arguments: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, list[float]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -10,6 +10,7 @@ from .metrics import (
     label_counts,
     majority_baseline,
     make_compute_metrics,
+    predictions_from_logits,
 )
 from .preprocessing import tokenize_dataset
 from .tasks import GLUE_TASKS, HUB_DATASET, GlueFile, GlueTask, get_task
@@ -47,6 +48,7 @@ __all__ = [
     "load_task_datasets",
     "majority_baseline",
     "make_compute_metrics",
+    "predictions_from_logits",
     "read_data_file",
     "read_glue_file",
     "read_glue_rows",

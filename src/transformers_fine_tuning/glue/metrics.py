@@ -12,6 +12,7 @@ no information. This keeps the majority baseline of STS-B (a constant) and colla
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
@@ -98,12 +99,17 @@ def make_compute_metrics(task: str | GlueTask) -> Callable[[EvalPrediction], dic
     task = get_task(task)
 
     def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
-        logits = eval_prediction.predictions
-        logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)
-        predictions = logits.reshape(-1) if task.is_regression else logits.argmax(axis=-1)
+        predictions = predictions_from_logits(eval_prediction.predictions, regression=task.is_regression)
         return compute_glue_metrics(task, predictions, eval_prediction.label_ids)
 
     return compute_metrics
+
+
+def predictions_from_logits(logits: Any, *, regression: bool) -> np.ndarray:
+    """The predictions in a model's output (the first element when it is a tuple): the class of the largest
+    logit, or for regression the single output, as a 1-D array."""
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)
+    return logits.reshape(-1) if regression else logits.argmax(axis=-1)
 
 
 def label_counts(task: str | GlueTask, labels: Sequence[int] | np.ndarray) -> dict[str, int]:

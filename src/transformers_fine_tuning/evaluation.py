@@ -1,0 +1,62 @@
+"""What an evaluation keeps beside its metrics: the model's predictions on each evaluation split.
+
+Two runs with the same accuracy can disagree on many examples, and that churn between seeds is instability too
+(it is what a seed study's churn statistic measures). The Trainer hands the predictions only to
+``compute_metrics`` and forgets them; :class:`PredictionRecorder` wraps ``compute_metrics`` to keep the latest
+ones, and as a callback learns from the metrics' names which split they belong to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from transformers import EvalPrediction, TrainerCallback
+
+from .glue import predictions_from_logits
+from .results import split_metrics
+
+__all__ = ["PredictionRecorder"]
+
+
+class PredictionRecorder(TrainerCallback):
+    """Keeps, per evaluation split, the predictions of its latest evaluation and the step it was made at.
+
+    Pass :meth:`compute_metrics` to the Trainer as its ``compute_metrics`` and the recorder itself as a callback.
+    Predictions are class indices (the argmax of the logits), or for regression (``regression=True``) the
+    predicted score, in the order of the evaluation dataset.
+
+    Args:
+        compute_metrics: the metrics function to wrap (it receives the same ``EvalPrediction``).
+        splits: the names of the evaluation splits (the ``eval_dataset`` dict's keys).
+        regression: whether the model predicts one score rather than class logits.
+    """
+
+    def __init__(
+        self,
+        compute_metrics: Callable[[EvalPrediction], dict[str, float]],
+        splits: Sequence[str],
+        *,
+        regression: bool = False,
+    ) -> None:
+        self._compute_metrics = compute_metrics
+        self._splits = list(splits)
+        self._regression = regression
+        self._pending: list[Any] | None = None
+        self.latest: dict[str, tuple[int, list[Any]]] = {}
+
+    def compute_metrics(self, eval_prediction: EvalPrediction) -> dict[str, float]:
+        """The wrapped metrics, after keeping the predictions for :meth:`on_evaluate`."""
+        predictions = predictions_from_logits(eval_prediction.predictions, regression=self._regression)
+        self._pending = predictions.tolist()
+        return self._compute_metrics(eval_prediction)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        splits = list(split_metrics(metrics or {}, self._splits))
+        if self._pending is not None and len(splits) == 1:
+            self.latest[splits[0]] = (state.global_step, self._pending)
+        self._pending = None
+
+    def predictions_at(self, step: int) -> dict[str, list[Any]]:
+        """The predictions of the splits last evaluated at ``step`` (the final evaluation, for the results)."""
+        return {split: values for split, (made_at, values) in self.latest.items() if made_at == step}
