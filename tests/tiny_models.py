@@ -9,25 +9,36 @@ from torch.utils.data import Dataset
 # Small configs in the manner of the Hugging Face test suite (ModelTester classes): a few layers of width 32.
 _COMMON = {"vocab_size": 99, "num_attention_heads": 4, "max_position_embeddings": 64, "num_labels": 2}
 
+# Families whose configs take the same arguments as BERT's, as RoBERTa's, or as ELECTRA's.
+_BERT_LIKE = {
+    "bert": transformers.BertConfig,
+    "ernie": transformers.ErnieConfig,
+    "megatron-bert": transformers.MegatronBertConfig,
+}
+_ROBERTA_LIKE = {
+    "roberta": transformers.RobertaConfig,
+    "xlm-roberta": transformers.XLMRobertaConfig,
+    "xlm-roberta-xl": transformers.XLMRobertaXLConfig,
+    "camembert": transformers.CamembertConfig,
+    "data2vec-text": transformers.Data2VecTextConfig,
+    "mpnet": transformers.MPNetConfig,
+}
+_PROJECTED = {
+    "albert": transformers.AlbertConfig,
+    "electra": transformers.ElectraConfig,
+    "roformer": transformers.RoFormerConfig,
+}
+
 
 def tiny_config(model_type: str, num_layers: int = 4, **overrides) -> transformers.PretrainedConfig:
     """A tiny random config of ``model_type`` with ``num_layers`` layers."""
-    if model_type == "bert":
-        config = transformers.BertConfig(
-            hidden_size=32, num_hidden_layers=num_layers, intermediate_size=37, **_COMMON
-        )
-    elif model_type == "roberta":
-        config = transformers.RobertaConfig(
-            hidden_size=32, num_hidden_layers=num_layers, intermediate_size=37, pad_token_id=1, **_COMMON
-        )
-    elif model_type == "albert":
-        config = transformers.AlbertConfig(
-            embedding_size=16, hidden_size=32, num_hidden_layers=num_layers, intermediate_size=37, **_COMMON
-        )
-    elif model_type == "electra":
-        config = transformers.ElectraConfig(
-            embedding_size=16, hidden_size=32, num_hidden_layers=num_layers, intermediate_size=37, **_COMMON
-        )
+    sizes = {"hidden_size": 32, "num_hidden_layers": num_layers, "intermediate_size": 37, **_COMMON}
+    if model_type in _BERT_LIKE:
+        config = _BERT_LIKE[model_type](**sizes)
+    elif model_type in _ROBERTA_LIKE:  # RoBERTa's padding index is 1
+        config = _ROBERTA_LIKE[model_type](pad_token_id=1, **sizes)
+    elif model_type in _PROJECTED:  # embeddings narrower than the layers: an embedding projection
+        config = _PROJECTED[model_type](embedding_size=16, **sizes)
     elif model_type == "distilbert":
         common = {k: v for k, v in _COMMON.items() if k != "num_attention_heads"}
         config = transformers.DistilBertConfig(
@@ -35,16 +46,26 @@ def tiny_config(model_type: str, num_layers: int = 4, **overrides) -> transforme
         )
     elif model_type == "deberta-v2":
         config = transformers.DebertaV2Config(
-            hidden_size=32,
-            num_hidden_layers=num_layers,
-            intermediate_size=37,
             relative_attention=True,
             position_biased_input=False,
             pos_att_type=["p2c", "c2p"],
             norm_rel_ebd="layer_norm",
             max_relative_positions=32,
-            **_COMMON,
+            **sizes,
         )
+    elif model_type == "deberta":
+        config = transformers.DebertaConfig(
+            relative_attention=True, pos_att_type=["c2p", "p2c"], max_relative_positions=32, **sizes
+        )
+    elif model_type == "modernbert":  # special tokens inside the tiny vocabulary
+        tokens = {
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "cls_token_id": 1,
+            "sep_token_id": 2,
+        }
+        config = transformers.ModernBertConfig(local_attention=8, **tokens, **sizes)
     else:
         raise ValueError(model_type)
     for key, value in overrides.items():
@@ -62,7 +83,38 @@ def tiny_model(
     )
 
 
-ARCHITECTURES = ["bert", "roberta", "albert", "electra", "distilbert", "deberta-v2"]
+#: Every model type of ``transformers_fine_tuning.LAYER_MAPS``.
+ARCHITECTURES = [
+    "bert",
+    "roberta",
+    "albert",
+    "electra",
+    "distilbert",
+    "deberta-v2",
+    "deberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "data2vec-text",
+    "modernbert",
+    "mpnet",
+    "roformer",
+    "ernie",
+    "megatron-bert",
+]
+
+
+def train_steps(model, optimizer, steps: int = 1, seed: int = 0) -> None:
+    """``steps`` optimizer steps of ``model`` on one random batch of 4 sequences of 8 tokens."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {
+        "input_ids": torch.randint(5, 99, (4, 8), generator=generator),
+        "labels": torch.tensor([0, 1, 0, 1]),
+    }
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(**inputs).loss.backward()
+        optimizer.step()
 
 
 class FirstTokenTask(Dataset):

@@ -4,7 +4,15 @@ AdamW with L2-SP, layer-wise learning-rate decay, re-initialisation, freezing an
 away, and a Trainer that builds its optimizer after the model is on its device (CPU, CUDA, TPU).
 """
 
-from .architectures import LAYER_MAPS, LayerMap, ModelLayout, model_layout, register_layer_map
+from .adapters import apply_lora
+from .architectures import (
+    LAYER_MAPS,
+    LayerMap,
+    ModelLayout,
+    discover_layer_map,
+    model_layout,
+    register_layer_map,
+)
 from .callbacks import (
     FineTuningCallback,
     FineTuningPlan,
@@ -48,7 +56,9 @@ __all__ = [
     "NonFiniteGuardCallback",
     "ReinitCallback",
     "TrainerOptimizerInit",
+    "apply_lora",
     "apply_mixout",
+    "discover_layer_map",
     "freeze_bottom_layers",
     "grad_norms_by_depth",
     "model_layout",

@@ -18,14 +18,23 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
+from torch import nn
+from transformers import HfArgumentParser, PreTrainedModel, TrainerCallback, TrainingArguments
 from transformers.training_args import OptimizerNames
 from transformers.utils import is_torch_xla_available
 
+from .adapters import PEFT_INSTALL, apply_lora, peft_available
 from .callbacks import FreezeCallback, L2SPCallback, LLRDCallback, MixoutCallback, ReinitCallback
-from .diagnostics import EarlyFailureCallback, GradNormCallback, LossSpikeCallback, NonFiniteGuardCallback
+from .diagnostics import (
+    DevFailureCallback,
+    EarlyFailureCallback,
+    GradNormCallback,
+    LossSpikeCallback,
+    NonFiniteGuardCallback,
+)
 from .optim import AdamWL2SP
 from .recipes import Recipe, load_recipe
+from .results import PRUNING_TESTS
 
 __all__ = [
     "DataArguments",
@@ -87,9 +96,22 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N examples of each evaluation split."}
     )
+    train_subset_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "With --max_train_samples N: train on N examples drawn at random with this seed instead of "
+            "the first N (a study can hold the subset fixed or vary it)."
+        },
+    )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenisation."}
     )
+
+    def __post_init__(self) -> None:
+        if self.train_subset_seed is not None and self.max_train_samples is None:
+            raise ValueError(
+                "--train_subset_seed draws a subset of --max_train_samples examples: give that too."
+            )
 
 
 @dataclass
@@ -130,6 +152,27 @@ class FineTuningArguments:
     mixout: float = field(
         default=0.0, metadata={"help": "Mixout probability p toward the pretrained weights."}
     )
+    lora_r: int = field(
+        default=0,
+        metadata={
+            "help": "LoRA rank r (Hu et al. 2022): train rank-r adapters of the attention's query and value "
+            "projections and the new head, the pretrained weights frozen; 0 (the default): full fine-tuning. "
+            f"Needs {PEFT_INSTALL}."
+        },
+    )
+    lora_alpha: float | None = field(
+        default=None, metadata={"help": "With --lora_r: LoRA's α, the update scaled by α/r (default α = r)."}
+    )
+    lora_dropout: float = field(
+        default=0.0, metadata={"help": "With --lora_r: dropout on the adapters' input."}
+    )
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --lora_r: comma-separated names of the Linear modules to adapt (default: the "
+            "attention's query and value projections of the model's family)."
+        },
+    )
 
     def check(self) -> None:
         """Reject option combinations that cannot do what they say."""
@@ -151,6 +194,50 @@ class FineTuningArguments:
             raise ValueError(
                 "--l2sp_novel applies with L2-SP only: set --l2sp_pretrained too, or use --weight_decay."
             )
+        self._check_lora()
+
+    def _check_lora(self) -> None:
+        """LoRA's flags: in range, given together, not combined with what adapters make meaningless."""
+        if self.lora_r < 0 or not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(
+                f"--lora_r must be >= 0 and --lora_dropout in [0, 1) (got {self.lora_r}, {self.lora_dropout})."
+            )
+        if self.lora_r == 0:
+            given = [
+                flag
+                for flag, used in (
+                    ("--lora_alpha", self.lora_alpha is not None),
+                    ("--lora_dropout", self.lora_dropout > 0),
+                    ("--lora_target_modules", self.lora_target_modules is not None),
+                )
+                if used
+            ]
+            if given:
+                raise ValueError(f"{' and '.join(given)} appl(ies) with LoRA only: set --lora_r too.")
+            return
+        refused = [
+            (flag, why)
+            for flag, used, why in (
+                (
+                    "--l2sp_pretrained",
+                    self.l2sp_pretrained > 0,
+                    "the pretrained weights are frozen and the adapters have no pretrained value to be "
+                    "pulled toward (LoRA starts from a random A and B = 0)",
+                ),
+                (
+                    "--reinit_layers",
+                    self.reinit_layers > 0,
+                    "the re-initialised base layers would stay frozen at their random values",
+                ),
+                ("--mixout", self.mixout > 0, "the weights it mixes are frozen, so it would do nothing"),
+            )
+            if used
+        ]
+        if refused:
+            flag, why = refused[0]
+            raise ValueError(f"{flag} cannot be combined with --lora_r: {why}. Drop one of the two.")
+        if not peft_available():
+            raise ValueError(f"--lora_r needs PEFT, which is not installed: {PEFT_INSTALL}")
 
     def callbacks(self) -> list[TrainerCallback]:
         """The fine-tuning callbacks these options ask for."""
@@ -172,6 +259,23 @@ class FineTuningArguments:
         if self.optimizer != "adamw_l2sp":
             return None
         return AdamWL2SP, {"bias_correction": self.bias_correction, "coupled": self.l2sp_coupled}
+
+    def apply_adapters(self, model: PreTrainedModel) -> nn.Module:
+        """``model`` wrapped with the LoRA adapters ``--lora_r`` asks for (a ``peft.PeftModel``), else ``model``.
+
+        Call it right after the model is loaded, with the seed set: the adapters' A is drawn from the torch
+        RNG, so ``--seed`` decides their initialisation as it decides the head's.
+        """
+        if self.lora_r == 0:
+            return model
+        targets = [name.strip() for name in (self.lora_target_modules or "").split(",") if name.strip()]
+        return apply_lora(
+            model,
+            self.lora_r,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=targets or None,
+        )
 
 
 @dataclass
@@ -205,21 +309,47 @@ class DiagnosticsArguments:
     stop_early_failure: bool = field(
         default=False, metadata={"help": "Stop a run flagged as an early failure."}
     )
+    prune: str = field(
+        default="off",
+        metadata={
+            "help": "Stop a run an early test flags as failing, recorded as a failed run: loss (its training "
+            "loss still at the label prior's after --early_failure_after of the steps), dev (its first dev "
+            "evaluation no better than the majority-class baseline), both (either), off (the default).",
+            "choices": list(PRUNING_TESTS),
+        },
+    )
 
-    def callbacks(self, prior_loss: float) -> list[TrainerCallback]:
-        """The diagnostic callbacks, given the loss of predicting the label prior (see ``prior_loss``)."""
-        if not self.diagnostics:
-            return []
-        return [
-            GradNormCallback(every=self.grad_norm_steps),
-            LossSpikeCallback(
-                window=self.loss_spike_window,
-                threshold=self.loss_spike_threshold,
-                save_checkpoint=self.save_spike_checkpoints,
-            ),
-            NonFiniteGuardCallback(),
-            EarlyFailureCallback(prior_loss, after=self.early_failure_after, stop=self.stop_early_failure),
-        ]
+    def callbacks(
+        self,
+        prior_loss: float,
+        *,
+        metric: str | None = None,
+        split: str | None = None,
+        baseline: float | None = None,
+    ) -> list[TrainerCallback]:
+        """The diagnostic and pruning callbacks, given the loss of predicting the label prior (see
+        ``prior_loss``) and the main metric's name, split and majority-class baseline (for the dev test).
+
+        ``--diagnostics`` records both early tests' verdicts without acting on them; ``--prune`` acts on one.
+        """
+        callbacks: list[TrainerCallback] = []
+        prune_loss, prune_dev = self.prune in ("loss", "both"), self.prune in ("dev", "both")
+        if self.diagnostics:
+            callbacks += [
+                GradNormCallback(every=self.grad_norm_steps),
+                LossSpikeCallback(
+                    window=self.loss_spike_window,
+                    threshold=self.loss_spike_threshold,
+                    save_checkpoint=self.save_spike_checkpoints,
+                ),
+                NonFiniteGuardCallback(),
+            ]
+        if self.diagnostics or prune_loss:
+            stop = self.stop_early_failure or prune_loss
+            callbacks.append(EarlyFailureCallback(prior_loss, after=self.early_failure_after, stop=stop))
+        if (self.diagnostics or prune_dev) and None not in (metric, split, baseline):
+            callbacks.append(DevFailureCallback(metric, split, baseline, stop=prune_dev))
+        return callbacks
 
 
 @dataclass
@@ -247,6 +377,22 @@ class RunArguments:
     overwrite_results: bool = field(
         default=False, metadata={"help": "Allow replacing an existing results.json in --output_dir."}
     )
+    restarts: int = field(
+        default=0,
+        metadata={
+            "help": "Restart until success: train with seeds --seed, --seed + 1, ... until this many runs have "
+            "not failed (at most --max_runs runs), each in <output_dir>/seed-<k>, the tally in "
+            "<output_dir>/restarts.json. With --prune, failing seeds are stopped early. 0: one run."
+        },
+    )
+    max_runs: int = field(default=10, metadata={"help": "With --restarts: the most runs to try."})
+
+    def __post_init__(self) -> None:
+        if self.restarts < 0 or self.max_runs < 1 or self.restarts > self.max_runs:
+            raise ValueError(
+                f"--restarts {self.restarts} --max_runs {self.max_runs}: need 0 <= --restarts <= --max_runs and "
+                "--max_runs >= 1."
+            )
 
 
 # The Trainer's default --optim is torch's fused AdamW (torch >= 2.8), which has no XLA kernel: its first step
@@ -268,6 +414,13 @@ class FineTuneTrainingArguments(TrainingArguments):
         default=64, metadata={"help": "Batch size per device for evaluation."}
     )
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate η."})
+    dropout_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed of the random draws during training (dropout, Mixout masks). Default: --seed, which "
+            "then decides the head's initialisation and the masks together."
+        },
+    )
     warmup_steps: float = field(
         default=0.1, metadata={"help": "Warm-up: a number of steps, or below 1 a share of all steps."}
     )

@@ -25,7 +25,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from datasets import DatasetDict
 from transformers import DataCollatorWithPadding, default_data_collator, set_seed
@@ -47,6 +47,7 @@ from .glue import (
 from .hub import hub_offline, hub_unreachable, use_local_files_only
 from .modeling import load_model_and_tokenizer, looks_like_local_path
 from .results import (
+    PRUNED,
     RESULTS_FILE,
     MainMetric,
     ResumedFrom,
@@ -55,13 +56,16 @@ from .results import (
     evaluations_from_log,
     library_versions,
     losses_from_log,
+    read_results,
     split_metrics,
+    write_json_atomic,
     write_results,
 )
 from .resume import ResumePlan, plan_resume
+from .seeds import DropoutSeedCallback, subset_indices
 from .transformers import TrainerOptimizerInit
 
-__all__ = ["Setup", "main", "parse_fine_tune_args", "prepare", "run"]
+__all__ = ["RESTARTS_FILE", "Setup", "main", "parse_fine_tune_args", "prepare", "run", "run_with_restarts"]
 
 _LAUNCHED = "TFT_XLA_LAUNCHED"
 
@@ -74,6 +78,7 @@ class Setup(NamedTuple):
     eval_splits: list[str]
     trainer: TrainerOptimizerInit
     predictions: PredictionRecorder
+    majority_baselines: dict[str, dict[str, float]]
     results_path: Path
     resume: ResumePlan
     started_at: datetime
@@ -158,10 +163,16 @@ def prepare(args: FineTuneArguments) -> Setup:
     raw = DatasetDict(
         {
             split: raw[split].select(range(min(limit or len(raw[split]), len(raw[split]))))
+            if split != "train" or data.train_subset_seed is None
+            else raw[split].select(
+                subset_indices(len(raw[split]), min(limit, len(raw[split])), data.train_subset_seed)
+            )
             for split, limit in limits.items()
         }
     )
 
+    if training.data_seed is None:  # the data order gets its own generator, whatever re-seeds the others
+        training.data_seed = training.seed
     set_seed(training.seed)  # the seed decides the new head's initialisation
     try:
         model, tokenizer = load_model_and_tokenizer(
@@ -174,6 +185,7 @@ def prepare(args: FineTuneArguments) -> Setup:
         if offline is None:
             raise
         raise OSError(f"{error} {_offline_example(task)}") from None
+    model = args.fine_tuning.apply_adapters(model)  # LoRA (--lora_r): adapters drawn from the same seed
     with training.main_process_first(desc="tokenisation"):
         tokenized = tokenize_dataset(
             raw,
@@ -183,6 +195,9 @@ def prepare(args: FineTuneArguments) -> Setup:
             pad_to_max_length=data.pad_to_max_length,
             num_proc=data.preprocessing_num_workers,
         )
+    baselines = {
+        split: majority_baseline(task, raw["train"]["label"], raw[split]["label"]) for split in eval_splits
+    }
     predictions = PredictionRecorder(make_compute_metrics(task), eval_splits, regression=task.is_regression)
     trainer = TrainerOptimizerInit(
         model=model,
@@ -193,20 +208,27 @@ def prepare(args: FineTuneArguments) -> Setup:
         data_collator=default_data_collator if data.pad_to_max_length else DataCollatorWithPadding(tokenizer),
         compute_metrics=predictions.compute_metrics,
         callbacks=[
+            *([] if training.dropout_seed is None else [DropoutSeedCallback(training.dropout_seed)]),
             predictions,
             *args.fine_tuning.callbacks(),
-            *args.diagnostics.callbacks(prior_loss(raw["train"]["label"], regression=task.is_regression)),
+            *args.diagnostics.callbacks(
+                prior_loss(raw["train"]["label"], regression=task.is_regression),
+                metric=task.main_metric,
+                split=eval_splits[0],
+                baseline=baselines[eval_splits[0]][task.main_metric],
+            ),
         ],
         optimizer_cls_and_kwargs=args.fine_tuning.optimizer_cls_and_kwargs(),
     )
-    return Setup(task, raw, eval_splits, trainer, predictions, results_path, resume, started_at, start)
+    return Setup(
+        task, raw, eval_splits, trainer, predictions, baselines, results_path, resume, started_at, start
+    )
 
 
 def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOptimizerInit, RunResults]:
     """One fine-tuning run: prepare (unless done), train, evaluate, write ``results.json``."""
-    task, raw, eval_splits, trainer, predictions, results_path, resume, started_at, start = setup or prepare(
-        args
-    )
+    setup = setup or prepare(args)
+    task, trainer, resume, eval_splits = setup.task, setup.trainer, setup.resume, setup.eval_splits
 
     if trainer.is_world_process_zero():
         resume.apply(args.training.output_dir)
@@ -228,16 +250,13 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
         trainer.save_model()
 
     metrics = {split: final[split] for split in eval_splits}
-    baseline = {
-        split: majority_baseline(task, raw["train"]["label"], raw[split]["label"]) for split in eval_splits
-    }
     main_split = eval_splits[0]
     diagnostics = {}
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, DiagnosticCallback):
             diagnostics.update(callback.report())
     non_finite = diagnostics.get("non_finite")
-    early_stop = (diagnostics.get("early_failure") or {}).get("stopped")
+    pruned = next((test for test in PRUNED if (diagnostics.get(test) or {}).get("stopped")), None)
     results = RunResults(
         status="completed",
         task=task.name,
@@ -245,36 +264,105 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
         model_type=trainer.model.config.model_type,
         recipe=args.recipe.name if args.recipe else None,
         seed=args.training.seed,
-        data_seed=args.training.data_seed if args.training.data_seed is not None else args.training.seed,
+        data_seed=args.training.data_seed,
+        dropout_seed=args.training.dropout_seed,
+        train_subset_seed=args.data.train_subset_seed,
         main_metric=MainMetric(task.main_metric, main_split, metrics[main_split].get(task.main_metric)),
-        failed=bool(non_finite) or is_failed_run(task, metrics[main_split], baseline[main_split]),
-        stopped_early="non_finite" if non_finite else ("early_failure" if early_stop else None),
+        failed=bool(non_finite or pruned)
+        or is_failed_run(task, metrics[main_split], setup.majority_baselines[main_split]),
+        stopped_early="non_finite" if non_finite else pruned,
         metrics=metrics,
-        majority_baseline=baseline,
+        majority_baseline=setup.majority_baselines,
         evaluations=evaluations,
         train_loss_history=losses_from_log(trainer.state.log_history),
         train_metrics=train_result.metrics,
-        num_examples={split: len(raw[split]) for split in raw},
+        num_examples={split: len(setup.raw[split]) for split in setup.raw},
         global_step=step,
-        wall_time_s=time.perf_counter() - start,
-        started_at=started_at.isoformat(),
+        wall_time_s=time.perf_counter() - setup.start,
+        started_at=setup.started_at.isoformat(),
         finished_at=datetime.now(timezone.utc).isoformat(),
         resumed_from=None if resume.checkpoint is None else ResumedFrom(str(resume.checkpoint), resume.step),
         device=device_info(args.training.device, args.training.world_size),
         versions=library_versions(),
         arguments=args.to_dict(),
         diagnostics=diagnostics,
-        predictions=predictions.predictions_at(step),
+        predictions=setup.predictions.predictions_at(step),
     )
     results = RunResults.from_dict(
         results.to_dict()
     )  # as JSON has it: what run returns is what the file holds
     if trainer.is_world_process_zero():
-        write_results(results_path, results)
+        write_results(setup.results_path, results)
         value = results.main_metric.value
         shown = "n/a" if value is None else f"{value:.4f}"
-        print(f"{program_name()}: {task.main_metric} {shown} -> {results_path}")
+        print(f"{program_name()}: {task.main_metric} {shown} -> {setup.results_path}")
     return trainer, results
+
+
+RESTARTS_FILE = "restarts.json"
+
+
+def _stop_on_bad_input(error: Exception) -> NoReturn:
+    """Bad input ends the job with one line on stderr and exit status 2."""
+    print(f"{program_name()}: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def run_with_restarts(args: FineTuneArguments) -> dict[str, Any]:
+    """Restart until success (Devlin et al. 2019, Sec. 4.1: several restarts on small data sets): runs with
+    seeds ``--seed``, ``--seed + 1``, … — each in ``<output_dir>/seed-<k>`` — until ``--restarts`` of them have
+    not failed or ``--max_runs`` were tried. The data order follows the seed unless ``--data_seed`` is given.
+
+    ``<output_dir>/restarts.json`` (rewritten after every run) holds each run's seed, verdict and time, and the
+    compute spent per success. Started again, runs that finished are read back, not repeated.
+    """
+    training = args.training
+    root, first_seed, data_seed = training.output_dir, training.seed, training.data_seed
+    runs: list[dict[str, Any]] = []
+    tally: dict[str, Any] = {}
+    try:
+        for seed in range(first_seed, first_seed + args.run.max_runs):
+            if sum(not run["failed"] for run in runs) >= args.run.restarts:
+                break
+            training.seed, training.data_seed = seed, data_seed
+            training.output_dir = str(Path(root) / f"seed-{seed}")
+            try:
+                results = read_results(training.output_dir)
+            except (OSError, ValueError):
+                try:
+                    setup = prepare(args)
+                except (ValueError, OSError) as error:
+                    _stop_on_bad_input(error)
+                results = run(args, setup)[1]
+            runs.append(
+                {
+                    "seed": seed,
+                    "output_dir": training.output_dir,
+                    "failed": results.failed,
+                    "stopped_early": results.stopped_early,
+                    "global_step": results.global_step,
+                    "main_metric": results.main_metric.value,
+                    "wall_time_s": results.wall_time_s,
+                }
+            )
+            successes = sum(not run["failed"] for run in runs)
+            compute_s = sum(run["wall_time_s"] or 0.0 for run in runs)
+            tally = {
+                "restarts": args.run.restarts,
+                "max_runs": args.run.max_runs,
+                "runs": runs,
+                "successes": successes,
+                "compute_s": compute_s,
+                "compute_per_success_s": compute_s / successes if successes else None,
+            }
+            if training.process_index == 0:
+                write_json_atomic(Path(root) / RESTARTS_FILE, tally)
+    finally:  # the arguments as given, for the caller
+        training.output_dir, training.seed, training.data_seed = root, first_seed, data_seed
+    print(
+        f"{program_name()}: {tally['successes']} of {len(runs)} run(s) did not fail -> {Path(root) / RESTARTS_FILE}"
+    )
+    return tally
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,11 +372,13 @@ def main(argv: list[str] | None = None) -> int:
             _xla_launch(argv)  # before parsing, which starts the XLA runtime; each process parses
             return 0
         args = parse_fine_tune_args(argv)
-        setup = prepare(args)
+        setup = None if args.run.restarts else prepare(args)
     except (ValueError, OSError) as error:
-        print(f"{program_name()}: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    run(args, setup)
+        _stop_on_bad_input(error)
+    if setup is None:
+        run_with_restarts(args)
+    else:
+        run(args, setup)
     return 0
 
 

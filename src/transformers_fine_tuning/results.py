@@ -34,6 +34,8 @@ from .atomic import write_text_atomic
 
 __all__ = [
     "FAILED_DEFINITION",
+    "PRUNED",
+    "PRUNING_TESTS",
     "READABLE_VERSIONS",
     "RESULTS_FILE",
     "SCHEMA_VERSION",
@@ -59,8 +61,12 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 FAILED_DEFINITION = (
     "final main metric on the first evaluation split <= the majority-class baseline's, "
-    "or training stopped on a non-finite loss or gradient"
+    "or training stopped on a non-finite loss or gradient, or pruned by an early test"
 )
+PRUNING_TESTS = ("off", "loss", "dev", "both")
+"""``--prune``: which early test stops a failing run (the training loss, the first dev evaluation, either)."""
+PRUNED = ("early_failure", "dev_failure")
+"""The ``stopped_early`` values of a run an early test stopped: a failed run."""
 
 
 class ResultsVersionError(ValueError):
@@ -112,10 +118,12 @@ class RunResults:
     Attributes:
         status: ``completed``.
         task, model, model_type, recipe: what was fine-tuned (``recipe`` ``None`` without ``--recipe``).
-        seed, data_seed: the head-initialisation seed and the data-order seed.
+        seed, data_seed: the head-initialisation seed and the data-order seed; ``dropout_seed`` and
+            ``train_subset_seed`` when given (see :mod:`.seeds`).
         main_metric: the task's main metric on its first evaluation split, at the end of training.
         failed: a *failed run* (see :data:`FAILED_DEFINITION`); ``stopped_early`` says why training ended
-            before its schedule (``non_finite``, ``early_failure``) or is ``None``.
+            before its schedule — ``non_finite``, or pruned (:data:`PRUNED`: ``early_failure``, the loss test;
+            ``dev_failure``, the dev test) — or is ``None``; ``global_step`` is then the step it stopped at.
         metrics: the final metrics, per evaluation split (``{"validation": {"accuracy": 0.6, "loss": ...}}``).
         majority_baseline: per evaluation split, the metrics of always predicting the training set's majority
             class (STS-B: its mean score).
@@ -145,6 +153,8 @@ class RunResults:
     global_step: int
     model_type: str | None = None
     recipe: str | None = None
+    dropout_seed: int | None = None
+    train_subset_seed: int | None = None
     failed_definition: str = FAILED_DEFINITION
     stopped_early: str | None = None
     evaluations: list[Evaluation] = field(default_factory=list)

@@ -8,6 +8,10 @@ its L2-SP anchors see the final model) and returns the names of the parameters i
 * :func:`freeze_bottom_layers` — freeze the embeddings and the bottom layers.
 * :func:`apply_mixout` — Lee et al. 2020, "Mixout: Effective Regularization to Finetune Large-scale
   Pretrained Language Models", Eq. 2.
+
+Under adapters (a PEFT model: the pretrained weights frozen, only the adapters trained) re-initialisation and
+Mixout are refused — they act on pretrained weights that the adapters leave frozen — and freezing freezes
+the adapters of the bottom layers (see each function).
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ def _check_num_layers(num_layers: int, layout: ModelLayout, what: str) -> None:
         raise ValueError(
             f"Cannot {what} {num_layers} layers: the model has {layout.num_layers} "
             f"{'layer groups' if layout.layer_map.shared_layers else 'layers'} (0 … {layout.num_layers} allowed)."
+        )
+
+
+def _refuse_adapters(layout: ModelLayout, what: str, why: str) -> None:
+    if layout.adapter_marker is not None:
+        raise ValueError(
+            f"Cannot {what} a model with adapters (PEFT, {layout.adapter_marker}*): {why} Apply it to the "
+            "model before wrapping it with PEFT, or fine-tune without adapters."
         )
 
 
@@ -71,18 +83,30 @@ def reinit_top_layers(
 
     The re-initialised parameters are *novel* from then on: pass the returned names as ``novel=`` to
     :func:`transformers_fine_tuning.param_groups`, so L2-SP pulls them toward zero, not toward a random draw.
-    For ALBERT (one shared layer group), ``num_layers=1`` re-initialises the whole shared encoder.
+    For ALBERT (one shared layer group), ``num_layers=1`` re-initialises the whole shared encoder. Backbone
+    modules applied after the stack (ModernBERT's ``final_norm``) belong to the top layer and are
+    re-initialised with it.
+
+    Refused for a model with adapters (PEFT): its base layers are frozen, so re-initialised layers would
+    stay at their random values for the whole run.
 
     Returns:
         The names of the re-initialised parameters.
     """
     layout = model_layout(model, layer_map)
+    _refuse_adapters(
+        layout,
+        "re-initialise layers of",
+        "its base layers are frozen, so re-initialised layers would stay at their random values.",
+    )
     _check_num_layers(num_layers, layout, "re-initialise")
     _warn_shared(layout, num_layers, "re-initialising")
     prefixes = [
         f"{layout.layers_prefix}{index}."
         for index in range(layout.num_layers - num_layers, layout.num_layers)
     ]
+    if num_layers > 0:
+        prefixes.extend(layout.after_prefixes)
     if reinit_pooler and layout.pooler_prefix is not None:
         prefixes.append(layout.pooler_prefix)
     for prefix in prefixes:
@@ -100,8 +124,12 @@ def freeze_bottom_layers(
     removes them from the optimizer). For ALBERT (one shared layer group), ``num_layers=1`` freezes the
     whole shared encoder.
 
+    Under adapters (PEFT) the pretrained weights are frozen already; what is frozen here is what still
+    trains at those depths — the adapters of the bottom layers, which then stay at their initialisation
+    (LoRA's B = 0: those layers stay exactly pretrained), as if only the upper layers had been adapted.
+
     Returns:
-        The names of the frozen parameters.
+        The names of the parameters it froze (those that were trainable).
     """
     layout = model_layout(model, layer_map)
     _check_num_layers(num_layers, layout, "freeze")
@@ -109,9 +137,15 @@ def freeze_bottom_layers(
     frozen = []
     for name, param in model.named_parameters():
         depth = layout.depth(name)
-        if (embeddings and depth == 0) or 1 <= depth <= num_layers:
+        if param.requires_grad and ((embeddings and depth == 0) or 1 <= depth <= num_layers):
             param.requires_grad_(False)
             frozen.append(name)
+    if layout.adapter_marker is not None and not frozen and (embeddings or num_layers > 0):
+        logger.warning(
+            "Freezing the embeddings/bottom %d layers of a model with adapters froze nothing: nothing "
+            "trains there (no adapter targets those modules).",
+            num_layers,
+        )
     return frozen
 
 
@@ -156,12 +190,21 @@ def apply_mixout(
     ``Parameter`` objects — so anything that already holds them stays valid. Costs one copy of the mixed
     weights.
 
+    Refused for a model with adapters (PEFT): the weights it would mix toward their pretrained values are
+    frozen, so it would do nothing.
+
     Returns:
         The names of the replaced modules.
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"Mixout probability must be in [0, 1), got {p}.")
     layout = model_layout(model, layer_map)
+    _refuse_adapters(
+        layout,
+        "apply Mixout to",
+        "Mixout mixes trained pretrained weights toward their pretrained values, and under adapters those "
+        "weights are frozen at those values — it would do nothing.",
+    )
     excluded = set(exclude)
     replaced = []
     for name, module in list(model.named_modules()):

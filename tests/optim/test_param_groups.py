@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
+from torch import nn
 
 from transformers_fine_tuning import LayerMap, model_layout, param_groups, register_layer_map
 from transformers_fine_tuning.architectures import LAYER_MAPS
@@ -109,7 +110,8 @@ def test_every_architecture_has_a_layout_and_a_head(model_type):
     head = {n for g in groups if "novel" in g["name"] for n in g["param_names"]}
     assert head and all(not n.startswith(model.base_model_prefix + ".") for n in head)
     assert all(lr[n] == 1.0 for n in head)
-    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    # every trainable parameter is in a group (RoFormer's sinusoidal position table is a frozen parameter)
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
 
 
 def test_heads_and_poolers_per_architecture():
@@ -136,17 +138,23 @@ def test_unknown_architecture_error_lists_supported_and_custom_map():
         transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=99, pad_token_id=0)
     )
     with pytest.raises(
-        ValueError, match=r"albert, bert, deberta-v2, distilbert, electra, roberta.*layer_map=LayerMap"
+        ValueError, match=r"albert, bert, .*deberta-v2, distilbert, electra, .*roberta.*layer_map=LayerMap"
     ):
-        param_groups(model, lr=1e-3, layer_decay=0.9)
-    # without architecture-dependent options, any model works
-    groups = param_groups(model, lr=1e-3, weight_decay=0.01)
-    assert [g["name"] for g in groups] == ["no_decay", "decay"]
-    # a custom layer map makes LLRD work
+        model_layout(model, strict=True)
+    # outside the table, the layout is discovered: GPT-2's blocks, its final LayerNorm at the top depth
+    lr = _lr_of(param_groups(model, lr=1.0, layer_decay=0.5))
+    assert lr["transformer.h.1.attn.c_attn.weight"] == 0.5 and lr["transformer.wte.weight"] == 0.125
+    assert lr["transformer.ln_f.weight"] == 0.5 and lr["score.weight"] == 1.0
+    # a custom layer map overrides discovery
     groups = param_groups(model, lr=1.0, layer_decay=0.5, layer_map=LayerMap(layers="h"))
     lr = _lr_of(groups)
     assert lr["transformer.h.1.attn.c_attn.weight"] == 0.5 and lr["transformer.wte.weight"] == 0.125
-    assert lr["score.weight"] == 1.0
+    assert lr["transformer.ln_f.weight"] == 0.125 and lr["score.weight"] == 1.0
+    # without architecture-dependent options, a model whose layout cannot be found works
+    plain = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    assert [g["name"] for g in param_groups(plain, lr=1e-3, weight_decay=0.01)] == ["no_decay", "decay"]
+    with pytest.raises(ValueError, match=r"no ModuleList of repeated blocks.*layer_map=LayerMap"):
+        param_groups(plain, lr=1e-3, layer_decay=0.9)
 
 
 def test_register_layer_map(monkeypatch):

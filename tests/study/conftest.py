@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tiny_models import tiny_config
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STUDY_SCRIPT = PROJECT_ROOT / "scripts" / "study.py"
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -32,19 +30,6 @@ TINY_ARGUMENTS = {
     "logging_steps": 1,
     "use_cpu": True,
 }
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory, minilm_path) -> str:
-    """A tiny random 2-layer BERT saved with the MiniLM's WordPiece tokenizer."""
-    import transformers
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path)
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    config = tiny_config("bert", num_layers=2, vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
-    transformers.AutoModel.from_config(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -11,22 +12,39 @@ from matplotlib import image
 from transformers_fine_tuning.results import Evaluation
 from transformers_fine_tuning.study import Progress, StoreCounts, plot_study, summarize, write_report
 from transformers_fine_tuning.study.progress import format_duration
+from transformers_fine_tuning.study.report import verdicts
+from transformers_fine_tuning.study.stats import holm
 from transformers_fine_tuning.study.store import RunRecord
 
 BASELINE = 0.527
 
 
-def record(task: str, recipe: str, seed: int, value: float | None, status: str = "completed") -> RunRecord:
+def record(
+    task: str,
+    recipe: str,
+    seed: int,
+    value: float | None,
+    status: str = "completed",
+    *,
+    data_seed: int | None = None,
+    predictions: list[int] | None = None,
+    wall_time_s: float = 60.0,
+    stopped_early: str | None = None,
+) -> RunRecord:
     """A run record as the store returns it; its curve climbs to ``value`` (or stays flat if failed)."""
-    failed = None if value is None else value <= BASELINE
+    failed = None if value is None else value <= BASELINE or stopped_early is not None
     curve = [] if value is None else [BASELINE + (value - BASELINE) * step / 4 for step in range(1, 5)]
+    data_seed = seed if data_seed is None else data_seed
     return RunRecord(
-        run_id=f"{task}/{recipe}/seed{seed}-data{seed}",
+        run_id=f"{task}/{recipe}/seed{seed}-data{data_seed}",
         position=seed,
         task=task,
         recipe=recipe,
         seed=seed,
-        data_seed=seed,
+        data_seed=data_seed,
+        wall_time_s=wall_time_s,
+        predictions={} if predictions is None else {"validation": predictions},
+        stopped_early=stopped_early,
         status=status,
         attempts=1,
         output_dir="/nowhere",
@@ -111,8 +129,10 @@ def test_plots_are_written_and_not_empty(tmp_path, runs):
     paths = [path for made in figures.values() for _, path in made]
     assert sorted(path.name for path in paths) == [
         "mrpc-curves.png",
+        "mrpc-expected-max.png",
         "mrpc-final.png",
         "rte-curves.png",
+        "rte-expected-max.png",
         "rte-final.png",
     ]
     for path in paths:
@@ -155,3 +175,85 @@ def test_progress_line_and_time_left():
         "[demo] 4/10 runs done · 1 failed run · 1 error · 2 running · 0:01:40 elapsed · about 0:05:00 left"
     )
     assert format_duration(2 * 86400 + 3661) == "2 days, 1:01:01"
+
+
+def test_summary_decides_what_a_study_can_decide(tmp_path):
+    """Crossed seeds, predictions, a pruned run and a recipe that always fails, through to summary.md."""
+    rng = np.random.default_rng(0)
+    runs = []
+    for seed in range(5):
+        for data_seed in range(4):  # crossed: 20 runs a recipe; the init seed moves the score most
+            value = 0.62 + 0.03 * (seed - 2) + 0.005 * data_seed + rng.normal(0, 0.002)
+            predictions = [int(x) for x in rng.integers(0, 2, 40)]
+            runs.append(
+                record("rte", "mosbach2021", seed, value, data_seed=data_seed, predictions=predictions)
+            )
+        runs.append(
+            record("rte", "devlin2019", seed, [0.60, 0.527, 0.66, 0.527, 0.64][seed], predictions=[1] * 40)
+        )
+        runs.append(
+            record("rte", "zhang2021-reinit", seed, 0.527, stopped_early="dev_failure" if seed else None)
+        )
+    summaries = summarize(
+        runs,
+        baseline="devlin2019",
+        recipes=["devlin2019", "mosbach2021", "zhang2021-reinit"],
+        n_resamples=999,
+        target_score=0.62,
+    )
+    devlin, mosbach, zhang = summaries
+    assert zhang.description.degenerate and not mosbach.description.degenerate
+    assert zhang.pruned == 4 and zhang.description.failed_runs == 5
+    assert math.isnan(zhang.comparison.std_ratio)  # never "more stable" than the baseline
+    assert mosbach.comparison.comparisons == zhang.comparison.comparisons == 2
+    for test in ("brown_forsythe_p", "mann_whitney_p", "fisher_p"):
+        raw = [getattr(s.comparison, test) for s in (mosbach, zhang)]
+        assert [getattr(s.comparison, f"{test}_holm") for s in (mosbach, zhang)] == pytest.approx(
+            holm(raw), nan_ok=True
+        )
+    assert devlin.churn.mean == 0.0 and 0.4 < mosbach.churn.mean < 0.6  # constant vs random predictions
+    assert mosbach.expected_max.n[-1] == 20 and mosbach.expected_max.at(20) == max(
+        r.main_metric for r in runs if r.recipe == "mosbach2021"
+    )
+    assert devlin.runs_to_target == 2 and zhang.runs_to_target is None
+    assert devlin.compute_s == 300.0 and devlin.compute_per_success_s == 100.0  # 3 of 5 runs succeeded
+    variance = mosbach.variance
+    assert variance is not None and devlin.variance is None  # only mosbach2021 crosses its seeds
+    assert variance.levels == {"init": 5, "data order": 4}
+    assert variance.shares["init"] > 0.9
+
+    verdict = verdicts(summaries)["rte"]
+    assert (
+        "of a single run: **mosbach2021**" in verdict
+        and "degenerate" in verdict
+        and "zhang2021-reinit" in verdict
+    )
+    assert "Holm" in verdict and "With 5 runs per recipe, read this as a hint." in verdict
+
+    markdown, table = write_report(
+        runs,
+        tmp_path,
+        title="decide",
+        baseline="devlin2019",
+        recipes=["devlin2019", "mosbach2021", "zhang2021-reinit"],
+        n_resamples=999,
+        target_score=0.62,
+    )
+    text = markdown.read_text()
+    assert text.index("**Verdict, rte:**") < text.index("## rte")
+    assert "| zhang2021-reinit ⚠ | 5 |" in text and "5 (4 pruned)" in text
+    assert "⚠ degenerate: zhang2021-reinit failed 5 of 5 runs" in text and "– (degenerate)" in text
+    assert "Holm-adjusted over the 2 recipes compared with devlin2019, per test." in text
+    header = "| recipe | E[best of 1] | E[best of 3] | E[best of 5] | E[best of 10] | E[best of 20] | runs to reach 0.6200"
+    assert header in text
+    assert (
+        "| recipe | runs | levels | init share [95 % CI] | data order share [95 % CI] | residual share [95 % CI] |"
+        in text
+    )
+    assert "| mosbach2021 | 20 | 5 init × 4 data order |" in text
+    rows = {row["recipe"]: row for row in csv.DictReader(table.open())}
+    assert rows["zhang2021-reinit"]["degenerate"] == "True" and rows["zhang2021-reinit"]["pruned"] == "4"
+    assert float(rows["mosbach2021"]["churn"]) == pytest.approx(mosbach.churn.mean)
+    assert rows["mosbach2021"]["variance_shares"].startswith("init=0.9")
+    curves = list(csv.DictReader((tmp_path / "expected_max.csv").open()))
+    assert [row["n"] for row in curves if row["recipe"] == "devlin2019"] == ["1", "2", "3", "4", "5"]

@@ -28,7 +28,8 @@ class FineTuningPlan:
     """What the fine-tuning callbacks did to one model, read when its optimizer groups are built.
 
     Attributes:
-        layer_map: explicit layout for an architecture outside the table (``None``: look it up).
+        layer_map: the layout the callbacks use: explicit, or resolved once for this model from the table or
+            by discovery (``None``: look it up at each use).
         novel: names of backbone parameters that are no longer pretrained (re-initialised).
         prepared: ids of the callbacks whose surgery this model has received.
     """

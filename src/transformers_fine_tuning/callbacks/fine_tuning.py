@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from .. import surgery
+from ..architectures import unwrap_adapters
 from .base import FineTuningCallback, FineTuningPlan
 
 __all__ = ["FreezeCallback", "L2SPCallback", "LLRDCallback", "MixoutCallback", "ReinitCallback"]
@@ -98,6 +99,10 @@ class L2SPCallback(FineTuningCallback):
     LayerNorm excluded). Both replace ``TrainingArguments.weight_decay``. Needs an optimizer that keeps
     anchors: :class:`~transformers_fine_tuning.AdamWL2SP`, which ``TrainerOptimizerInit`` picks when no other
     optimizer was asked for.
+
+    Refused for a model with adapters (PEFT): the pretrained weights are frozen there, and what trains — the
+    adapters — has no pretrained value; their starting point is a random draw (LoRA's A) and zeros (B), and
+    pulling toward it regularises nothing (on B it is plain weight decay: use ``weight_decay``).
     """
 
     requires_anchors = True
@@ -109,6 +114,15 @@ class L2SPCallback(FineTuningCallback):
             )
         self.pretrained = pretrained
         self.novel = novel
+
+    def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
+        if unwrap_adapters(model)[2] is not None:
+            raise ValueError(
+                "L2SPCallback cannot act on a model with adapters (PEFT): its pretrained weights are frozen, and "
+                "the adapters it would pull toward their starting point have no pretrained value — LoRA starts "
+                "from a random A and B = 0, so the pull regularises nothing on A and is weight decay on B. Drop "
+                "L2-SP (use weight_decay for the adapters), or fine-tune without adapters."
+            )
 
     def param_group_options(self) -> dict[str, Any]:
         return {"l2sp": self.pretrained, "weight_decay": 0.0, "novel_weight_decay": self.novel}

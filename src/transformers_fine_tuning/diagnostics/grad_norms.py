@@ -53,7 +53,9 @@ class GradNormCallback(DiagnosticCallback):
     The norms are taken just before the optimizer step, after gradient clipping: clipping scales every
     depth by the same factor, so the ratios between depths — what shows vanishing gradients — are those of the
     raw gradients. The Trainer's own ``grad_norm`` is the total before clipping. A logged step also makes the
-    Trainer log its loss at that step, so the values line up in TensorBoard.
+    Trainer log its loss at that step, so the values line up in TensorBoard. Modules applied after the stack
+    (ModernBERT's ``final_norm``) count with the top layer; under adapters (PEFT) the norms are those of the
+    adapters of each layer, the frozen weights having no gradient.
 
     Args:
         every: log every N optimizer steps (default: ``TrainingArguments.logging_steps``).

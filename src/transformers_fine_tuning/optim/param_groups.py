@@ -51,31 +51,34 @@ def param_groups(
     The split, per trainable parameter (frozen ones — ``requires_grad=False`` — are left out):
 
     * **decay / no decay**: biases and LayerNorm parameters get no weight decay;
-    * **pretrained / novel**: the task head (everything outside the backbone) and the parameters named in
-      ``novel`` (e.g. re-initialised layers) are *novel*: they get ``novel_weight_decay`` toward zero and no
-      L2-SP, since pulling a random initialisation toward itself regularises nothing. Pretrained parameters
+    * **pretrained / novel**: the task head (everything outside the backbone), adapter parameters (LoRA's
+      ``lora_A``/``lora_B`` under a PEFT model) and the parameters named in ``novel`` (e.g. re-initialised
+      layers) are *novel*: they get ``novel_weight_decay`` toward zero and no L2-SP, since pulling a random
+      initialisation toward itself regularises nothing. Pretrained parameters
       get ``weight_decay`` (decay parameters only) and ``l2sp`` (all of them: pulling a bias or a LayerNorm
       gain toward its pretrained value is harmless, unlike pulling it toward zero). This is the L2-SP
       penalty of Li et al. 2018, Eq. 3: α/2·‖w_S − w⁰_S‖² + β/2·‖w_S̄‖².
     * **depth** (only with ``layer_decay`` ξ): the group at depth d (0 = embeddings … L + 1 = pooler and
-      head) gets ``lr`` · ξ^(L+1−d) — layer-wise learning-rate decay as in Zhang et al. 2021, Sec. 5.3.
+      head) gets ``lr`` · ξ^(L+1−d) — layer-wise learning-rate decay as in Zhang et al. 2021, Sec. 5.3. An
+      adapter has the depth of the layer it adapts.
 
     Groups are named ``[<depth>_]<pretrained|novel>_<decay|no_decay>`` (e.g. ``layer_3_pretrained_decay``),
     carry ``param_names``, and come in depth order; empty groups are dropped.
 
-    The architecture table is needed only to tell the head from the backbone and to find depths; with none
-    of ``l2sp``, ``layer_decay`` or ``novel_weight_decay`` given, a model outside the table is accepted and
-    all of its parameters count as pretrained.
+    The layout (the architecture table, else the map discovered from the model) is needed only to tell the
+    head from the backbone and to find depths; with none of ``l2sp``, ``layer_decay`` or
+    ``novel_weight_decay`` given, a model whose layout cannot be found is accepted and all of its parameters
+    count as pretrained.
 
     Args:
-        model: the model to fine-tune (unwrapped, with its head).
+        model: the model to fine-tune (with its head; a PEFT model is seen through).
         lr: base learning rate η (the head's, under LLRD).
         weight_decay: λ_wd for pretrained decay parameters.
         novel_weight_decay: λ_wd for novel decay parameters (default: ``weight_decay``).
         l2sp: λ_sp for pretrained parameters; only :class:`AdamWL2SP` honours it.
         layer_decay: ξ for LLRD, in (0, 1]; ``None`` for one learning rate.
         novel: names of backbone parameters to treat as novel (re-initialised ones).
-        layer_map: layout for an architecture outside the table.
+        layer_map: layout for an architecture outside the table (overrides discovery).
     """
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
@@ -91,7 +94,7 @@ def param_groups(
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_novel = name in novel or (layout is not None and layout.is_head(name))
+        is_novel = name in novel or (layout is not None and (layout.is_head(name) or layout.is_adapter(name)))
         decays = name not in exempt
         depth = layout.depth(name) if (layout is not None and layer_decay is not None) else -1
         key = (depth, is_novel, decays)

@@ -4,7 +4,8 @@
     tft-study run --tasks rte --recipes devlin2019,mosbach2021 --seeds 0-24 -- --model_name_or_path DIR ...
     tft-study status  study.yaml | STUDY_DIR          # runs done, failed runs, errors, per recipe
     tft-study summary study.yaml | STUDY_DIR [--baseline RECIPE]   # summary.md + summary.csv
-    tft-study plot    study.yaml | STUDY_DIR          # plots/<task>-final.png, plots/<task>-curves.png
+    tft-study plot    study.yaml | STUDY_DIR          # plots/<task>-final.png, -curves.png, -expected-max.png
+    tft-study pruning study.yaml | STUDY_DIR          # precision, recall, compute saved of the early tests
 
 ``run`` on a study that already ran resumes it: completed runs are skipped, crashed and errored runs run
 again (from their last checkpoint, when they saved any). Flags given to ``run`` override the file's keys;
@@ -21,8 +22,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..results import PRUNING_TESTS
 from .backends import BACKENDS, ExecutionOptions
 from .pipeline import counts_line, run_study, write_plots, write_summary
+from .pruning import measure_pruning, render_pruning
 from .spec import STORE_FILE, load_spec
 from .store import COMPLETED, CRASHED, ERROR, PENDING, RUNNING, StudyStore
 
@@ -83,7 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     grid.add_argument("--recipes", type=_comma_list, help="comma-separated recipe names or files")
     grid.add_argument("--seeds", help="head-initialisation seeds: '0-24', '0-4,10', '3'")
     grid.add_argument("--data-seeds", help="data-order seeds, crossed with --seeds; 'same' (default) = seed")
+    grid.add_argument("--dropout-seeds", help="dropout seeds, crossed with the others (default: = seed)")
+    grid.add_argument(
+        "--subset-seeds", help="training-subset seeds (with max_train_samples), crossed with the others"
+    )
     grid.add_argument("--baseline", help="the recipe the others are tested against (default: the first)")
+    grid.add_argument("--prune", choices=PRUNING_TESTS, help="stop runs an early test flags as failing")
+    grid.add_argument(
+        "--restarts",
+        type=int,
+        metavar="N",
+        help="draw seeds (from --seeds, in order) until N runs per task × recipe did not fail",
+    )
+    grid.add_argument("--max-runs", type=int, help="with --restarts: the most runs per task × recipe")
+    grid.add_argument(
+        "--target-score", type=float, help="the summary says how many runs are expected to reach it"
+    )
     execution = run.add_argument_group("execution")
     execution.add_argument(
         "--backend",
@@ -130,12 +148,18 @@ def _parser() -> argparse.ArgumentParser:
         ("status", "runs done, failed runs and errors, per task and recipe"),
         ("summary", "write summary.md and summary.csv"),
         ("plot", "draw the plots"),
+        ("pruning", "how well the early tests predict the final verdicts (a study run without pruning)"),
     ):
         command = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         command.add_argument("study", help="study file, study directory, or its study.sqlite")
         if name == "summary":
             command.add_argument("--baseline", help="the recipe to test against (default: the study's)")
             command.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
+            command.add_argument(
+                "--target-score",
+                type=float,
+                help="how many runs are expected to reach it (default: the study's)",
+            )
     return parser
 
 
@@ -209,7 +233,17 @@ def main(argv: list[str] | None = None) -> int:
                     "recipes": options.recipes,
                     "seeds": options.seeds,
                     "data_seeds": options.data_seeds,
+                    "dropout_seeds": options.dropout_seeds,
+                    "subset_seeds": options.subset_seeds,
                     "baseline": options.baseline,
+                    "prune": options.prune,
+                    "restarts": None
+                    if options.restarts is None
+                    else {
+                        "successes": options.restarts,
+                        **({"max_runs": options.max_runs} if options.max_runs else {}),
+                    },
+                    "target_score": options.target_score,
                     "arguments": _flags_to_arguments(passthrough) if passthrough else None,
                 },
             )
@@ -239,8 +273,20 @@ def main(argv: list[str] | None = None) -> int:
         if options.command == "status":
             _status(study_dir)
         elif options.command == "summary":
-            for path in write_summary(study_dir, baseline=options.baseline, n_resamples=options.resamples):
+            for path in write_summary(
+                study_dir,
+                baseline=options.baseline,
+                n_resamples=options.resamples,
+                target_score=options.target_score,
+            ):
                 print(f"wrote {path}")
+        elif options.command == "pruning":
+            with StudyStore(study_dir / STORE_FILE) as store:
+                runs = store.runs()
+            for task in dict.fromkeys(run.task for run in runs):
+                print(
+                    f"{task}:\n\n{render_pruning(measure_pruning([run for run in runs if run.task == task]))}\n"
+                )
         elif options.command == "plot":
             paths = write_plots(study_dir)
             for path in paths:

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TextIO
 
 from .backends import ExecutionOptions, run_local, run_ray, run_sequential
-from .plots import plot_study
+from .plots import plot_paths, plot_study
 from .progress import Progress
 from .report import write_report
 from .runner import validate_cells
-from .spec import StudySpec
-from .store import StoreCounts, StudyStore
+from .spec import Restarts, RunCell, StudySpec
+from .store import COMPLETED, PENDING, RUNNING, RunRecord, StoreCounts, StudyStore
 
-__all__ = ["counts_line", "run_study", "write_plots", "write_summary"]
+__all__ = ["counts_line", "restart_cells", "run_study", "write_plots", "write_summary"]
 
 _BACKENDS = {"sequential": run_sequential, "local": run_local, "ray": run_ray}
 
@@ -64,21 +64,28 @@ def run_study(
     """
     options = options or ExecutionOptions()
     stream = stream or sys.stdout
-    cells = spec.cells()
-    validate_cells(cells, options.script)
+    pool = spec.cells()
+    validate_cells(pool, options.script)
     with StudyStore(spec.store_path) as store:
         store.set_meta("spec", spec.to_dict())
         store.set_meta("recipes", [recipe.name for recipe in spec.recipes])
         store.set_meta("tasks", [task.name for task in spec.tasks])
         store.set_meta("baseline", spec.baseline)
+        cells = pool if spec.restarts is None else restart_cells(store, pool, spec.restarts)
         added = store.sync(cells, rerun_changed=rerun_changed)
         crashed = store.reclaim_dead(stale_after_s=stale_after_s)
         if retry:
             store.reset_attempts()
         requeued = store.requeue(max_attempts=options.max_attempts)
         counts = store.counts()
+    restarts = (
+        ""
+        if spec.restarts is None
+        else f" (restarts until {spec.restarts.successes} success(es) per task × recipe, at most "
+        f"{spec.restarts.max_runs} runs: seeds drawn as needed)"
+    )
     print(
-        f"[{spec.name}] {len(cells)} runs in the study, {counts.completed} already completed; "
+        f"[{spec.name}] {len(cells)} runs in the study{restarts}, {counts.completed} already completed; "
         f"{len(added)} new, {len(crashed)} found crashed, {len(requeued)} re-queued; "
         f"{counts.pending} to run on the {options.backend} backend. Store: {spec.store_path}",
         file=stream,
@@ -86,10 +93,12 @@ def run_study(
     )
     progress = Progress(spec.name, slots=options.workers or 1, stream=stream)
     progress.start(counts)
-    if counts.pending:
+    while counts.pending:
         _BACKENDS[options.backend](spec.store_path, options, progress)
-    with StudyStore(spec.store_path) as store:
-        counts = store.counts()
+        with StudyStore(spec.store_path) as store:
+            if spec.restarts is not None:  # the next round: a new seed for every run that failed
+                store.sync(restart_cells(store, pool, spec.restarts))
+            counts = store.counts()
     progress.update(counts)
     if report:
         try:
@@ -100,6 +109,27 @@ def run_study(
         for path in [*written, *write_summary(spec.output_dir)]:
             print(f"[{spec.name}] wrote {path}", file=stream, flush=True)
     return counts
+
+
+def restart_cells(store: StudyStore, pool: Sequence[RunCell], restarts: Restarts) -> list[RunCell]:
+    """The cells a study with restarts runs now: per task × recipe, the pool's cells already taken, and as many
+    more (in the pool's order) as it still needs successes — taken runs that did not fail, or are still to
+    run, count — without going past ``restarts.max_runs`` runs. A run that ended in an error counts as a
+    failure here (the next seed is drawn); it is still retried by the next invocation, as in any study."""
+    known = {run.run_id: run for run in store.runs(include_inactive=True)}
+
+    def open_or_success(run: RunRecord) -> bool:
+        return not run.failed_run if run.status == COMPLETED else run.status in (PENDING, RUNNING)
+
+    chosen = []
+    for group in dict.fromkeys((cell.task, cell.recipe) for cell in pool):
+        cells = [cell for cell in pool if (cell.task, cell.recipe) == group]
+        taken = [cell for cell in cells if cell.run_id in known]
+        hopeful = sum(open_or_success(known[cell.run_id]) for cell in taken)
+        more = max(0, min(restarts.successes - hopeful, restarts.max_runs - len(taken)))
+        untaken = [cell for cell in cells if cell.run_id not in known]
+        chosen += taken + untaken[:more]
+    return sorted(chosen, key=lambda cell: cell.position)
 
 
 def _study_dir(study: str | Path | StudySpec) -> Path:
@@ -123,10 +153,12 @@ def write_summary(
     *,
     baseline: str | None = None,
     n_resamples: int = 9999,
+    target_score: float | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``summary.md`` and ``summary.csv`` into the study's directory from its store.
+    """Write ``summary.md``, ``summary.csv`` and ``expected_max.csv`` into the study's directory from its store.
 
-    ``baseline`` overrides the study's baseline recipe. The Markdown links the plots already drawn.
+    ``baseline`` overrides the study's baseline recipe, ``target_score`` its target score. The Markdown links
+    the plots already drawn.
     """
     study_dir = _study_dir(study)
     with StudyStore(study_dir / "study.sqlite") as store:
@@ -142,9 +174,9 @@ def write_summary(
         raise ValueError(f"baseline recipe {baseline!r} is not in the study; its recipes are {known}")
     plots = {
         task: [
-            (caption, f"plots/{task}-{kind}.png")
-            for caption, kind in (("final metric of every run", "final"), ("learning curves", "curves"))
-            if (study_dir / "plots" / f"{task}-{kind}.png").is_file()
+            (caption, path.relative_to(study_dir).as_posix())
+            for caption, path in plot_paths(study_dir / "plots", task).items()
+            if path.is_file()
         ]
         for task in {run.task for run in runs}
     }
@@ -158,4 +190,5 @@ def write_summary(
         counts_line=counts_line(counts),
         plots=plots,
         n_resamples=n_resamples,
+        target_score=spec.get("target_score") if target_score is None else target_score,
     )

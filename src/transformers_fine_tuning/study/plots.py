@@ -1,4 +1,4 @@
-"""The study's pictures, one pair per task, PNG, readable without the code (matplotlib, no display needed).
+"""The study's pictures, three per task, PNG, readable without the code (matplotlib, no display needed).
 
 * ``<task>-final.png`` — the final main metric of every run, one column per recipe: a box plot of the
   distribution with every run drawn on it as a point (failed runs as red crosses), and the majority-class
@@ -6,6 +6,8 @@
 * ``<task>-curves.png`` — one panel per recipe, one line per seed: the evaluation metric at every evaluation
   during training against the training step. Instability shows at a glance as the runs that stay flat at the
   baseline while the others climb.
+* ``<task>-expected-max.png`` — the expected best final score of n runs for n = 1 … N, one line per recipe with
+  its bootstrap band: how many restarts each recipe needs.
 
 Figures are built with ``matplotlib.figure.Figure`` and its Agg canvas, never ``pyplot``: no GUI backend is
 touched and no global state is changed for a program that imports this module. matplotlib is imported when a
@@ -14,6 +16,7 @@ figure is drawn (``pip install 'transformers-fine-tuning[plot]'``), so studies r
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +25,19 @@ from typing import Any
 import numpy as np
 
 from ..results import metric_curve
+from .expected_max import expected_max_curve
+from .report import majority_baseline_of, order_by
 from .store import COMPLETED, RunRecord
 
-__all__ = ["curve", "plot_final_metrics", "plot_learning_curves", "plot_study"]
+__all__ = [
+    "PLOTS",
+    "curve",
+    "plot_expected_max",
+    "plot_final_metrics",
+    "plot_learning_curves",
+    "plot_paths",
+    "plot_study",
+]
 
 _RUN_COLOUR, _FAILED_COLOUR, _BASELINE_COLOUR = "#1f77b4", "#d62728", "#555555"
 _PANELS_PER_ROW = 4
@@ -42,22 +55,10 @@ def _matplotlib() -> tuple[Any, Any]:
     return Figure, Line2D
 
 
-def _order(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
-    present = list(dict.fromkeys(names))
-    return [name for name in preferred if name in present] + [
-        name for name in present if name not in preferred
-    ]
-
-
 def _completed(runs: Sequence[RunRecord], task: str) -> list[RunRecord]:
     return [
         run for run in runs if run.task == task and run.status == COMPLETED and run.main_metric is not None
     ]
-
-
-def _baseline(runs: Sequence[RunRecord]) -> float | None:
-    values = [run.majority_baseline for run in runs if run.majority_baseline is not None]
-    return float(np.median(values)) if values else None
 
 
 def curve(run: RunRecord) -> tuple[list[int], list[float]]:
@@ -93,9 +94,9 @@ def plot_final_metrics(
     completed = _completed(runs, task)
     if not completed:
         return None
-    order = _order([run.recipe for run in completed], recipes)
+    order = order_by([run.recipe for run in completed], recipes)
     metric, split = completed[0].main_metric_name, completed[0].main_metric_split
-    baseline = _baseline(completed)
+    baseline = majority_baseline_of(completed)
     Figure, _ = _matplotlib()
     figure = Figure(figsize=(max(6.0, 1.7 * len(order) + 2.5), 5.0), dpi=120, layout="constrained")
     axes = figure.subplots()
@@ -133,6 +134,44 @@ def plot_final_metrics(
     return path
 
 
+def plot_expected_max(
+    runs: Sequence[RunRecord], task: str, path: str | Path, *, recipes: Sequence[str] = ()
+) -> Path | None:
+    """The expected best final score of n runs against n, one line per recipe with its bootstrap band
+    (:mod:`.expected_max`), the majority-class baseline dashed; ``None`` if no recipe has two completed runs."""
+    completed = _completed(runs, task)
+    order = order_by([run.recipe for run in completed], recipes)
+    curves = {}
+    for recipe in order:
+        values = [run.main_metric for run in completed if run.recipe == recipe]
+        if len(values) >= 2:
+            curves[recipe] = expected_max_curve(values)
+    if not curves:
+        return None
+    metric, split = completed[0].main_metric_name, completed[0].main_metric_split
+    baseline = majority_baseline_of(completed)
+    Figure, _ = _matplotlib()
+    figure = Figure(figsize=(6.8, 4.6), dpi=120, layout="constrained")
+    axes = figure.subplots()
+    colours = [f"C{i}" for i in range(10)]
+    for colour, (recipe, curve) in zip(itertools.cycle(colours), curves.items()):
+        axes.plot(curve.n, curve.mean, color=colour, marker=".", label=f"{recipe} (N={len(curve.n)})")
+        axes.fill_between(curve.n, curve.low, curve.high, color=colour, alpha=0.15, linewidth=0)
+    if baseline is not None:
+        axes.axhline(
+            baseline, color=_BASELINE_COLOUR, linestyle="--", linewidth=1.0, label="majority-class baseline"
+        )
+    axes.set_xlabel("n, the number of runs (seeds) tried")
+    axes.set_ylabel(f"expected best {metric} on {split}")
+    axes.set_title(f"{task}: expected best of n runs (95 % bootstrap band)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
 def plot_learning_curves(
     runs: Sequence[RunRecord], task: str, path: str | Path, *, recipes: Sequence[str] = ()
 ) -> Path | None:
@@ -140,9 +179,9 @@ def plot_learning_curves(
     completed = [run for run in _completed(runs, task) if curve(run)[0]]
     if not completed:
         return None
-    order = _order([run.recipe for run in completed], recipes)
+    order = order_by([run.recipe for run in completed], recipes)
     metric, split = completed[0].main_metric_name, completed[0].main_metric_split
-    baseline = _baseline(completed)
+    baseline = majority_baseline_of(completed)
     columns = min(len(order), _PANELS_PER_ROW)
     rows = math.ceil(len(order) / columns)
     Figure, _ = _matplotlib()
@@ -174,6 +213,19 @@ def plot_learning_curves(
     return path
 
 
+PLOTS = {
+    "final": "final metric of every run",
+    "curves": "learning curves",
+    "expected-max": "expected best of n runs",
+}
+"""The figures of a task, ``<task>-<kind>.png``, and their captions."""
+
+
+def plot_paths(plots_dir: str | Path, task: str) -> dict[str, Path]:
+    """{caption: path} of the figures of ``task`` under ``plots_dir``, drawn or not."""
+    return {caption: Path(plots_dir) / f"{task}-{kind}.png" for kind, caption in PLOTS.items()}
+
+
 def plot_study(
     runs: Sequence[RunRecord],
     output_dir: str | Path,
@@ -181,19 +233,14 @@ def plot_study(
     recipes: Sequence[str] = (),
     tasks: Sequence[str] = (),
 ) -> dict[str, list[tuple[str, Path]]]:
-    """Both figures for every task with completed runs, into ``output_dir``; returns {task: [(caption, path)]}."""
-    output_dir = Path(output_dir)
+    """Every figure of every task with completed runs, into ``output_dir``; returns {task: [(caption, path)]}."""
+    drawers = {"final": plot_final_metrics, "curves": plot_learning_curves, "expected-max": plot_expected_max}
     figures: dict[str, list[tuple[str, Path]]] = {}
-    for task in _order([run.task for run in runs], tasks):
+    for task in order_by([run.task for run in runs], tasks):
+        paths = plot_paths(output_dir, task)
         made = [
-            (
-                "final metric of every run",
-                plot_final_metrics(runs, task, output_dir / f"{task}-final.png", recipes=recipes),
-            ),
-            (
-                "learning curves",
-                plot_learning_curves(runs, task, output_dir / f"{task}-curves.png", recipes=recipes),
-            ),
+            (caption, drawers[kind](runs, task, paths[caption], recipes=recipes))
+            for kind, caption in PLOTS.items()
         ]
         figures[task] = [(caption, path) for caption, path in made if path is not None]
     return figures

@@ -11,7 +11,14 @@ the study's shared arguments and the cell's seeds. The file::
     seeds: 0-24                        # --seed: the new head's initialisation (lists, "0-4,10", ranges)
     data_seeds: same                   # --data_seed: "same" (= seed, the default) or seeds as above,
                                        # crossed with `seeds`
+    dropout_seeds: 0-4                 # optional: --dropout_seed crossed with the others (default: = seed)
+    subset_seeds: [0, 1]               # optional: --train_subset_seed crossed with the others (with
+                                       # max_train_samples; default: the first N examples)
     baseline: devlin2019               # the recipe the others are tested against (default: the first)
+    prune: dev                         # optional: stop runs an early test flags (loss, dev, both; default off)
+    restarts: {successes: 1, max_runs: 10}   # optional: per task × recipe, draw seeds in order until this
+                                       # many runs did not fail, at most max_runs runs
+    target_score: 0.65                 # optional: the summary says how many runs reach it (expected best)
     arguments:                         # fine-tune flags shared by every run
       model_name_or_path: albert-base-v2
       data_dir: ../shared/glue
@@ -21,7 +28,8 @@ entry's ``arguments``, then what the study sets per cell (task, seeds, output di
 relative to the directory the command runs from, as for the fine-tune job; they are made absolute here so that
 workers with another working directory (Ray) find the same files.
 
-Each cell has a stable, readable run id, ``<task>/<recipe>/seed<S>-data<D>``, which is also where its
+Each cell has a stable, readable run id, ``<task>/<recipe>/seed<S>-data<D>`` (``-subset<K>``, ``-dropout<M>``
+when those axes are given), which is also where its
 ``results.json`` lives under ``<output_dir>/runs/``, and a hash of its configuration, so that a changed study
 file is noticed instead of silently mixing runs of two configurations.
 """
@@ -40,10 +48,12 @@ import yaml
 
 from ..glue import get_task
 from ..recipes import load_recipe
+from ..results import PRUNING_TESTS
 
 __all__ = [
     "DEFAULT_ARGUMENTS",
     "RecipeEntry",
+    "Restarts",
     "RunCell",
     "StudySpec",
     "TaskEntry",
@@ -59,11 +69,27 @@ DEFAULT_ARGUMENTS: dict[str, Any] = {"disable_tqdm": True}
 
 # Set per cell by the study; a study file that sets them would be silently overridden.
 _RESERVED = ("output_dir", "seed", "data_seed", "task_name", "recipe", "overwrite_results")
+# Set per cell only when the study varies them (subset_seeds, dropout_seeds); else the arguments may fix them.
+_AXIS_ARGUMENTS = {"subset_seeds": "train_subset_seed", "dropout_seeds": "dropout_seed"}
 # Arguments that are paths: made absolute. Model and tokenizer only when they exist locally (else Hub ids).
 _PATH_ARGUMENTS = ("data_dir", "train_file", "validation_file", "cache_dir")
 _MAYBE_PATH_ARGUMENTS = ("model_name_or_path", "tokenizer_name")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_KNOWN_KEYS = {"name", "output_dir", "tasks", "recipes", "seeds", "data_seeds", "baseline", "arguments"}
+_KNOWN_KEYS = {
+    "name",
+    "output_dir",
+    "tasks",
+    "recipes",
+    "seeds",
+    "data_seeds",
+    "subset_seeds",
+    "dropout_seeds",
+    "baseline",
+    "arguments",
+    "prune",
+    "restarts",
+    "target_score",
+}
 
 
 @dataclass(frozen=True)
@@ -89,7 +115,7 @@ class RunCell:
     """One cell of the grid: everything needed to start, recognise and place one fine-tune run.
 
     Attributes:
-        run_id: ``<task>/<recipe>/seed<S>-data<D>``, stable across invocations.
+        run_id: ``<task>/<recipe>/seed<S>-data<D>[-subset<K>][-dropout<M>]``, stable across invocations.
         position: the cell's place in the execution order (seeds outermost, so that a study stopped
             half-way has about as many seeds for every recipe).
         argv: the fine-tune job's arguments, without the output directory.
@@ -106,12 +132,24 @@ class RunCell:
     argv: tuple[str, ...]
     config_hash: str
     output_dir: str
+    subset_seed: int | None = None
+    dropout_seed: int | None = None
 
     def fine_tune_argv(self) -> list[str]:
         """The complete argument list of this run's fine-tune job."""
         # A crashed attempt may have left files behind; results.json is only written by a finished run,
         # and the runner ingests such a file instead of re-running, so replacing is safe here.
         return [*self.argv, "--output_dir", self.output_dir, "--overwrite_results", "true"]
+
+
+@dataclass(frozen=True)
+class Restarts:
+    """Restarts until success (Devlin et al. 2019, Sec. 4.1: on small data sets, several restarts and the best
+    on dev): per task × recipe, seeds are drawn in order until ``successes`` runs did not fail, at most
+    ``max_runs`` runs."""
+
+    successes: int
+    max_runs: int
 
 
 @dataclass(frozen=True)
@@ -126,23 +164,36 @@ class StudySpec:
     data_seeds: tuple[int, ...] | None
     baseline: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    subset_seeds: tuple[int, ...] | None = None
+    dropout_seeds: tuple[int, ...] | None = None
+    restarts: Restarts | None = None
+    target_score: float | None = None
 
     @property
     def store_path(self) -> Path:
         """The study's SQLite result store."""
         return self.output_dir / STORE_FILE
 
-    def seed_pairs(self) -> list[tuple[int, int]]:
-        """(seed, data_seed) of every cell of one task × recipe, in execution order."""
-        if self.data_seeds is None:
-            return [(seed, seed) for seed in self.seeds]
-        return [(seed, data_seed) for seed in self.seeds for data_seed in self.data_seeds]
+    def seed_tuples(self) -> list[tuple[int, int, int | None, int | None]]:
+        """(seed, data_seed, subset_seed, dropout_seed) of every cell of one task × recipe, in execution order
+        (``None``: the axis is not varied)."""
+        data = [None] if self.data_seeds is None else list(self.data_seeds)
+        subsets = [None] if self.subset_seeds is None else list(self.subset_seeds)
+        dropouts = [None] if self.dropout_seeds is None else list(self.dropout_seeds)
+        return [
+            (seed, seed if data_seed is None else data_seed, subset, dropout)
+            for seed in self.seeds
+            for data_seed in data
+            for subset in subsets
+            for dropout in dropouts
+        ]
 
     def cells(self) -> list[RunCell]:
-        """Every run of the study, seeds outermost so that partial studies stay balanced across recipes."""
+        """Every run of the study, seeds outermost so that partial studies stay balanced across recipes (with
+        ``restarts``: the pool the seeds are drawn from, in order)."""
         recipe_values = {entry.name: load_recipe(entry.recipe).arguments for entry in self.recipes}
         cells = []
-        for seed, data_seed in self.seed_pairs():
+        for seed, data_seed, subset_seed, dropout_seed in self.seed_tuples():
             for task in self.tasks:
                 for recipe in self.recipes:
                     argv = (
@@ -157,13 +208,19 @@ class StudySpec:
                         str(seed),
                         "--data_seed",
                         str(data_seed),
+                        *([] if subset_seed is None else ["--train_subset_seed", str(subset_seed)]),
+                        *([] if dropout_seed is None else ["--dropout_seed", str(dropout_seed)]),
                     )
                     digest = hashlib.sha256(
                         json.dumps(
                             {"argv": argv, "recipe": recipe_values[recipe.name]}, sort_keys=True
                         ).encode()
                     ).hexdigest()[:16]
-                    run_id = f"{task.name}/{recipe.name}/seed{seed}-data{data_seed}"
+                    run_id = f"{task.name}/{recipe.name}/seed{seed}-data{data_seed}" + "".join(
+                        f"-{axis}{value}"
+                        for axis, value in (("subset", subset_seed), ("dropout", dropout_seed))
+                        if value is not None
+                    )
                     cells.append(
                         RunCell(
                             run_id=run_id,
@@ -175,6 +232,8 @@ class StudySpec:
                             argv=argv,
                             config_hash=digest,
                             output_dir=str(self.output_dir / "runs" / run_id),
+                            subset_seed=subset_seed,
+                            dropout_seed=dropout_seed,
                         )
                     )
         return cells
@@ -188,8 +247,12 @@ class StudySpec:
             "recipes": [vars(recipe) for recipe in self.recipes],
             "seeds": list(self.seeds),
             "data_seeds": "same" if self.data_seeds is None else list(self.data_seeds),
+            "subset_seeds": None if self.subset_seeds is None else list(self.subset_seeds),
+            "dropout_seeds": None if self.dropout_seeds is None else list(self.dropout_seeds),
             "baseline": self.baseline,
             "arguments": self.arguments,
+            "restarts": None if self.restarts is None else vars(self.restarts),
+            "target_score": self.target_score,
         }
 
 
@@ -345,6 +408,16 @@ def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study"
             raise ValueError(f"{what} name(s) {repeated} appear twice; give variants their own `name`")
     data_seeds_value = mapping.get("data_seeds", "same")
     data_seeds = None if data_seeds_value in (None, "same") else parse_seeds(data_seeds_value)
+    axes = {key: None if mapping.get(key) is None else parse_seeds(mapping[key]) for key in _AXIS_ARGUMENTS}
+    arguments = dict(mapping.get("arguments") or {})
+    for key, argument in _AXIS_ARGUMENTS.items():
+        if axes[key] is not None and argument in arguments:
+            raise ValueError(f"`{key}` sets --{argument} per run: remove {argument} from `arguments`")
+    prune = mapping.get("prune")
+    if prune is not None:
+        if prune not in PRUNING_TESTS:
+            raise ValueError(f"prune must be one of {list(PRUNING_TESTS)}, not {prune!r}")
+        arguments["prune"] = prune
     name = _label(str(mapping.get("name") or default_name), "study")
     baseline = str(mapping.get("baseline") or recipes[0].name)
     if baseline not in {recipe.name for recipe in recipes}:
@@ -360,8 +433,25 @@ def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study"
         seeds=parse_seeds(mapping["seeds"]),
         data_seeds=data_seeds,
         baseline=baseline,
-        arguments=_absolute_paths(mapping.get("arguments") or {}, "study"),
+        arguments=_absolute_paths(arguments, "study"),
+        subset_seeds=axes["subset_seeds"],
+        dropout_seeds=axes["dropout_seeds"],
+        restarts=_restarts(mapping.get("restarts")),
+        target_score=None if mapping.get("target_score") is None else float(mapping["target_score"]),
     )
+
+
+def _restarts(value: Any) -> Restarts | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) - {"successes", "max_runs"} or "successes" not in value:
+        raise ValueError(f"restarts is a mapping {{successes: N, max_runs: M}}, not {value!r}")
+    successes, max_runs = int(value["successes"]), int(value.get("max_runs", 10 * int(value["successes"])))
+    if not 1 <= successes <= max_runs:
+        raise ValueError(
+            f"restarts needs 1 <= successes <= max_runs, not successes={successes}, max_runs={max_runs}"
+        )
+    return Restarts(successes, max_runs)
 
 
 def load_spec(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> StudySpec:

@@ -13,8 +13,17 @@ answering one question:
 * **Fisher's exact test** on the 2×2 table (failed / not failed × recipe / baseline): do failures happen at
   different rates? Exact, because failure counts are small.
 
-The p-values are per comparison, not corrected for multiple comparisons. Degenerate inputs (fewer than two
-runs, all values equal) give ``nan`` where a statistic is undefined, never an exception.
+Spread is judged among the runs that did not fail: a recipe whose runs all fail has no spread at all, and would
+otherwise read as the most stable one (std ratio 0, a "significant" Brown–Forsythe test). The std of all runs
+is reported beside it, as the papers report it; the std ratio and Brown–Forsythe compare the runs that did not
+fail. A recipe with (almost) all runs failed — fewer than two that did not fail, or at least
+:data:`DEGENERATE_FAILED_SHARE` of them failed — is *degenerate*: flagged in every table, and never called more
+stable.
+
+Each test's p-values are given raw and Holm-adjusted over the recipes compared with the baseline on a task
+(:func:`holm`; Holm 1979, "A Simple Sequentially Rejective Multiple Test Procedure"), which controls the
+family-wise error rate of that test's comparisons. Degenerate inputs (fewer than two runs, all values equal)
+give ``nan`` where a statistic is undefined, never an exception.
 """
 
 from __future__ import annotations
@@ -28,9 +37,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["Comparison", "Description", "bootstrap_mean_ci", "compare", "describe"]
+__all__ = [
+    "DEGENERATE_FAILED_SHARE",
+    "Comparison",
+    "Description",
+    "bootstrap_mean_ci",
+    "compare",
+    "describe",
+    "holm",
+]
 
 NAN = float("nan")
+DEGENERATE_FAILED_SHARE = 0.8
+"""A recipe with at least this share of its runs failed (or fewer than two runs that did not) is degenerate."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +65,18 @@ class Description:
     failed_runs: int
     ci_low: float
     ci_high: float
+    std_not_failed: float = NAN
+    degenerate: bool = False
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One recipe against the baseline recipe on one task (``nan`` where a test is undefined)."""
+    """One recipe against the baseline recipe on one task (``nan`` where a test is undefined).
+
+    ``std_ratio`` and Brown–Forsythe compare the runs that did not fail; the ``*_p_holm`` values are the
+    p-values adjusted over the ``comparisons`` recipes compared on the task (set by :func:`holm` in the
+    report; ``nan`` until then).
+    """
 
     mean_difference: float
     std_ratio: float
@@ -60,6 +86,10 @@ class Comparison:
     mann_whitney_p: float
     fisher_odds_ratio: float
     fisher_p: float
+    brown_forsythe_p_holm: float = NAN
+    mann_whitney_p_holm: float = NAN
+    fisher_p_holm: float = NAN
+    comparisons: int = 0
 
 
 def _values(values: Sequence[float]) -> np.ndarray:
@@ -125,17 +155,29 @@ def describe(
     low, high = bootstrap_mean_ci(
         array, confidence_level=confidence_level, n_resamples=n_resamples, seed=seed
     )
+    failed_runs = int(sum(bool(flag) for flag in failed))
+    not_failed = _not_failed(array, failed)
     return Description(
         n=int(array.size),
         mean=float(np.mean(array)),
-        std=float(np.std(array, ddof=1)) if array.size > 1 else NAN,
+        std=_std(array),
         median=float(np.median(array)),
         minimum=float(np.min(array)),
         maximum=float(np.max(array)),
-        failed_runs=int(sum(bool(flag) for flag in failed)),
+        failed_runs=failed_runs,
         ci_low=low,
         ci_high=high,
+        std_not_failed=_std(not_failed),
+        degenerate=not_failed.size < 2 or failed_runs >= DEGENERATE_FAILED_SHARE * array.size,
     )
+
+
+def _std(array: np.ndarray) -> float:
+    return float(np.std(array, ddof=1)) if array.size > 1 else NAN
+
+
+def _not_failed(array: np.ndarray, failed: Sequence[bool]) -> np.ndarray:
+    return array[~np.asarray([bool(flag) for flag in failed], dtype=bool)] if array.size else array
 
 
 def _quietly(test, *args, **kwargs) -> tuple[float, float]:
@@ -157,14 +199,14 @@ def compare(
 ) -> Comparison:
     """Test a recipe's runs against the baseline recipe's runs (see the module docstring for the tests)."""
     x, y = _values(values), _values(baseline_values)
-    enough = x.size >= 2 and y.size >= 2
-    bf = _quietly(stats.levene, x, y, center="median") if enough else (NAN, NAN)
+    spread_x, spread_y = _not_failed(x, failed), _not_failed(y, baseline_failed)
+    enough = spread_x.size >= 2 and spread_y.size >= 2
+    bf = _quietly(stats.levene, spread_x, spread_y, center="median") if enough else (NAN, NAN)
     mw = _quietly(stats.mannwhitneyu, x, y, alternative="two-sided") if x.size and y.size else (NAN, NAN)
     failed_x, failed_y = int(sum(map(bool, failed))), int(sum(map(bool, baseline_failed)))
     table = [[failed_x, x.size - failed_x], [failed_y, y.size - failed_y]]
     fisher = _quietly(stats.fisher_exact, table) if x.size and y.size else (NAN, NAN)
-    std_x = float(np.std(x, ddof=1)) if x.size > 1 else NAN
-    std_y = float(np.std(y, ddof=1)) if y.size > 1 else NAN
+    std_x, std_y = _std(spread_x), _std(spread_y)
     return Comparison(
         mean_difference=float(np.mean(x) - np.mean(y)) if x.size and y.size else NAN,
         std_ratio=std_x / std_y if std_y and not math.isnan(std_y) else NAN,
@@ -175,3 +217,19 @@ def compare(
         fisher_odds_ratio=fisher[0],
         fisher_p=fisher[1],
     )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the given order: the k-th smallest of the m defined p-values times
+    (m − k + 1), made non-decreasing, capped at 1. ``nan`` (an undefined test) stays ``nan`` and is not counted
+    in m."""
+    p = np.asarray(p_values, dtype=np.float64)
+    defined = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(p.shape, NAN)
+    order = defined[np.argsort(p[defined], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return [float(value) for value in adjusted]

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..results import Evaluation, RunResults
+from ..results import PRUNED, Evaluation, RunResults
 from .spec import RunCell
 
 __all__ = [
@@ -55,8 +55,9 @@ __all__ = [
 PENDING, RUNNING, COMPLETED, ERROR, CRASHED = "pending", "running", "completed", "error", "crashed"
 STATUSES = (PENDING, RUNNING, COMPLETED, ERROR, CRASHED)
 SCHEMA_VERSION = 2
-"""1: the first store. 2: ``resumed_from_step``; ``evaluations_json`` holds :class:`~..results.Evaluation`s (a
-version-1 store is upgraded in place when opened: the columns are derived again from each run's results)."""
+"""1: the first store. 2: ``resumed_from_step``, ``subset_seed``, ``dropout_seed``; ``evaluations_json`` holds
+:class:`~..results.Evaluation`s (a version-1 store is upgraded in place when opened: the columns are added and
+derived again from each run's results)."""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
@@ -70,6 +71,8 @@ CREATE TABLE IF NOT EXISTS runs (
     recipe            TEXT NOT NULL,
     seed              INTEGER NOT NULL,
     data_seed         INTEGER NOT NULL,
+    subset_seed       INTEGER,
+    dropout_seed      INTEGER,
     argv_json         TEXT NOT NULL,
     config_hash       TEXT NOT NULL,
     output_dir        TEXT NOT NULL,
@@ -136,6 +139,8 @@ class RunRecord:
     output_dir: str
     config_hash: str
     argv: list[str]
+    subset_seed: int | None = None
+    dropout_seed: int | None = None
     owner: str | None = None
     host: str | None = None
     wall_time_s: float | None = None
@@ -147,7 +152,16 @@ class RunRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     evaluations: list[Evaluation] = field(default_factory=list)
     resumed_from_step: int | None = None
+    predictions: dict[str, list[float]] = field(default_factory=dict)
+    stopped_early: str | None = None
+    global_step: int | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+    @property
+    def pruned(self) -> bool:
+        """Whether an early test stopped the run as failing (``--prune``): a failed run, stopped early."""
+        return self.stopped_early in PRUNED
 
     def cell(self) -> RunCell:
         """The run as a :class:`RunCell`, as a worker needs it to execute the run."""
@@ -161,6 +175,8 @@ class RunRecord:
             argv=tuple(self.argv),
             config_hash=self.config_hash,
             output_dir=self.output_dir,
+            subset_seed=self.subset_seed,
+            dropout_seed=self.dropout_seed,
         )
 
 
@@ -244,6 +260,7 @@ class StudyStore:
                     f"{self.path} is a study store of version {version}; this transformers-fine-tuning reads "
                     f"versions up to {SCHEMA_VERSION}: upgrade the package to read it"
                 )
+            self._add_missing_columns(db)
             if version is not None and version < SCHEMA_VERSION:
                 self._upgrade(db)
             db.execute(
@@ -252,11 +269,16 @@ class StudyStore:
             )
 
     @staticmethod
-    def _upgrade(db: sqlite3.Connection) -> None:
-        """From version 1: add ``resumed_from_step``, derive the result columns again from each run's results."""
+    def _add_missing_columns(db: sqlite3.Connection) -> None:
+        """Columns added to the schema after a store was created (all nullable) are added to it."""
         columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-        if "resumed_from_step" not in columns:
-            db.execute("ALTER TABLE runs ADD COLUMN resumed_from_step INTEGER")
+        for column in _ADDED_COLUMNS:
+            if column not in columns:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """From version 1: derive the result columns again from each run's results."""
         rows = db.execute("SELECT run_id, results_json FROM runs WHERE results_json IS NOT NULL").fetchall()
         for row in rows:
             results = RunResults.from_dict(json.loads(row["results_json"]), source=f"run {row['run_id']}")
@@ -320,8 +342,9 @@ class StudyStore:
                 row = existing.get(cell.run_id)
                 if row is None:
                     db.execute(
-                        "INSERT INTO runs (run_id, position, task, recipe, seed, data_seed, argv_json, "
-                        "config_hash, output_dir, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO runs (run_id, position, task, recipe, seed, data_seed, subset_seed, "
+                        "dropout_seed, argv_json, config_hash, output_dir, status) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             cell.run_id,
                             cell.position,
@@ -329,6 +352,8 @@ class StudyStore:
                             cell.recipe,
                             cell.seed,
                             cell.data_seed,
+                            cell.subset_seed,
+                            cell.dropout_seed,
                             json.dumps(list(cell.argv)),
                             cell.config_hash,
                             cell.output_dir,
@@ -549,6 +574,7 @@ class StudyStore:
 
     @staticmethod
     def _record(row: sqlite3.Row) -> RunRecord:
+        results = json.loads(row["results_json"]) if row["results_json"] else {}
         return RunRecord(
             run_id=row["run_id"],
             position=row["position"],
@@ -561,6 +587,8 @@ class StudyStore:
             output_dir=row["output_dir"],
             config_hash=row["config_hash"],
             argv=json.loads(row["argv_json"]),
+            subset_seed=row["subset_seed"],
+            dropout_seed=row["dropout_seed"],
             owner=row["owner"],
             host=row["host"],
             wall_time_s=row["wall_time_s"],
@@ -572,6 +600,10 @@ class StudyStore:
             metrics=json.loads(row["metrics_json"] or "{}"),
             evaluations=[Evaluation(**entry) for entry in json.loads(row["evaluations_json"] or "[]")],
             resumed_from_step=row["resumed_from_step"],
+            predictions=results.get("predictions") or {},
+            stopped_early=results.get("stopped_early"),
+            global_step=results.get("global_step"),
+            diagnostics=results.get("diagnostics") or {},
             error=row["error"],
         )
 
@@ -594,6 +626,9 @@ _RESULT_COLUMNS = (
     "resumed_from_step",
     "error",
 )
+
+
+_ADDED_COLUMNS = ("resumed_from_step", "subset_seed", "dropout_seed")
 
 
 def _result_json(results: RunResults) -> tuple[str, str, str]:

@@ -51,7 +51,13 @@ class TrainerOptimizerInit(Trainer):
             ``scheduler_factory(optimizer, num_training_steps) -> LRScheduler``, if given, replaces the
             Trainer's scheduler. The alternative is the Trainer's own
             ``optimizer_cls_and_kwargs=(AdamWL2SP, {...})``, which also lets the callbacks shape the groups.
-        layer_map: layout of an architecture outside :data:`transformers_fine_tuning.LAYER_MAPS`.
+        layer_map: layout of an architecture outside :data:`transformers_fine_tuning.LAYER_MAPS` (overrides
+            the map discovered from the model).
+        strict_layer_map: refuse a model type outside the table (with fine-tuning callbacks) instead of
+            discovering its layout.
+
+    The layout is resolved once per model (explicit, from the table, or discovered) and used by every
+    callback. A PEFT model (e.g. LoRA) works as any other: adapters have the depth of the layer they adapt.
 
     The optimizer (``optimizer_cls_and_kwargs``, or ``args.optim`` when that is not given) is built on
     :func:`transformers_fine_tuning.param_groups` of the model: ``lr``, ``weight_decay`` and ``l2sp`` —
@@ -67,10 +73,12 @@ class TrainerOptimizerInit(Trainer):
         *args: Any,
         optimizers_init: tuple[OptimizerFactory, SchedulerFactory | None] | None = None,
         layer_map: LayerMap | None = None,
+        strict_layer_map: bool = False,
         **kwargs: Any,
     ) -> None:
         self.optimizers_init = optimizers_init
         self.layer_map = layer_map
+        self.strict_layer_map = strict_layer_map
         self._plans: weakref.WeakKeyDictionary[nn.Module, FineTuningPlan] = weakref.WeakKeyDictionary()
         super().__init__(*args, **kwargs)
         self._check_fine_tuning_setup()
@@ -136,7 +144,8 @@ class TrainerOptimizerInit(Trainer):
                     f"L2SPCallback needs AdamWL2SP, which conflicts with --optim {self.args.optim}. Drop --optim "
                     "(or use adamw_torch) so AdamWL2SP is used, or drop the L2-SP option."
                 )
-        layout = model_layout(self.model, self.layer_map)  # unsupported architectures fail here, early
+        # unsupported architectures fail here, early
+        layout = model_layout(self.model, self.layer_map, strict=self.strict_layer_map)
         by_kind = {type(cb): cb for cb in callbacks}
         reinit, freeze = by_kind.get(ReinitCallback), by_kind.get(FreezeCallback)
         if reinit and freeze and reinit.num_layers + freeze.num_layers > layout.num_layers:
@@ -177,9 +186,13 @@ class TrainerOptimizerInit(Trainer):
     def _prepare_model(self, model: nn.Module) -> FineTuningPlan:
         """Run every fine-tuning callback's surgery on ``model`` once, in stage order."""
         plan = self._plans.get(model)
+        callbacks = self._fine_tuning_callbacks()
         if plan is None:
-            plan = self._plans[model] = FineTuningPlan(layer_map=self.layer_map)
-        for callback in self._fine_tuning_callbacks():
+            layer_map = self.layer_map
+            if callbacks:  # resolved once (table, explicit or discovered), explicit from here on
+                layer_map = model_layout(model, layer_map, strict=self.strict_layer_map).layer_map
+            plan = self._plans[model] = FineTuningPlan(layer_map=layer_map)
+        for callback in callbacks:
             callback._bound_to_trainer = True
             if id(callback) not in plan.prepared:
                 callback.prepare_model(model, plan)
