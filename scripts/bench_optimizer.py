@@ -56,7 +56,16 @@ from transformers_fine_tuning import AdamWL2SP, param_groups
 
 LR, L2SP, WEIGHT_DECAY, EPS = 2e-5, 0.1, 0.01, 1e-6
 MODELS = ("bert-base", "minilm")
-KINDS = ["adamw-foreach", "adamw-fused", "l2sp-default", "l2sp-foreach", "l2sp-single", "pull-only"]
+KINDS = [
+    "adamw-foreach",
+    "adamw-fused",
+    "l2sp-default",
+    "l2sp-foreach",
+    "l2sp-single",
+    "l2sp-bertadam",
+    "l2sp-coupled",
+    "pull-only",
+]
 # opt-in: each compiles for minutes on a small machine
 COMPILED_KINDS = ["compiled-adam", "compiled-l2sp"]
 
@@ -176,20 +185,23 @@ class CompiledOnePass:
 class Variant:
     """One optimizer configuration: a label, how to build it on a model, and the bytes a step must move.
 
-    ``bytes_per_param`` is the least memory traffic of one step in float32: AdamW reads θ, g, m, v and writes
-    θ, m, v (28 B per parameter); the L2-SP pull reads θ, θ₀ and writes θ (12 B per anchored parameter).
+    The least memory traffic of one step in float32: AdamW reads θ, g, m, v and writes θ, m, v (28 B per
+    parameter, if ``adam_traffic``); the L2-SP term adds ``pull_bytes`` per anchored parameter — 12 for the
+    decoupled pull (reads θ, θ₀, writes θ), 24 for the coupled gradient (θ − θ₀ into a temporary, then
+    g + λ_sp·that into another, which Adam reads instead of g).
     """
 
     label: str
     build: Callable[[nn.Module], Any]
     is_adamw: bool
     adam_traffic: bool = True
-    pull_traffic: bool = False
+    pull_bytes: int = 0
 
 
 def variants(device: torch.device, kernels: list[str]) -> list[Variant]:
     """The variants this platform has: fused AdamW only where PyTorch has the kernel for ``device``."""
     has_fused = device.type in _get_fused_kernels_supported_devices()
+    default_kernel = "fused" if has_fused else "foreach"
     table = {
         "adamw-foreach": Variant(
             "torch AdamW, foreach",
@@ -205,19 +217,31 @@ def variants(device: torch.device, kernels: list[str]) -> list[Variant]:
             "AdamWL2SP, default (fused)" if has_fused else "AdamWL2SP, default (foreach)",
             lambda m: AdamWL2SP(l2sp_groups(m), eps=EPS),
             False,
-            pull_traffic=True,
+            pull_bytes=12,
         ),
         "l2sp-foreach": Variant(
             "AdamWL2SP, foreach",
             lambda m: AdamWL2SP(l2sp_groups(m), eps=EPS, foreach=True),
             False,
-            pull_traffic=True,
+            pull_bytes=12,
         ),
         "l2sp-single": Variant(
             "AdamWL2SP, single-tensor",
             lambda m: AdamWL2SP(l2sp_groups(m), eps=EPS, foreach=False),
             False,
-            pull_traffic=True,
+            pull_bytes=12,
+        ),
+        "l2sp-bertadam": Variant(
+            f"AdamWL2SP bias_correction=False (BERTAdam), default ({default_kernel})",
+            lambda m: AdamWL2SP(l2sp_groups(m), eps=EPS, bias_correction=False),
+            False,
+            pull_bytes=12,
+        ),
+        "l2sp-coupled": Variant(
+            f"AdamWL2SP coupled=True, default ({default_kernel})",
+            lambda m: AdamWL2SP(l2sp_groups(m), eps=EPS, coupled=True),
+            False,
+            pull_bytes=24,
         ),
         "compiled-adam": Variant(
             "reference: Adam as one compiled pass (torch.compile)",
@@ -228,14 +252,14 @@ def variants(device: torch.device, kernels: list[str]) -> list[Variant]:
             "reference: Adam + L2-SP pull as one compiled pass (torch.compile)",
             lambda m: CompiledOnePass(m, pull=True),
             False,
-            pull_traffic=True,
+            pull_bytes=12,
         ),
         "pull-only": Variant(
             "L2-SP pull alone (foreach lerp; reference)",
             PullOnly,
             False,
             adam_traffic=False,
-            pull_traffic=True,
+            pull_bytes=12,
         ),
     }
     chosen = [table[k] for k in kernels if k != "adamw-fused" or has_fused]
@@ -290,7 +314,7 @@ def time_steps(model_name: str, kinds: list[str], repetitions: int, steps: int) 
     del optimizers
     gc.collect()
     anchored = sum(p.numel() for g in l2sp_groups(model) if g["l2sp"] > 0 for p in g["params"])
-    traffic = {v.label: 4 * (7 * num_params * v.adam_traffic + 3 * anchored * v.pull_traffic) for v in chosen}
+    traffic = {v.label: 28 * num_params * v.adam_traffic + anchored * v.pull_bytes for v in chosen}
     return {
         "model": model_name,
         "num_params": num_params,

@@ -76,7 +76,7 @@ from transformers_fine_tuning import (
     LLRDCallback,
     ReinitCallback,
     TrainerOptimizerInit,
-    param_groups,
+    build_fine_tuning_optimizer,
     prior_loss,
 )
 from transformers_fine_tuning.arguments import DiagnosticsArguments
@@ -120,15 +120,11 @@ def fine_tuning_callbacks() -> list[TrainerCallback]:
 
 
 def adamw_on_fine_tuning_groups(model: PreTrainedModel, args: TrainingArguments) -> torch.optim.AdamW:
-    """torch's fused AdamW on the parameter groups that :func:`fine_tuning_callbacks` make, without the L2-SP pull."""
-    options: dict[str, object] = {"weight_decay": args.weight_decay}
-    for callback in fine_tuning_callbacks():
-        options.update(callback.param_group_options())
-    groups = param_groups(model, lr=args.learning_rate, **options)
-    for group in groups:
-        del group["l2sp"]  # AdamW has no pull
-    betas = (args.adam_beta1, args.adam_beta2)
-    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=betas, eps=args.adam_epsilon, fused=True)
+    """torch's fused AdamW on the parameter groups that :func:`fine_tuning_callbacks` make, without the L2-SP pull:
+    the package's own optimizer builder, with AdamW chosen (it ignores the groups' ``l2sp``)."""
+    return build_fine_tuning_optimizer(
+        model, args, fine_tuning_callbacks(), optimizer_cls_and_kwargs=(torch.optim.AdamW, {"fused": True})
+    )
 
 
 def diagnostic_callbacks(labels: list[int]) -> list[TrainerCallback]:

@@ -21,25 +21,11 @@ from transformers_fine_tuning import (
 )
 from transformers_fine_tuning.diagnostics import LossSpikeDetector
 
-from tiny_models import FirstTokenTask, tiny_model
+from tiny_models import FirstTokenTask, tiny_model, training_args
 
 
 def args_for(tmp_path, **overrides):
-    values = {
-        "output_dir": str(tmp_path / "out"),
-        "per_device_train_batch_size": 8,
-        "learning_rate": 1e-3,
-        "max_steps": 4,
-        "save_strategy": "no",
-        "report_to": [],
-        "logging_steps": 1,
-        "seed": 0,
-        "disable_tqdm": True,
-        "use_cpu": True,
-        "dataloader_pin_memory": False,
-    }
-    values.update(overrides)
-    return transformers.TrainingArguments(**values)
+    return training_args(tmp_path, **{"max_steps": 4, "seed": 0, **overrides})
 
 
 def no_dropout_bert():

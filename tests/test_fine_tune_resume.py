@@ -31,7 +31,7 @@ def job_command(model: str, glue_dir: Path, output_dir: Path, *flags: str) -> li
         "--model_name_or_path", model, "--data_dir", str(glue_dir / "RTE"), "--output_dir", str(output_dir),
         "--max_train_samples", "96", "--max_eval_samples", "16", "--max_seq_length", "128",
         "--per_device_train_batch_size", "8", "--max_steps", str(MAX_STEPS), "--learning_rate", "5e-5",
-        "--optimizer", "adamw_l2sp", "--l2sp_pretrained", "0.1", "--mixout", "0.1",
+        "--optim", "adamw_l2sp", "--l2sp_pretrained", "0.1", "--mixout", "0.1",
         "--eval_strategy", "steps", "--eval_steps", "4", "--logging_steps", "1",
         "--save_strategy", "steps", "--save_steps", str(SAVE_STEPS), "--save_final_model", "true",
         "--seed", "5", "--disable_tqdm", "true", "--use_cpu", "true", *flags,

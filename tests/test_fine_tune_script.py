@@ -4,14 +4,19 @@ BERT models on fixtures of the other tasks, results.json contents, every bad-inp
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import transformers
+from safetensors.torch import load_file
 
+from transformers_fine_tuning.arguments import parse_fine_tune_args
+from transformers_fine_tuning.fine_tune import prepare, run
 from transformers_fine_tuning.glue import load_glue_dir
 
 from tiny_models import tiny_config
@@ -115,7 +120,7 @@ def test_minilm_on_real_mrpc_with_recipe(tmp_path, minilm_path, glue_dir):
     assert_ok(process)
     results = results_of(out)
     assert results["recipe"] == "l2sp"
-    assert results["arguments"]["fine_tuning"]["optimizer"] == "adamw_l2sp"
+    assert results["arguments"]["training"]["optim"] == "adamw_l2sp"
     assert results["arguments"]["fine_tuning"]["l2sp_pretrained"] == 0.5
     assert results["arguments"]["training"]["learning_rate"] == 3e-5  # the explicit flag beats the recipe
     assert set(results["metrics"]["validation"]) >= {"accuracy", "f1"}
@@ -161,34 +166,81 @@ def test_mnli_evaluates_matched_and_mismatched(tmp_path, tiny_model_dirs):
 
 
 def test_every_fine_tuning_flag_and_a_yaml_config(tmp_path, tiny_model_dirs, glue_dir):
-    out = tmp_path / "flags"
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"""
+    """Every technique's flag, from a YAML config, with its effect checked on the model and the optimizer the
+    job builds — not only echoed into results.json."""
+    pretrained = load_file(Path(tiny_model_dirs["bert"]) / "model.safetensors")
+
+    def job(name: str, bias_correction: bool):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(
+            f"""
 model_name_or_path: {tiny_model_dirs["bert"]}
 task_name: rte
 data_dir: {glue_dir / "RTE"}
 max_train_samples: 32
 max_eval_samples: 16
-output_dir: {out}
-optimizer: adamw_l2sp
-bias_correction: false
+output_dir: {tmp_path / name}
+optim: adamw_l2sp
+bias_correction: {str(bias_correction).lower()}
 l2sp_pretrained: 0.1
-l2sp_novel: 0.01
+l2sp_head_weight_decay: 0.01
 reinit_layers: 1
 layer_decay: 0.9
 freeze_embeddings: true
 mixout: 0.1
-num_train_epochs: 1
+max_steps: 1
+warmup_steps: 0
+lr_scheduler_type: constant
+learning_rate: 1.0e-3
+adam_epsilon: 1.0e-12
 per_device_train_batch_size: 8
 use_cpu: true
+disable_tqdm: true
 """
+        )
+        args = parse_fine_tune_args([str(config)])
+        return args, prepare(args)
+
+    args, setup = job("bertadam", bias_correction=False)
+    model = setup.trainer.model
+    before = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    # re-init: the top layer and the pooler were drawn again, nothing else moved
+    # (biases and LayerNorms are drawn as their constants again: zeros, ones — they stay what they were)
+    for name, tensor in pretrained.items():
+        moved = not torch.equal(before[f"bert.{name}"], tensor)
+        redrawn = name.startswith(("encoder.layer.1.", "pooler.")) and name.endswith(".weight")
+        assert moved == (redrawn and "LayerNorm" not in name), name
+    # Mixout: the pretrained layer's Linear weights mix toward their pretrained values
+    assert torch.equal(
+        before["bert.encoder.layer.0.attention.self.query.mixout_target"],
+        pretrained["encoder.layer.0.attention.self.query.weight"],
     )
-    assert_ok(fine_tune(str(config)))
-    results = results_of(out)
-    fine_tuning = results["arguments"]["fine_tuning"]
-    assert fine_tuning["bias_correction"] is False and fine_tuning["reinit_layers"] == 1
-    assert fine_tuning["mixout"] == 0.1 and results["global_step"] == 4
+    assert (
+        "bert.encoder.layer.1.attention.self.query.mixout_target" not in before
+    )  # re-initialised: no target
+    run(args, setup)
+    after = setup.trainer.model.state_dict()
+    # LLRD: η·ξ^(L+1−d), L = 2: head and pooler 1e-3, the top layer 9e-4, the bottom 8.1e-4; embeddings frozen
+    rates = {group["name"]: group["lr"] for group in setup.trainer.optimizer.param_groups if group["params"]}
+    assert {name.split("_pretrained")[0].split("_novel")[0]: rate for name, rate in rates.items()} == {
+        "head": pytest.approx(1e-3),
+        "layer_1": pytest.approx(9e-4),
+        "layer_0": pytest.approx(8.1e-4),
+    }
+    frozen = [name for name in after if name.startswith("bert.embeddings.")]
+    assert frozen and all(torch.equal(after[name], before[name]) for name in frozen)
+    # BERTAdam's first step: m = (1−β1)·g, v = (1−β2)·g², no correction: (1−β1)/√(1−β2) ≈ 3.16 times the
+    # bias-corrected step lr·sign(g) (where |g| ≫ ε, here 1e-12)
+
+    corrected_args, corrected = job("corrected", bias_correction=True)
+    run(corrected_args, corrected)
+    weight = "bert.encoder.layer.0.intermediate.dense.weight"
+    uncorrected_step = (after[weight] - before[weight]).abs()
+    corrected_step = (corrected.trainer.model.state_dict()[weight] - before[weight]).abs()
+    clear = corrected_step > 0.99 * 8.1e-4  # the full step lr·sign(g): |g| well above ε
+    assert clear.sum() > 100
+    ratio = (uncorrected_step[clear] / corrected_step[clear]).median().item()
+    assert ratio == pytest.approx(0.1 / math.sqrt(0.001), rel=0.02)
 
 
 def fine_tune_on(model: str, data_dir: Path, output_dir: Path, *flags: str) -> subprocess.CompletedProcess:
@@ -239,10 +291,14 @@ def test_model_that_cannot_be_loaded_offline_says_how_to_use_a_local_directory(t
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--l2sp_pretrained", "0.1"], "--optimizer adamw_l2sp"),
-        (["--bias_correction", "false"], "--optimizer adamw_l2sp"),
-        (["--optimizer", "adamw_l2sp", "--reinit_layers", "4", "--freeze_layers", "3"], "overlap"),
-        (["--reinit_layers", "9"], "has 6 layers"),
+        (["--l2sp_pretrained", "0.1"], "need(s) --optim adamw_l2sp"),
+        (["--bias_correction", "false"], "need(s) --optim adamw_l2sp"),
+        (["--optimizer", "adamw_l2sp", "--optim", "sgd"], "ask for two optimizers"),
+        (
+            ["--optim", "adamw_l2sp", "--reinit_layers", "4", "--freeze_layers", "3"],
+            "--reinit_layers 4 and --freeze_layers 3 overlap on a 6-layer model",
+        ),
+        (["--reinit_layers", "9"], "--reinit_layers 9: the model has 6 layers"),
         (["--recipe", "no-such-recipe"], "mosbach2021"),
     ],
 )

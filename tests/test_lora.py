@@ -14,7 +14,6 @@ import pytest
 import torch
 import transformers
 
-from test_trainer_optimizer_init import training_args
 from transformers_fine_tuning import (
     FreezeCallback,
     GradNormCallback,
@@ -32,7 +31,7 @@ from transformers_fine_tuning import (
 from transformers_fine_tuning.adapters import LORA_TARGET_MODULES, head_modules
 from transformers_fine_tuning.arguments import parse_fine_tune_args
 
-from tiny_models import ARCHITECTURES, FirstTokenTask, tiny_config, tiny_model, train_steps
+from tiny_models import ARCHITECTURES, FirstTokenTask, tiny_config, tiny_model, train_steps, training_args
 
 peft = pytest.importorskip("peft")
 
@@ -204,7 +203,7 @@ def test_lora_flags_build_the_adapters_and_conflicts_are_refused(tmp_path):
     assert parse_fine_tune_args(out).fine_tuning.apply_adapters(plain) is plain
     for flags, message in [
         (
-            ["--lora_r", "8", "--optimizer", "adamw_l2sp", "--l2sp_pretrained", "0.1"],
+            ["--lora_r", "8", "--optim", "adamw_l2sp", "--l2sp_pretrained", "0.1"],
             "--l2sp_pretrained cannot",
         ),
         (["--lora_r", "8", "--reinit_layers", "1"], "--reinit_layers cannot be combined with --lora_r"),

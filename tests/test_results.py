@@ -19,6 +19,7 @@ from transformers_fine_tuning.results import (
     ResultsVersionError,
     ResumedFrom,
     RunResults,
+    TaskInfo,
     evaluations_from_log,
     metric_curve,
     read_results,
@@ -117,6 +118,25 @@ def test_written_and_read_back_unchanged(tmp_path):
     assert read_results(tmp_path) == original
     assert original.main_baseline == 0.527
     assert original.curve() == ([4, 8], [0.55, 0.62])
+
+
+def test_the_task_info_and_per_class_f1_round_trip_and_default_when_absent(tmp_path):
+    task_info = TaskInfo("custom", False, ["negative", "neutral", "positive"], ["text"])
+    per_class = {"validation": {"negative": 0.8, "neutral": 0.5, "positive": 1.0}}
+    original = results(task="sentiment", task_info=task_info, per_class_f1=per_class)
+    write_results(tmp_path, original)
+    content = json.loads((tmp_path / "results.json").read_text())
+    assert content["task_info"] == {
+        "kind": "custom",
+        "regression": False,
+        "label_names": ["negative", "neutral", "positive"],
+        "text_columns": ["text"],
+    }
+    assert read_results(tmp_path) == original and read_results(tmp_path).task_info == task_info
+    # a version-2 file written before these fields reads with their defaults
+    del content["task_info"], content["per_class_f1"]
+    older = RunResults.from_dict(content)
+    assert older.task_info is None and older.per_class_f1 == {} and older.task == "sentiment"
 
 
 def test_version_1_is_upgraded():

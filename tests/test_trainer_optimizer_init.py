@@ -11,6 +11,7 @@ import transformers
 
 from transformers_fine_tuning import (
     AdamWL2SP,
+    FineTuningCallback,
     FreezeCallback,
     L2SPCallback,
     LLRDCallback,
@@ -20,24 +21,7 @@ from transformers_fine_tuning import (
     TrainerOptimizerInit,
 )
 
-from tiny_models import FirstTokenTask, tiny_model
-
-
-def training_args(tmp_path, **overrides):
-    defaults = {
-        "output_dir": str(tmp_path / "out"),
-        "per_device_train_batch_size": 8,
-        "learning_rate": 1e-3,
-        "max_steps": 6,
-        "save_strategy": "no",
-        "report_to": [],
-        "logging_steps": 1,
-        "seed": 7,
-        "disable_tqdm": True,
-        "use_cpu": True,
-    }
-    defaults.update(overrides)
-    return transformers.TrainingArguments(**defaults)
+from tiny_models import FirstTokenTask, tiny_model, training_args
 
 
 def _unwrapped(optimizer):
@@ -383,3 +367,89 @@ def test_short_real_training_with_each_callback_on_pretrained_minilm(
     if isinstance(callback, LLRDCallback):
         lrs = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}
         assert lrs["embeddings_pretrained_decay"] == pytest.approx(5e-5 * 0.9**7)
+
+
+# ---- every --optim: shaped groups where the optimizer takes groups, surgery alone where it picks its own ----
+
+
+@pytest.mark.parametrize("optim", ["adamw_torch", "sgd", "adafactor", "rmsprop"])
+def test_optims_that_take_groups_get_the_fine_tuning_groups(tmp_path, optim):
+    trainer = TrainerOptimizerInit(
+        model=tiny_model("bert", num_layers=2),
+        args=training_args(tmp_path, optim=optim, max_steps=2),
+        train_dataset=FirstTokenTask(n=16),
+        callbacks=[LLRDCallback(0.5), FreezeCallback(1, embeddings=True)],
+    )
+    trainer.train()
+    groups = _unwrapped(trainer.optimizer).param_groups
+    by_depth = {"_".join(g["name"].split("_")[:2]): g["initial_lr"] for g in groups if g["params"]}
+    # η·ξ^(L+1−d) with L = 2 and the bottom layer frozen: the head and the pooler η, the top layer η·ξ
+    assert by_depth == {"layer_1": pytest.approx(5e-4), "head_novel": 1e-3, "head_pretrained": 1e-3}
+
+
+def test_an_optimizer_that_picks_its_own_parameters_works_with_surgery_and_refuses_shaping(tmp_path):
+    """LOMO (lomo-optim, CPU) fuses its update into the backward pass and takes the model, not groups: the
+    surgery callbacks act on the model it is given; LLRD, which shapes groups, is refused at construction."""
+    pytest.importorskip("lomo_optim")
+    model = tiny_model("bert", num_layers=2)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if ".layer.0." in n}
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=training_args(tmp_path, optim="lomo", max_steps=3, learning_rate=1e-2),
+        train_dataset=FirstTokenTask(n=24),
+        callbacks=[FreezeCallback(1, embeddings=False)],
+    )
+    trainer.train()
+    assert type(_unwrapped(trainer.optimizer)).__name__ == "Lomo"
+    moved = [n for n, p in trainer.model.named_parameters() if n in frozen and not torch.equal(p, frozen[n])]
+    assert moved == []  # the frozen layer stayed bitwise as it was
+    assert any(
+        not torch.equal(p, q)
+        for p, q in zip(
+            trainer.model.parameters(), tiny_model("bert", num_layers=2).parameters(), strict=True
+        )
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"LLRDCallback\(0\.5\) shapes .* --optim lomo chooses its own parameters.*adamw_torch",
+    ):
+        TrainerOptimizerInit(
+            model=tiny_model("bert", num_layers=2),
+            args=training_args(tmp_path, optim="lomo"),
+            train_dataset=FirstTokenTask(n=8),
+            callbacks=[LLRDCallback(0.5)],
+        )
+
+
+def test_a_new_callback_brings_its_own_check(tmp_path):
+    """The Trainer only runs the checks: a technique of a user's refuses what it cannot work with, by itself."""
+
+    class NeedsFourLayers(FineTuningCallback):
+        def check(self, plan, layout, optimizer):
+            super().check(plan, layout, optimizer)
+            if layout.num_layers < 4:
+                raise ValueError(f"{self.describe()} needs 4 layers, the model has {layout.num_layers}")
+
+    with pytest.raises(ValueError, match=r"NeedsFourLayers\(\) needs 4 layers, the model has 2"):
+        TrainerOptimizerInit(
+            model=tiny_model("bert", num_layers=2),
+            args=training_args(tmp_path),
+            callbacks=[NeedsFourLayers()],
+        )
+    callback = NeedsFourLayers()
+    callback.option = "--needs_four"
+    with pytest.raises(
+        ValueError, match="--needs_four and --needs_four: each fine-tuning technique may be given once"
+    ):
+        TrainerOptimizerInit(
+            model=tiny_model("bert", num_layers=4),
+            args=training_args(tmp_path),
+            callbacks=[callback, callback],
+        )
+
+
+def test_deprecated_l2sp_names_still_work_and_warn():
+    with pytest.warns(FutureWarning, match=r"L2SPCallback\(pretrained=, novel=\) are deprecated"):
+        old = L2SPCallback(pretrained=0.3, novel=0.01)
+    assert (old.strength, old.head_weight_decay) == (0.3, 0.01)
+    assert old.param_group_options() == L2SPCallback(0.3, head_weight_decay=0.01).param_group_options()

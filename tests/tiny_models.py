@@ -132,3 +132,22 @@ class FirstTokenTask(Dataset):
 
     def __getitem__(self, index):
         return {"input_ids": self.input_ids[index], "labels": self.labels[index]}
+
+
+def training_args(tmp_path, **overrides) -> transformers.TrainingArguments:
+    """``TrainingArguments`` for a few quiet CPU steps of a tiny model in ``tmp_path``; overrides as kwargs."""
+    values = {
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 8,
+        "learning_rate": 1e-3,
+        "max_steps": 6,
+        "save_strategy": "no",
+        "report_to": [],
+        "logging_steps": 1,
+        "seed": 7,
+        "disable_tqdm": True,
+        "use_cpu": True,
+        "dataloader_pin_memory": False,
+    }
+    values.update(overrides)
+    return transformers.TrainingArguments(**values)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +25,15 @@ from transformers.training_args import OptimizerNames
 from transformers.utils import is_torch_xla_available
 
 from .adapters import PEFT_INSTALL, apply_lora, peft_available
-from .callbacks import FreezeCallback, L2SPCallback, LLRDCallback, MixoutCallback, ReinitCallback
+from .callbacks import (
+    FineTuningCallback,
+    FreezeCallback,
+    L2SPCallback,
+    LLRDCallback,
+    MixoutCallback,
+    ReinitCallback,
+)
+from .data import CUSTOM_DATA_ARGUMENTS, DATA_SOURCE_ARGUMENTS, check_task_source, task_name_from_data
 from .diagnostics import (
     DevFailureCallback,
     EarlyFailureCallback,
@@ -32,6 +41,7 @@ from .diagnostics import (
     LossSpikeCallback,
     NonFiniteGuardCallback,
 )
+from .glue.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from .optim import AdamWL2SP
 from .recipes import Recipe, load_recipe
 from .results import PRUNING_TESTS
@@ -69,16 +79,74 @@ class ModelArguments:
 class DataArguments:
     """Which task and data to train and evaluate on, and how to tokenise it."""
 
-    task_name: str = field(
-        default="rte",
-        metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli."},
+    task_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), or the name of a task of "
+            "your own data (--dataset_name, or --train_file and --validation_file). Default: rte; with data of "
+            "your own, a name taken from it (the data set's, or the training file's)."
+        },
     )
     data_dir: str | None = field(
         default=None,
         metadata={"help": "Directory in GLUE's distribution layout (the GLUE root or the task's folder)."},
     )
-    train_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON training file."})
-    validation_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON validation file."})
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "CSV/TSV/JSON training file (a GLUE task's Hub columns, or your own data's), or a "
+            "directory written by Dataset.save_to_disk."
+        },
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "CSV/TSV/JSON validation file, or a Dataset.save_to_disk directory."}
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Your own data: a Hub data set (offline: from the datasets cache), a local folder of data "
+            "files (train.csv, validation.csv, ...), or a directory written by DatasetDict.save_to_disk."
+        },
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "With --dataset_name: the Hub data set's configuration."}
+    )
+    validation_split_name: str | None = field(
+        default=None,
+        metadata={"help": "With --dataset_name: the split to evaluate on (default: validation)."},
+    )
+    text_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Your own data: the text column. Default: sentence1 and sentence2 when both exist, else the "
+            "first two string columns other than the label (or the only one)."
+        },
+    )
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "Your own data: the second text of a pair (with --text_column)."}
+    )
+    label_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Your own data: the label column (default: label). Names or integers are classes, floats "
+            "a regression target."
+        },
+    )
+    main_metric: str | None = field(
+        default=None,
+        metadata={
+            "help": "The metric that decides a failed run and that studies compare. Default: the GLUE task's; "
+            "your own data: accuracy (classification), pearson (regression). Classification: accuracy, f1 "
+            "(two classes: F1 of the second label), f1_macro, matthews_correlation; regression: pearson, "
+            "spearmanr."
+        },
+    )
+    extra_metrics: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated metrics reported beside the task's own, e.g. matthews_correlation."
+        },
+    )
     max_seq_length: int = field(
         default=128,
         metadata={"help": "Maximum tokens per example after tokenisation; longer ones are truncated."},
@@ -112,29 +180,65 @@ class DataArguments:
             raise ValueError(
                 "--train_subset_seed draws a subset of --max_train_samples examples: give that too."
             )
+        own_data = (
+            self.dataset_name is not None or self.train_file is not None or self.validation_file is not None
+        )
+        if self.task_name is None:  # resolved here, so results.json and the checkpoints' arguments record it
+            self.task_name = (
+                task_name_from_data(
+                    train_file=self.train_file or self.validation_file,
+                    dataset_name=self.dataset_name,
+                    dataset_config_name=self.dataset_config_name,
+                )
+                if own_data and self.data_dir is None
+                else "rte"
+            )
+        given = {*DATA_SOURCE_ARGUMENTS, *CUSTOM_DATA_ARGUMENTS}
+        check_task_source(self.task_name, [name for name in given if getattr(self, name) is not None])
+        known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+        metrics = [*([self.main_metric] if self.main_metric else []), *self.extra_metric_names]
+        unknown = [name for name in metrics if name not in known]
+        if unknown:
+            raise ValueError(
+                f"--main_metric/--extra_metrics: unknown metric(s) {unknown}; the metrics are {', '.join(known)}"
+            )
+
+    @property
+    def extra_metric_names(self) -> tuple[str, ...]:
+        """``--extra_metrics`` as a tuple of names."""
+        return tuple(name.strip() for name in (self.extra_metrics or "").split(",") if name.strip())
+
+
+def _named(callback: FineTuningCallback, option: str) -> FineTuningCallback:
+    """``callback``, named in messages by the flag that asked for it."""
+    callback.option = option
+    return callback
 
 
 @dataclass
 class FineTuningArguments:
     """The stabilising techniques, each one argument away."""
 
-    optimizer: str = field(
-        default="adamw",
+    optimizer: str | None = field(
+        default=None,
         metadata={
-            "help": "adamw: the Trainer's AdamW (--optim); adamw_l2sp: AdamWL2SP, needed for L2-SP and for "
-            "--bias_correction false.",
+            "help": "Deprecated: use --optim adamw_l2sp (adamw_l2sp), or leave it out (adamw).",
             "choices": ["adamw", "adamw_l2sp"],
         },
     )
     bias_correction: bool = field(
-        default=True, metadata={"help": "Adam's bias correction; false gives BERTAdam (needs adamw_l2sp)."}
+        default=True,
+        metadata={"help": "Adam's bias correction; false gives BERTAdam (needs --optim adamw_l2sp)."},
     )
     l2sp_pretrained: float = field(
         default=0.0, metadata={"help": "L2-SP strength λ_sp pulling pretrained weights toward their values."}
     )
-    l2sp_novel: float = field(
+    l2sp_head_weight_decay: float = field(
         default=0.0,
         metadata={"help": "With L2-SP: weight decay toward zero of the new head (and re-init layers)."},
+    )
+    l2sp_novel: float | None = field(
+        default=None, metadata={"help": "Deprecated name of --l2sp_head_weight_decay."}
     )
     l2sp_coupled: bool = field(
         default=False,
@@ -174,9 +278,17 @@ class FineTuningArguments:
         },
     )
 
-    def check(self) -> None:
-        """Reject option combinations that cannot do what they say."""
-        if self.optimizer != "adamw_l2sp":
+    def __post_init__(self) -> None:
+        if self.l2sp_novel is not None:
+            warnings.warn(
+                "--l2sp_novel is deprecated: use --l2sp_head_weight_decay", FutureWarning, stacklevel=2
+            )
+            self.l2sp_head_weight_decay = self.l2sp_novel
+            self.l2sp_novel = None
+
+    def check(self, adamw_l2sp: bool) -> None:
+        """Reject option combinations that cannot do what they say; ``adamw_l2sp``: ``--optim adamw_l2sp``."""
+        if not adamw_l2sp:
             needs = [
                 flag
                 for flag, used in (
@@ -187,12 +299,11 @@ class FineTuningArguments:
                 if used
             ]
             if needs:
-                raise ValueError(
-                    f"{' and '.join(needs)} need(s) --optimizer adamw_l2sp (got --optimizer {self.optimizer})."
-                )
-        if self.l2sp_novel > 0 and self.l2sp_pretrained == 0:
+                raise ValueError(f"{' and '.join(needs)} need(s) --optim {ADAMW_L2SP}.")
+        if self.l2sp_head_weight_decay > 0 and self.l2sp_pretrained == 0:
             raise ValueError(
-                "--l2sp_novel applies with L2-SP only: set --l2sp_pretrained too, or use --weight_decay."
+                "--l2sp_head_weight_decay applies with L2-SP only: set --l2sp_pretrained too, or use "
+                "--weight_decay."
             )
         self._check_lora()
 
@@ -239,24 +350,29 @@ class FineTuningArguments:
         if not peft_available():
             raise ValueError(f"--lora_r needs PEFT, which is not installed: {PEFT_INSTALL}")
 
-    def callbacks(self) -> list[TrainerCallback]:
-        """The fine-tuning callbacks these options ask for."""
-        callbacks: list[TrainerCallback] = []
+    def callbacks(self) -> list[FineTuningCallback]:
+        """The fine-tuning callbacks these options ask for, each named by the flags that asked for it."""
+        callbacks: list[FineTuningCallback] = []
         if self.reinit_layers > 0:
-            callbacks.append(ReinitCallback(self.reinit_layers, reinit_pooler=self.reinit_pooler))
+            callback = ReinitCallback(self.reinit_layers, reinit_pooler=self.reinit_pooler)
+            callbacks.append(_named(callback, f"--reinit_layers {self.reinit_layers}"))
         if self.freeze_layers > 0 or self.freeze_embeddings:
-            callbacks.append(FreezeCallback(self.freeze_layers, embeddings=self.freeze_embeddings))
+            option = f"--freeze_layers {self.freeze_layers}" if self.freeze_layers else "--freeze_embeddings"
+            callbacks.append(
+                _named(FreezeCallback(self.freeze_layers, embeddings=self.freeze_embeddings), option)
+            )
         if self.mixout > 0:
-            callbacks.append(MixoutCallback(self.mixout))
+            callbacks.append(_named(MixoutCallback(self.mixout), f"--mixout {self.mixout}"))
         if self.layer_decay is not None:
-            callbacks.append(LLRDCallback(self.layer_decay))
+            callbacks.append(_named(LLRDCallback(self.layer_decay), f"--layer_decay {self.layer_decay}"))
         if self.l2sp_pretrained > 0:
-            callbacks.append(L2SPCallback(self.l2sp_pretrained, novel=self.l2sp_novel))
+            callback = L2SPCallback(self.l2sp_pretrained, head_weight_decay=self.l2sp_head_weight_decay)
+            callbacks.append(_named(callback, f"--l2sp_pretrained {self.l2sp_pretrained}"))
         return callbacks
 
-    def optimizer_cls_and_kwargs(self) -> tuple[type, dict[str, Any]] | None:
-        """``optimizer_cls_and_kwargs`` for the Trainer, or ``None`` for the Trainer's own ``--optim``."""
-        if self.optimizer != "adamw_l2sp":
+    def optimizer_cls_and_kwargs(self, adamw_l2sp: bool) -> tuple[type, dict[str, Any]] | None:
+        """``optimizer_cls_and_kwargs`` for the Trainer (``--optim adamw_l2sp``), else ``None``: ``--optim``."""
+        if not adamw_l2sp:
             return None
         return AdamWL2SP, {"bias_correction": self.bias_correction, "coupled": self.l2sp_coupled}
 
@@ -395,9 +511,14 @@ class RunArguments:
             )
 
 
+ADAMW_L2SP = "adamw_l2sp"
+"""The ``--optim`` value of :class:`~transformers_fine_tuning.AdamWL2SP`."""
+
 # The Trainer's default --optim is torch's fused AdamW (torch >= 2.8), which has no XLA kernel: its first step
 # fails with "`fused=True` requires all the params to be floating point Tensors of supported devices".
-_DEFAULT_OPTIM = "adamw_torch" if is_torch_xla_available() else TrainingArguments.optim
+_DEFAULT_OPTIM = (
+    "adamw_torch" if is_torch_xla_available() else getattr(TrainingArguments.optim, "value", "adamw_torch")
+)
 
 
 @dataclass
@@ -425,11 +546,13 @@ class FineTuneTrainingArguments(TrainingArguments):
         default=0.1, metadata={"help": "Warm-up: a number of steps, or below 1 a share of all steps."}
     )
     adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam's ε."})
-    optim: OptimizerNames | str = field(
+    optim: str = field(
         default=_DEFAULT_OPTIM,
         metadata={
-            "help": "The Trainer's optimizer (with --optimizer adamw). Default: the Trainer's, except on XLA, "
-            "where torch's fused AdamW cannot run: adamw_torch."
+            "choices": [ADAMW_L2SP, *(name.value for name in OptimizerNames)],
+            "help": f"The optimizer: {ADAMW_L2SP} (AdamWL2SP: L2-SP, BERTAdam's uncorrected moments, the "
+            "fused kernel where it exists), or one of the Trainer's. Default: the Trainer's, except on XLA, "
+            "where torch's fused AdamW cannot run: adamw_torch.",
         },
     )
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
@@ -446,6 +569,21 @@ class FineTuneTrainingArguments(TrainingArguments):
             "help": "Pin the batches' host memory. Default: on, except on XLA, which has no use for it."
         },
     )
+
+    def __post_init__(self) -> None:
+        # TrainingArguments knows only the Trainer's optimizers; AdamWL2SP is given to the Trainer explicitly
+        # (optimizer_cls_and_kwargs), so the Trainer's own optim setting is never used then.
+        self.adamw_l2sp = str(self.optim) == ADAMW_L2SP
+        if self.adamw_l2sp:
+            self.optim = "adamw_torch"
+        super().__post_init__()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Trainer's dict, with ``optim`` as given: ``adamw_l2sp`` where AdamWL2SP is used."""
+        values = super().to_dict()
+        if self.adamw_l2sp:
+            values["optim"] = ADAMW_L2SP
+        return values
 
 
 class FineTuneArguments(NamedTuple):
@@ -516,8 +654,30 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
             parser.set_defaults(**recipe.arguments)
         parsed = parser.parse_args_into_dataclasses(args=argv)
     arguments = FineTuneArguments(*parsed, recipe=recipe)
-    arguments.fine_tuning.check()
+    _apply_deprecated_optimizer(arguments.fine_tuning, arguments.training)
+    arguments.fine_tuning.check(arguments.training.adamw_l2sp)
     return arguments
+
+
+def _apply_deprecated_optimizer(
+    fine_tuning: FineTuningArguments, training: FineTuneTrainingArguments
+) -> None:
+    """``--optimizer adamw_l2sp`` (deprecated) means ``--optim adamw_l2sp``; beside another ``--optim`` it is a
+    conflict, not a silent choice."""
+    if fine_tuning.optimizer is None:
+        return
+    warnings.warn(
+        f"--optimizer is deprecated: use --optim {ADAMW_L2SP}, or leave it out", FutureWarning, stacklevel=3
+    )
+    if fine_tuning.optimizer == ADAMW_L2SP and not training.adamw_l2sp:
+        if str(getattr(training.optim, "value", training.optim)) != str(_DEFAULT_OPTIM):
+            raise ValueError(
+                f"--optimizer {ADAMW_L2SP} (deprecated) and --optim {training.optim} ask for two optimizers: give "
+                f"--optim {ADAMW_L2SP} alone, or --optim {training.optim} alone."
+            )
+        training.adamw_l2sp = True
+        training.optim = "adamw_torch"
+    fine_tuning.optimizer = None
 
 
 def xla_launch_requested(argv: list[str] | None = None) -> bool:

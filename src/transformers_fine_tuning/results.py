@@ -9,7 +9,9 @@ Version history (``schema_version``):
 * **1** — evaluations as the Trainer logged them (``{"step": 8, "eval_validation_accuracy": 0.61, ...}``).
 * **2** — evaluations per split (:class:`Evaluation`: ``step``, ``epoch``, ``split``, ``metrics``), the
   checkpoint a resumed run continued from (``resumed_from``), the final predictions on each evaluation split
-  (``predictions``). Version-1 files are read and upgraded.
+  (``predictions``), what the task is (``task_info``: GLUE's or your own data's, its labels) and each class's
+  final F1 (``per_class_f1``). Version-1 files are read and upgraded; files without the last two read with
+  their defaults.
 
 A file of a version this package does not know is refused with :class:`ResultsVersionError`, naming both
 versions. Files are written atomically (:mod:`.atomic`): a reader never sees half a file, a crash never leaves
@@ -45,6 +47,7 @@ __all__ = [
     "ResultsVersionError",
     "ResumedFrom",
     "RunResults",
+    "TaskInfo",
     "device_info",
     "evaluations_from_log",
     "library_versions",
@@ -112,6 +115,23 @@ class ResumedFrom:
 
 
 @dataclass(frozen=True)
+class TaskInfo:
+    """What the run learnt: the task's kind, its labels (as the model config's ``id2label`` has them) and texts.
+
+    Attributes:
+        kind: ``glue`` (one of the nine GLUE tasks) or ``custom`` (a data set of your own).
+        regression: whether the label is a float target (one output) rather than a class.
+        label_names: the classes, index ``i`` is class ``i``; empty for regression.
+        text_columns: the text column, or the two of a pair, as the data names them.
+    """
+
+    kind: str
+    regression: bool
+    label_names: list[str] = field(default_factory=list)
+    text_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RunResults:
     """Everything one fine-tuning run reports; the content of its ``results.json``.
 
@@ -139,6 +159,8 @@ class RunResults:
         diagnostics: the reports of the diagnostic callbacks (``--diagnostics``), by name.
         predictions: per evaluation split, the model's prediction for each example at the final evaluation,
             in the split's order (class indices; STS-B: scores) — what churn between seeds compares.
+        task_info: the task's kind, labels and text columns (``None`` in files written before it).
+        per_class_f1: per evaluation split, the final F1 of each class by label name (classification).
     """
 
     status: str
@@ -170,6 +192,8 @@ class RunResults:
     arguments: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     predictions: dict[str, list[float]] = field(default_factory=dict)
+    task_info: TaskInfo | None = None
+    per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -225,6 +249,8 @@ class RunResults:
             values["main_metric"] = MainMetric(**values["main_metric"])
             resumed = values.get("resumed_from")
             values["resumed_from"] = None if resumed is None else ResumedFrom(**resumed)
+            task_info = values.get("task_info")
+            values["task_info"] = None if task_info is None else TaskInfo(**task_info)
             values["schema_version"] = SCHEMA_VERSION
             return cls(**{key: value for key, value in values.items() if key in known})
         except (TypeError, KeyError, AttributeError) as error:

@@ -19,7 +19,7 @@ def test_two_ranks_end_with_identical_weights(tmp_path, minilm_path, glue_dir):
         "--model_name_or_path", minilm_path, "--task_name", "rte", "--data_dir", str(glue_dir / "RTE"),
         "--max_train_samples", "32", "--max_eval_samples", "16", "--max_seq_length", "64",
         "--per_device_train_batch_size", "4", "--num_train_epochs", "1", "--use_cpu", "true",
-        "--optimizer", "adamw_l2sp", "--l2sp_pretrained", "0.1", "--reinit_layers", "1", "--mixout", "0.1",
+        "--optim", "adamw_l2sp", "--l2sp_pretrained", "0.1", "--reinit_layers", "1", "--mixout", "0.1",
         "--layer_decay", "0.9", "--learning_rate", "1e-4", "--output_dir", str(out),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

@@ -9,13 +9,25 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
+from transformers_fine_tuning.data import CustomTask
 from transformers_fine_tuning.glue import (
+    GLUE_TASKS,
     compute_glue_metrics,
+    default_metrics,
     is_failed_run,
     label_counts,
     load_glue_dir,
     majority_baseline,
     make_compute_metrics,
+    metric_choices,
+    per_class_f1,
+    with_metrics,
+)
+
+# A task of your own data with three classes (name, texts, labels, regression, metrics, main metric), as
+# load_custom_task builds it from tests/data/sentiment.
+SENTIMENT = CustomTask(
+    "sentiment", ("text",), ("negative", "neutral", "positive"), False, ("accuracy", "f1_macro"), "accuracy"
 )
 
 
@@ -138,3 +150,57 @@ def test_is_failed_run_compares_the_main_metric_with_the_baseline() -> None:
 def test_is_failed_run_without_the_main_metric() -> None:
     with pytest.raises(KeyError, match=r"metrics has no 'matthews_correlation'.*\['eval_accuracy'\]"):
         is_failed_run("cola", {"eval_accuracy": 0.7}, {"matthews_correlation": 0.0})
+
+
+def test_three_classes_accuracy_macro_f1_and_per_class_f1() -> None:
+    # Confusions: negative 2/2 right, neutral 1 of 2 (one called positive), positive 1 of 2 (one called negative).
+    predictions, labels = [0, 0, 1, 2, 2, 0], [0, 0, 1, 1, 2, 2]
+    # F1 per class: negative P 2/3 R 1 -> 0.8; neutral P 1 R 1/2 -> 2/3; positive P 1/2 R 1/2 -> 1/2.
+    assert per_class_f1(SENTIMENT, predictions, labels) == pytest.approx(
+        {"negative": 0.8, "neutral": 2 / 3, "positive": 0.5}
+    )
+    assert compute_glue_metrics(SENTIMENT, predictions, labels) == pytest.approx(
+        {"accuracy": 4 / 6, "f1_macro": (0.8 + 2 / 3 + 0.5) / 3}
+    )
+    # a class neither predicted nor present has F1 0 in the per-class table
+    assert per_class_f1(SENTIMENT, [0, 2], [0, 2]) == {"negative": 1.0, "neutral": 0.0, "positive": 1.0}
+    with pytest.raises(ValueError, match=r"'stsb' is a regression task"):
+        per_class_f1("stsb", [1.0], [1.0])
+
+
+def test_majority_baseline_of_three_classes() -> None:
+    # Training majority: neutral (1). On [0, 1, 1, 2]: accuracy 1/2; macro-F1 over the classes present
+    # (negative 0, neutral 2/3, positive 0) = 2/9.
+    baseline = majority_baseline(SENTIMENT, [1, 1, 0, 2], [0, 1, 1, 2])
+    assert baseline == pytest.approx({"accuracy": 0.5, "f1_macro": 2 / 9})
+
+
+def test_default_metrics_by_kind() -> None:
+    assert default_metrics(regression=True, num_labels=1) == (("pearson", "spearmanr"), "pearson")
+    assert default_metrics(regression=False, num_labels=2) == (("accuracy", "f1"), "accuracy")
+    assert default_metrics(regression=False, num_labels=5) == (("accuracy", "f1_macro"), "accuracy")
+    assert metric_choices(SENTIMENT) == ("accuracy", "f1_macro", "matthews_correlation")
+    assert metric_choices(GLUE_TASKS["stsb"]) == ("pearson", "spearmanr")
+
+
+def test_main_and_extra_metrics_on_request() -> None:
+    mcc = with_metrics(SENTIMENT, "matthews_correlation")
+    assert mcc.main_metric == "matthews_correlation" and SENTIMENT.main_metric == "accuracy"  # a copy
+    assert mcc.metric_names == ("accuracy", "f1_macro", "matthews_correlation")
+    # multi-class Matthews correlation of a perfect prediction is 1
+    assert compute_glue_metrics(mcc, [0, 1, 2], [0, 1, 2])["matthews_correlation"] == 1.0
+    rte = with_metrics(GLUE_TASKS["rte"], None, ["f1", "matthews_correlation"])  # GLUE tasks too
+    assert (rte.name, rte.main_metric, rte.metric_names) == (
+        "rte",
+        "accuracy",
+        ("accuracy", "f1", "matthews_correlation"),
+    )
+    assert rte.folder == "RTE" and with_metrics(SENTIMENT) is SENTIMENT
+    with pytest.raises(
+        ValueError, match=r"\['f1'\] do not apply to task 'sentiment' \(3-class classification\)"
+    ):
+        with_metrics(SENTIMENT, "f1")
+    with pytest.raises(
+        ValueError, match=r"\['accuracy'\] do not apply to task 'stsb' \(regression\): choose"
+    ):
+        with_metrics(GLUE_TASKS["stsb"], "accuracy")

@@ -140,7 +140,7 @@ def run_record(seed: int, failed: bool, *, loss_flag_at: int | None, first_dev: 
     whose first dev evaluation, at step 20, scored ``first_dev`` (majority baseline 0.5)."""
     return RunRecord(
         run_id=f"rte/r/seed{seed}-data{seed}", position=seed, task="rte", recipe="r", seed=seed, data_seed=seed,
-        status="completed", attempts=1, output_dir="/nowhere", config_hash="0", argv=[],
+        status="completed", attempts=1, output_dir="/nowhere", config_hash="0", argv=(),
         main_metric_name="accuracy", main_metric_split="validation", main_metric=0.5 if failed else 0.7,
         majority_baseline=0.5, failed_run=failed, wall_time_s=1000.0, global_step=100,
         evaluations=[Evaluation(20, 1.0, "validation", {"accuracy": first_dev}), Evaluation(100, 5.0, "validation", {"accuracy": 0.6})],

@@ -49,7 +49,7 @@ def record(
         attempts=1,
         output_dir="/nowhere",
         config_hash="0",
-        argv=[],
+        argv=(),
         main_metric_name=None if value is None else "accuracy",
         main_metric_split=None if value is None else "validation",
         main_metric=value,
@@ -119,6 +119,13 @@ def test_summary_table(tmp_path, runs):
     assert "## rte: accuracy on validation (majority-class baseline 0.5270)" in text
     assert "| devlin2019 (baseline) | 6 | " in text and "| mosbach2021 | +0." in text
     assert "2/6" in text and "![final](plots/rte-final.png)" in text
+    # every table row has as many cells as its header (no target score: no "runs to reach" column)
+    table_lines = [line for line in text.splitlines() if line.startswith("| ")]
+    header = next(line for line in table_lines if line.startswith("| recipe | E[best of 1]"))
+    rows = [
+        line for line in table_lines[table_lines.index(header) + 1 :] if line.startswith("| devlin2019 | ")
+    ]
+    assert "runs to reach" not in header and rows and rows[0].count("|") == header.count("|")
 
 
 def test_plots_are_written_and_not_empty(tmp_path, runs):

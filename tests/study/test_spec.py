@@ -93,9 +93,7 @@ def test_data_seeds_default_to_the_seed(tmp_path):
 
 def test_user_recipe_file(tmp_path):
     recipe = tmp_path / "mine.yaml"
-    recipe.write_text(
-        "description: mine\nsource: me\narguments:\n  layer_decay: 0.8\n  optimizer: adamw_l2sp\n"
-    )
+    recipe.write_text("description: mine\nsource: me\narguments:\n  layer_decay: 0.8\n  optim: adamw_l2sp\n")
     spec = spec_from_mapping(
         {"output_dir": str(tmp_path), "tasks": ["rte"], "recipes": [str(recipe)], "seeds": 0}
     )
@@ -168,3 +166,54 @@ def test_flags_round_trip():
         "--report_to",
         "none",
     ]
+
+
+def test_tasks_of_your_own_data_replace_the_studys_data_source(tmp_path):
+    own = {"train_file": "mine/train.csv", "validation_file": "mine/dev.csv", "label_column": "stars"}
+    spec = spec_from_mapping(
+        {
+            "output_dir": str(tmp_path),
+            "tasks": [
+                "rte",
+                {"name": "reviews", "arguments": own},
+                {"name": "v2", "task_name": "reviews-v2", "arguments": {"dataset_name": "org/set"}},
+            ],
+            "recipes": ["devlin2019"],
+            "seeds": 0,
+            "arguments": {"data_dir": "glue", "max_train_samples": 32},
+        }
+    )
+    assert [(task.name, task.task_name) for task in spec.tasks] == [
+        ("rte", "rte"),
+        ("reviews", "reviews"),
+        ("v2", "reviews-v2"),
+    ]
+    rte, reviews, v2 = (cell.fine_tune_argv() for cell in spec.cells())
+    assert rte[rte.index("--data_dir") + 1] == str((Path.cwd() / "glue").resolve())
+    assert "--data_dir" not in reviews and "--data_dir" not in v2  # their own source replaces the study's
+    assert reviews[reviews.index("--train_file") + 1] == str((Path.cwd() / "mine" / "train.csv").resolve())
+    assert reviews[reviews.index("--task_name") + 1] == "reviews" and "--label_column" in reviews
+    assert v2[v2.index("--dataset_name") + 1] == "org/set"  # not a local path: a Hub id
+    assert all(cell.count("--max_train_samples") == 1 for cell in (rte, reviews, v2))
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        (
+            ["sentiment"],
+            r"task 'sentiment': unknown GLUE task 'sentiment'; valid tasks are: .* give its data",
+        ),
+        (
+            [{"name": "rte", "arguments": {"text_column": "t"}}],
+            r"task 'rte': --text_column describe\(s\) a data",
+        ),
+        (
+            [{"name": "mine", "arguments": {"data_dir": "d"}}],
+            r"task 'mine': --data_dir is GLUE's distribution",
+        ),
+    ],
+)
+def test_a_task_and_its_data_must_fit(tmp_path, tasks, message):
+    with pytest.raises(ValueError, match=message):
+        spec_from_mapping({"output_dir": str(tmp_path), "tasks": tasks, "recipes": ["llrd"], "seeds": 0})

@@ -70,7 +70,7 @@ def test_compare_matches_scipy():
 
 
 def test_a_recipe_that_always_fails_is_degenerate_never_stable():
-    """The trap of the CoLA study (issue): 8 of 8 runs at the majority baseline read as 'std ratio 0.00,
+    """The trap of a real 32-run CoLA study: 8 of 8 runs at the majority baseline read as 'std ratio 0.00,
     Brown–Forsythe p = 2.7e-04'. Among the runs that did not fail there is no spread to test."""
     always = [0.0] * 8
     d = describe(always, [True] * 8, n_resamples=999)

@@ -116,24 +116,15 @@ def fixed_length_tokens():
 @pytest.fixture
 def xla_training_args(tmp_path):
     """Factory of ``TrainingArguments`` for a few static-shape steps on the XLA device; overrides as kwargs."""
-    import transformers
+    from tiny_models import training_args
 
-    def make(**overrides) -> transformers.TrainingArguments:
-        defaults = {
-            "output_dir": str(tmp_path / "out"),
-            "per_device_train_batch_size": 8,
-            "learning_rate": 1e-3,
+    def make(**overrides):
+        xla = {
             "max_steps": 4,
-            "save_strategy": "no",
-            "report_to": [],
-            "logging_steps": 1,
-            "seed": 7,
-            "disable_tqdm": True,
-            "dataloader_drop_last": True,  # no short last batch: one shape, one compiled graph
-            "dataloader_pin_memory": False,
-        }
-        defaults.update(overrides)
-        return transformers.TrainingArguments(**defaults)
+            "use_cpu": False,
+            "dataloader_drop_last": True,
+        }  # one shape, one compiled graph
+        return training_args(tmp_path, **{**xla, **overrides})
 
     return make
 

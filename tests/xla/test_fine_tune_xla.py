@@ -217,7 +217,7 @@ def test_run_in_process_steps_the_xla_parameters_with_anchors_on_xla(
     args = fine_tune_module.parse_fine_tune_args(
         [
             *script_args(
-                tiny_bert_dir, glue_dir, "--optimizer", "adamw_l2sp", "--l2sp_pretrained", "0.1",
+                tiny_bert_dir, glue_dir, "--optim", "adamw_l2sp", "--l2sp_pretrained", "0.1",
                 "--reinit_layers", "1",
             ),
             str(tmp_path / "out"),
@@ -259,7 +259,7 @@ def test_run_in_process_steps_the_xla_parameters_with_anchors_on_xla(
     assert results.device["type"] == "xla" and results.global_step == STEPS
     written = json.loads((tmp_path / "out" / "results.json").read_text())
     assert written["global_step"] == STEPS and written["device"] == results.device
-    assert written["arguments"]["fine_tuning"]["optimizer"] == "adamw_l2sp"
+    assert written["arguments"]["training"]["optim"] == "adamw_l2sp"
     assert read_results(tmp_path / "out") == results
     losses = [entry.loss for entry in results.train_loss_history]
     assert len(losses) == STEPS and all(math.isfinite(loss) for loss in losses) and len(set(losses)) > 1

@@ -1,17 +1,31 @@
 """The stabilising techniques as Trainer callbacks: thin wrappers over :mod:`~transformers_fine_tuning.surgery`
-and :func:`~transformers_fine_tuning.param_groups`."""
+and :func:`~transformers_fine_tuning.param_groups`, each checking itself against the model and the plan."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import nn
 
 from .. import surgery
-from ..architectures import unwrap_adapters
-from .base import FineTuningCallback, FineTuningPlan
+from ..architectures import ModelLayout
+from .base import FineTuningCallback, FineTuningPlan, OptimizerSetup
 
 __all__ = ["FreezeCallback", "L2SPCallback", "LLRDCallback", "MixoutCallback", "ReinitCallback"]
+
+
+def _check_layers(name: str, num_layers: int, layout: ModelLayout) -> None:
+    if not 0 <= num_layers <= layout.num_layers:
+        unit = "layer groups" if layout.layer_map.shared_layers else "layers"
+        raise ValueError(
+            f"{name}: the model has {layout.num_layers} {unit} (0 … {layout.num_layers} allowed)."
+        )
+
+
+def _refuse_adapters(name: str, layout: ModelLayout, why: str) -> None:
+    if layout.adapter_marker is not None:
+        raise ValueError(f"{name} cannot act on a model with adapters (PEFT): {why} Drop one of the two.")
 
 
 class ReinitCallback(FineTuningCallback):
@@ -29,6 +43,19 @@ class ReinitCallback(FineTuningCallback):
         self.num_layers = num_layers
         self.reinit_pooler = reinit_pooler
 
+    def _arguments(self) -> str:
+        return f"{self.num_layers}" + ("" if self.reinit_pooler else ", reinit_pooler=False")
+
+    def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
+        super().check(plan, layout, optimizer)
+        _check_layers(self.describe(), self.num_layers, layout)
+        _refuse_adapters(
+            self.describe(),
+            layout,
+            "the re-initialised layers would stay at their random values (frozen).",
+        )
+        plan.reinit_layers.update(range(layout.num_layers - self.num_layers, layout.num_layers))
+
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
         plan.novel.update(
             surgery.reinit_top_layers(
@@ -41,7 +68,8 @@ class FreezeCallback(FineTuningCallback):
     """Freeze the embeddings (``embeddings=True``) and the bottom ``num_layers`` layers.
 
     See :func:`transformers_fine_tuning.freeze_bottom_layers`: frozen parameters are left out of the
-    optimizer, so neither momentum nor weight decay moves them.
+    optimizer, so neither momentum nor weight decay moves them. Refuses layers that a
+    :class:`ReinitCallback` re-initialises: they would stay frozen at their random values.
     """
 
     surgery_stage = 1
@@ -51,6 +79,21 @@ class FreezeCallback(FineTuningCallback):
             raise ValueError(f"FreezeCallback: num_layers must be >= 0, got {num_layers}.")
         self.num_layers = num_layers
         self.embeddings = embeddings
+
+    def _arguments(self) -> str:
+        return f"{self.num_layers}, embeddings={self.embeddings}"
+
+    def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
+        super().check(plan, layout, optimizer)
+        _check_layers(self.describe(), self.num_layers, layout)
+        frozen = set(range(self.num_layers))
+        if frozen & plan.reinit_layers:
+            reinit = next(cb for cb in plan.checked if isinstance(cb, ReinitCallback))
+            raise ValueError(
+                f"{reinit.describe()} and {self.describe()} overlap on a {layout.num_layers}-layer model: a "
+                "re-initialised layer would stay frozen at its random values. Re-initialise or freeze fewer layers."
+            )
+        plan.frozen_layers.update(frozen)
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
         surgery.freeze_bottom_layers(
@@ -72,6 +115,13 @@ class MixoutCallback(FineTuningCallback):
             raise ValueError(f"MixoutCallback: p must be in [0, 1), got {p}.")
         self.p = p
 
+    def _arguments(self) -> str:
+        return f"{self.p}"
+
+    def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
+        super().check(plan, layout, optimizer)
+        _refuse_adapters(self.describe(), layout, "the weights it mixes are frozen, so it would do nothing.")
+
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
         surgery.apply_mixout(model, self.p, exclude=plan.novel, layer_map=plan.layer_map)
 
@@ -87,15 +137,18 @@ class LLRDCallback(FineTuningCallback):
             raise ValueError(f"LLRDCallback: decay must be in (0, 1], got {decay}.")
         self.decay = decay
 
+    def _arguments(self) -> str:
+        return f"{self.decay}"
+
     def param_group_options(self) -> dict[str, Any]:
         return {"layer_decay": self.decay}
 
 
 class L2SPCallback(FineTuningCallback):
-    """L2-SP (Li et al. 2018): pull pretrained parameters toward their pretrained values, decay novel ones.
+    """L2-SP (Li et al. 2018, Eq. 3): pull pretrained parameters toward their pretrained values, decay the head.
 
-    ``pretrained`` is λ_sp for every pretrained parameter (they get no decay toward zero); ``novel`` is the
-    weight decay λ_wd toward zero of the novel parameters (the head, re-initialised layers; biases and
+    ``strength`` is λ_sp for every pretrained parameter (they get no decay toward zero); ``head_weight_decay``
+    is the weight decay λ_wd toward zero of the novel parameters (the head, re-initialised layers; biases and
     LayerNorm excluded). Both replace ``TrainingArguments.weight_decay``. Needs an optimizer that keeps
     anchors: :class:`~transformers_fine_tuning.AdamWL2SP`, which ``TrainerOptimizerInit`` picks when no other
     optimizer was asked for.
@@ -103,26 +156,51 @@ class L2SPCallback(FineTuningCallback):
     Refused for a model with adapters (PEFT): the pretrained weights are frozen there, and what trains — the
     adapters — has no pretrained value; their starting point is a random draw (LoRA's A) and zeros (B), and
     pulling toward it regularises nothing (on B it is plain weight decay: use ``weight_decay``).
+
+    ``pretrained=`` and ``novel=`` are the deprecated names of ``strength`` and ``head_weight_decay``.
     """
 
     requires_anchors = True
 
-    def __init__(self, pretrained: float, novel: float = 0.0) -> None:
-        if pretrained < 0.0 or novel < 0.0:
-            raise ValueError(
-                f"L2SPCallback: strengths must be >= 0, got pretrained={pretrained}, novel={novel}."
+    def __init__(
+        self,
+        strength: float | None = None,
+        head_weight_decay: float = 0.0,
+        *,
+        pretrained: float | None = None,
+        novel: float | None = None,
+    ) -> None:
+        if pretrained is not None or novel is not None:
+            warnings.warn(
+                "L2SPCallback(pretrained=, novel=) are deprecated: use L2SPCallback(strength, head_weight_decay=)",
+                FutureWarning,
+                stacklevel=2,
             )
-        self.pretrained = pretrained
-        self.novel = novel
+            strength = pretrained if pretrained is not None else strength
+            head_weight_decay = novel if novel is not None else head_weight_decay
+        if strength is None:
+            raise TypeError("L2SPCallback needs its strength: L2SPCallback(0.1)")
+        if strength < 0.0 or head_weight_decay < 0.0:
+            raise ValueError(
+                f"L2SPCallback: strength and head_weight_decay must be >= 0, got {strength}, {head_weight_decay}."
+            )
+        self.strength = strength
+        self.head_weight_decay = head_weight_decay
 
-    def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
-        if unwrap_adapters(model)[2] is not None:
-            raise ValueError(
-                "L2SPCallback cannot act on a model with adapters (PEFT): its pretrained weights are frozen, and "
-                "the adapters it would pull toward their starting point have no pretrained value — LoRA starts "
-                "from a random A and B = 0, so the pull regularises nothing on A and is weight decay on B. Drop "
-                "L2-SP (use weight_decay for the adapters), or fine-tune without adapters."
-            )
+    def _arguments(self) -> str:
+        return f"{self.strength}" + (
+            f", head_weight_decay={self.head_weight_decay}" if self.head_weight_decay else ""
+        )
+
+    def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
+        super().check(plan, layout, optimizer)
+        _refuse_adapters(
+            self.describe(),
+            layout,
+            "its pretrained weights are frozen, and the adapters it would pull toward their starting point have "
+            "no pretrained value — LoRA starts from a random A and B = 0, so the pull regularises nothing on A "
+            "and is weight decay on B (use weight_decay for the adapters).",
+        )
 
     def param_group_options(self) -> dict[str, Any]:
-        return {"l2sp": self.pretrained, "weight_decay": 0.0, "novel_weight_decay": self.novel}
+        return {"l2sp": self.strength, "weight_decay": 0.0, "novel_weight_decay": self.head_weight_decay}

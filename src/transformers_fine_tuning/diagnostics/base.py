@@ -11,12 +11,24 @@ into every ``Trainer.log`` call.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
-__all__ = ["DiagnosticCallback"]
+__all__ = ["DiagnosticCallback", "save_model_and_optimizer"]
+
+
+def save_model_and_optimizer(directory: Path, model: Any, optimizer: Any, state: Any) -> Path:
+    """Save the weights (``save_pretrained``) and the optimizer state (``optimizer.pt``) into ``directory`` — on
+    the main process only, as the Trainer saves its checkpoints; every process gets the path."""
+    if state.is_world_process_zero:
+        getattr(model, "module", model).save_pretrained(directory)  # without a DDP wrapper
+        inner = getattr(optimizer, "optimizer", optimizer)  # without Accelerate's wrapper
+        if inner is not None:
+            torch.save(inner.state_dict(), directory / "optimizer.pt")
+    return directory
 
 
 class DiagnosticCallback(TrainerCallback):
@@ -24,7 +36,7 @@ class DiagnosticCallback(TrainerCallback):
 
     #: True when the callback reads the per-step loss: the Trainer then feeds :meth:`observe_loss`.
     needs_step_loss: bool = False
-    _bound_to_trainer: bool = False
+    _bound: bool = False
 
     def __init__(self) -> None:
         self._loss_sum: torch.Tensor | None = None
@@ -45,12 +57,16 @@ class DiagnosticCallback(TrainerCallback):
         logs, self._pending = self._pending, {}
         return logs
 
+    def bind(self) -> None:
+        """Called by :class:`~transformers_fine_tuning.TrainerOptimizerInit` when it takes charge of this callback."""
+        self._bound = True
+
     def report(self) -> dict[str, Any]:
         """What this diagnostic found, for ``results.json``."""
         return {}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not self._bound_to_trainer:
+        if not self._bound:
             raise RuntimeError(
                 f"{type(self).__name__} needs transformers_fine_tuning.TrainerOptimizerInit, which feeds it the loss "
                 "of every step and puts its values in the Trainer's logs; a plain transformers.Trainer cannot."

@@ -13,9 +13,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-import torch
-
-from .base import DiagnosticCallback
+from .base import DiagnosticCallback, save_model_and_optimizer
 
 __all__ = ["LossSpikeCallback", "LossSpikeDetector"]
 
@@ -99,21 +97,11 @@ class LossSpikeCallback(DiagnosticCallback):
             return
         spike: dict[str, Any] = {"step": step, "loss": loss, "score": score}
         if self.save_checkpoint and sum("checkpoint" in s for s in self.spikes) < self.max_checkpoints:
-            spike["checkpoint"] = str(self._save(args, state, model, optimizer, step - 1))
+            directory = Path(args.output_dir) / f"spike-step-{step - 1}"
+            spike["checkpoint"] = str(save_model_and_optimizer(directory, model, optimizer, state))
         self.spikes.append(spike)
         self._pending.update({"loss_spike/loss": loss, "loss_spike/score": score})
         control.should_log = True
-
-    @staticmethod
-    def _save(args, state, model, optimizer, step: int) -> Path:
-        directory = Path(args.output_dir) / f"spike-step-{step}"
-        if state.is_world_process_zero:
-            unwrapped = getattr(model, "module", model)
-            unwrapped.save_pretrained(directory)
-            inner = getattr(optimizer, "optimizer", optimizer)
-            if inner is not None:
-                torch.save(inner.state_dict(), directory / "optimizer.pt")
-        return directory
 
     def report(self) -> dict[str, Any]:
         return {"loss_spikes": self.spikes}

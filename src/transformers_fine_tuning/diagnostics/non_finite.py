@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .base import DiagnosticCallback
+from .base import DiagnosticCallback, save_model_and_optimizer
 
 __all__ = ["NonFiniteGuardCallback"]
 
@@ -58,20 +58,16 @@ class NonFiniteGuardCallback(DiagnosticCallback):
         self.event = {"step": step, "loss": loss, "grad_norm": grad_norm, "message": message}
         for param in model.parameters():
             param.grad = None
-        if self.save_state and state.is_world_process_zero:
-            self.event["saved_to"] = str(self._save(args, model, optimizer, step))
+        if self.save_state:
+            directory = save_model_and_optimizer(
+                Path(args.output_dir) / f"non-finite-step-{step}", model, optimizer, state
+            )
+            self.event["saved_to"] = str(directory)
+            if state.is_world_process_zero:
+                (directory / "event.json").write_text(json.dumps(self.event, indent=2, default=str))
         self._pending["non_finite/step"] = float(step)
         control.should_training_stop = True
         control.should_log = True
-
-    def _save(self, args, model, optimizer, step: int) -> Path:
-        directory = Path(args.output_dir) / f"non-finite-step-{step}"
-        getattr(model, "module", model).save_pretrained(directory)
-        inner = getattr(optimizer, "optimizer", optimizer)
-        if inner is not None:
-            torch.save(inner.state_dict(), directory / "optimizer.pt")
-        (directory / "event.json").write_text(json.dumps(self.event, indent=2, default=str))
-        return directory
 
     def report(self) -> dict[str, Any]:
         return {"non_finite": self.event}

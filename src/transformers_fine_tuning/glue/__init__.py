@@ -1,19 +1,26 @@
-"""GLUE task knowledge: the task table, data loading and export, tokenisation, metrics, failed runs."""
+"""GLUE task knowledge: the task table, data loading and export; and for any :class:`Task` (GLUE's, or one of
+your own data, :mod:`transformers_fine_tuning.data`): tokenisation, metrics, the majority baseline, failed runs."""
 
 from typing import TYPE_CHECKING, Any
 
 from .files import load_glue_dir, read_glue_file, read_glue_rows, resolve_task_dir
 from .loading import load_hub_task, load_task_datasets, read_data_file
 from .metrics import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
     compute_glue_metrics,
+    default_metrics,
     is_failed_run,
     label_counts,
     majority_baseline,
     make_compute_metrics,
+    metric_choices,
+    per_class_f1,
     predictions_from_logits,
+    with_metrics,
 )
 from .preprocessing import tokenize_dataset
-from .tasks import GLUE_TASKS, HUB_DATASET, GlueFile, GlueTask, get_task
+from .tasks import GLUE_TASKS, HUB_DATASET, GlueFile, GlueTask, Task, get_task, is_glue_task
 
 if TYPE_CHECKING:
     from .export import export_hub_glue, find_glue_dir, write_glue_dir
@@ -33,26 +40,34 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CLASSIFICATION_METRICS",
     "GLUE_TASKS",
     "HUB_DATASET",
+    "REGRESSION_METRICS",
     "GlueFile",
     "GlueTask",
+    "Task",
     "compute_glue_metrics",
+    "default_metrics",
     "export_hub_glue",
     "find_glue_dir",
     "get_task",
     "is_failed_run",
+    "is_glue_task",
     "label_counts",
     "load_glue_dir",
     "load_hub_task",
     "load_task_datasets",
     "majority_baseline",
     "make_compute_metrics",
+    "metric_choices",
+    "per_class_f1",
     "predictions_from_logits",
     "read_data_file",
     "read_glue_file",
     "read_glue_rows",
     "resolve_task_dir",
     "tokenize_dataset",
+    "with_metrics",
     "write_glue_dir",
 ]

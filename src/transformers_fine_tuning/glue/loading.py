@@ -107,16 +107,7 @@ def read_data_file(
     """
     task = get_task(task)
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist")
-    builder = _BUILDERS.get(path.suffix.lower())
-    if builder is None:
-        raise ValueError(
-            f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(_BUILDERS)}, "
-            "or data_dir for a GLUE-layout directory"
-        )
-    name, options = builder
-    raw = datasets.load_dataset(name, data_files=str(path), split="train", cache_dir=cache_dir, **options)
+    raw = read_table(path, cache_dir=cache_dir, directories="or data_dir for a GLUE-layout directory")
 
     unlabelled = split in task.test_splits
     expected = [*task.text_columns, *([] if unlabelled else ["label"])]
@@ -124,7 +115,8 @@ def read_data_file(
     if missing:
         raise ValueError(
             f"{path}: missing column(s) {missing}; found columns {raw.column_names}, expected {expected} "
-            f"(the Hub's column names for GLUE task {task.name!r})"
+            f"(the Hub's column names for GLUE task {task.name!r}; for a data set of your own, give it a "
+            "--task_name that is not a GLUE task's)"
         )
     table = raw.to_dict()
     columns: dict[str, list[Any]] = {}
@@ -142,15 +134,38 @@ def read_data_file(
     return Dataset.from_dict(columns, features=task.features())
 
 
-def _is_missing(value: Any) -> bool:
+def read_table(path: str | Path, *, cache_dir: str | Path | None = None, directories: str = "") -> Dataset:
+    """One CSV, TSV (no quoting, as GLUE's files), JSON or JSON-lines file as a ``Dataset`` of its own columns,
+    read by the ``datasets`` packaged builders (types inferred, as ``load_dataset`` infers them).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file type not in the list; ``directories`` (e.g. "or data_dir for a GLUE-layout
+            directory") ends the message with the caller's other way in.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    builder = _BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise ValueError(
+            f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(_BUILDERS)}"
+            + (f", {directories}" if directories else "")
+        )
+    name, options = builder
+    return datasets.load_dataset(name, data_files=str(path), split="train", cache_dir=cache_dir, **options)
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a value read from a data file is empty: ``None``, or NaN (an empty CSV cell read as a number)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _encode_label(task: GlueTask, value: Any, where: str, unlabelled: bool) -> int | float:
     """The Hub encoding of one label read from a data file; ``where`` names the file and row for errors."""
-    if unlabelled and (_is_missing(value) or value == -1):
+    if unlabelled and (is_missing(value) or value == -1):
         return -1
-    if _is_missing(value):
+    if is_missing(value):
         raise ValueError(f"{where}: the label is empty; only a test file may have unlabelled rows")
     if task.is_regression:
         try:

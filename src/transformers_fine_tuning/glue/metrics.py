@@ -1,8 +1,11 @@
-"""GLUE metrics, the majority-class baseline and the failed-run test, computed offline.
+"""Metrics of any task, the majority-class baseline and the failed-run test, computed offline.
 
 The metrics follow GLUE's definitions (those of the ``glue`` metric of Hugging Face ``evaluate``):
 accuracy; accuracy and binary F1 of the positive class 1 for MRPC and QQP; Matthews correlation for CoLA;
-Pearson and Spearman correlations of the raw predicted scores for STS-B.
+Pearson and Spearman correlations of the raw predicted scores for STS-B. A task of your own data
+(:mod:`transformers_fine_tuning.data`) gets accuracy and F1 with two classes, accuracy and the macro-averaged
+F1 (``f1_macro``) with more, Pearson and Spearman for regression (:func:`default_metrics`), and any metric of
+its kind on request (:func:`with_metrics`); :func:`per_class_f1` gives each class's F1 for the results file.
 
 A correlation with a constant vector is undefined (scipy returns NaN); it is reported as 0.0, the value
 scikit-learn's Matthews correlation already gives for a constant prediction: a constant predictor carries
@@ -11,6 +14,7 @@ no information. This keeps the majority baseline of STS-B (a constant) and colla
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +23,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import EvalPrediction
 
-from .tasks import GlueTask, get_task
+from .tasks import AnyTask, Task, get_task
 
 
 def _correlation(statistic: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -36,10 +40,68 @@ def _correlation(statistic: Callable) -> Callable[[np.ndarray, np.ndarray], floa
 _METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": lambda predictions, labels: float(accuracy_score(labels, predictions)),
     "f1": lambda predictions, labels: float(f1_score(labels, predictions, pos_label=1, zero_division=0.0)),
+    "f1_macro": lambda predictions, labels: float(
+        f1_score(labels, predictions, average="macro", zero_division=0.0)
+    ),
     "matthews_correlation": lambda predictions, labels: float(matthews_corrcoef(labels, predictions)),
     "pearson": _correlation(pearsonr),
     "spearmanr": _correlation(spearmanr),
 }
+
+
+CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "matthews_correlation")
+"""The metrics of a classification task: accuracy; ``f1``, the binary F1 of class 1 (two classes only);
+``f1_macro``, the unweighted mean of the classes' F1 (over the classes that occur in the labels or the
+predictions, scikit-learn's ``average="macro"``); Matthews correlation (its multi-class form beyond two)."""
+REGRESSION_METRICS = ("pearson", "spearmanr")
+"""The metrics of a regression task: Pearson and Spearman correlations of the predicted scores."""
+
+
+def metric_choices(task: Task) -> tuple[str, ...]:
+    """The metrics that apply to ``task``: the regression ones, or the classification ones (the binary ``f1``
+    only with two classes)."""
+    if task.is_regression:
+        return REGRESSION_METRICS
+    return tuple(name for name in CLASSIFICATION_METRICS if name != "f1" or task.num_labels == 2)
+
+
+def default_metrics(*, regression: bool, num_labels: int) -> tuple[tuple[str, ...], str]:
+    """The metrics reported for a task of your own data, and its main metric, by kind.
+
+    Regression: Pearson (main) and Spearman, as STS-B. Two classes: accuracy (main) and the F1 of class 1,
+    as MRPC. More: accuracy (main) and macro-F1 (a class-balanced view accuracy lacks). Accuracy is the main
+    metric of classification because the failed-run test (:func:`is_failed_run`) is Mosbach et al.'s, stated
+    for accuracy; ``--main_metric`` chooses another.
+    """
+    if regression:
+        return REGRESSION_METRICS, "pearson"
+    return ("accuracy", "f1" if num_labels == 2 else "f1_macro"), "accuracy"
+
+
+def with_metrics(task: AnyTask, main_metric: str | None = None, extra_metrics: Sequence[str] = ()) -> AnyTask:
+    """A copy of ``task`` with ``main_metric`` as its main metric and ``extra_metrics`` reported beside its own
+    (e.g. Matthews correlation for a classification task). Without either, ``task`` itself.
+
+    Raises:
+        ValueError: a metric that does not fit the task (a correlation of classes, the binary F1 of three
+            classes, an unknown name), with the ones that do.
+    """
+    wanted = [*([main_metric] if main_metric else []), *extra_metrics]
+    if not wanted:
+        return task
+    valid = metric_choices(task)
+    wrong = [name for name in wanted if name not in valid]
+    if wrong:
+        kind = "regression" if task.is_regression else f"{task.num_labels}-class classification"
+        raise ValueError(
+            f"metric(s) {wrong} do not apply to task {task.name!r} ({kind}): choose --main_metric and "
+            f"--extra_metrics from {', '.join(valid)}"
+        )
+    return dataclasses.replace(
+        task,
+        metric_names=tuple(dict.fromkeys([*task.metric_names, *wanted])),
+        main_metric=main_metric or task.main_metric,
+    )
 
 
 def _array(values: Sequence[float] | np.ndarray, dtype: type | None = None) -> np.ndarray:
@@ -51,7 +113,7 @@ def _array(values: Sequence[float] | np.ndarray, dtype: type | None = None) -> n
     return np.asarray(values[:], dtype=dtype)
 
 
-def _class_labels(task: GlueTask, labels: Sequence[int] | np.ndarray, what: str) -> np.ndarray:
+def _class_labels(task: Task, labels: Sequence[int] | np.ndarray, what: str) -> np.ndarray:
     """``labels`` as an integer array, checked to be class indices of ``task``."""
     array = _array(labels)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
@@ -60,7 +122,7 @@ def _class_labels(task: GlueTask, labels: Sequence[int] | np.ndarray, what: str)
         )
     if array.size and (array.min() < 0 or array.max() >= task.num_labels):
         raise ValueError(
-            f"{what} must be class indices in 0..{task.num_labels - 1} for GLUE task {task.name!r}, "
+            f"{what} must be class indices in 0..{task.num_labels - 1} for task {task.name!r}, "
             f"found values in {array.min()}..{array.max()} "
             "(-1 marks an unlabelled test split, which cannot be scored)"
         )
@@ -68,9 +130,10 @@ def _class_labels(task: GlueTask, labels: Sequence[int] | np.ndarray, what: str)
 
 
 def compute_glue_metrics(
-    task: str | GlueTask, predictions: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray
+    task: str | Task, predictions: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray
 ) -> dict[str, float]:
-    """The task's GLUE metrics (keys :attr:`GlueTask.metric_names`) of ``predictions`` against ``labels``.
+    """The task's metrics (keys :attr:`Task.metric_names`) of ``predictions`` against ``labels``: a GLUE task
+    (by name or table entry) or any :class:`Task`, such as one of your own data.
 
     Classification predictions are class indices (the argmax of the logits); regression predictions are the
     raw predicted scores. Both may be lists, NumPy arrays or a ``datasets`` column (``dataset["label"]``).
@@ -90,7 +153,7 @@ def compute_glue_metrics(
     return {name: _METRICS[name](predictions, labels) for name in task.metric_names}
 
 
-def make_compute_metrics(task: str | GlueTask) -> Callable[[EvalPrediction], dict[str, float]]:
+def make_compute_metrics(task: str | Task) -> Callable[[EvalPrediction], dict[str, float]]:
     """A ``compute_metrics`` function for ``transformers.Trainer`` evaluating ``task``.
 
     It takes the model's logits (the first element when the model returns a tuple): the argmax over the last
@@ -112,17 +175,41 @@ def predictions_from_logits(logits: Any, *, regression: bool) -> np.ndarray:
     return logits.reshape(-1) if regression else logits.argmax(axis=-1)
 
 
-def label_counts(task: str | GlueTask, labels: Sequence[int] | np.ndarray) -> dict[str, int]:
+def _check_classes(task: Task) -> None:
+    if task.is_regression:
+        raise ValueError(f"task {task.name!r} is a regression task: its labels are scores, not classes")
+
+
+def label_counts(task: str | Task, labels: Sequence[int] | np.ndarray) -> dict[str, int]:
     """How many times each class occurs in ``labels``, keyed by label name in the task's label order."""
     task = get_task(task)
-    if task.is_regression:
-        raise ValueError(f"GLUE task {task.name!r} is a regression task: its labels are scores, not classes")
+    _check_classes(task)
     counts = np.bincount(_class_labels(task, labels, "labels"), minlength=task.num_labels)
     return {name: int(count) for name, count in zip(task.label_names, counts, strict=True)}
 
 
+def per_class_f1(
+    task: str | Task, predictions: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray
+) -> dict[str, float]:
+    """The F1 of each class (that class against the rest), keyed by label name in the task's label order.
+
+    A class that is neither predicted nor in ``labels`` has no F1; it is reported as 0.0 (scikit-learn's
+    ``zero_division=0``), as is one never predicted correctly.
+    """
+    task = get_task(task)
+    _check_classes(task)
+    scores = f1_score(
+        _class_labels(task, labels, "labels"),
+        _class_labels(task, predictions, "predictions"),
+        labels=list(range(task.num_labels)),
+        average=None,
+        zero_division=0.0,
+    )
+    return {name: float(score) for name, score in zip(task.label_names, scores, strict=True)}
+
+
 def majority_baseline(
-    task: str | GlueTask,
+    task: str | Task,
     train_labels: Sequence[float] | np.ndarray,
     eval_labels: Sequence[float] | np.ndarray,
 ) -> dict[str, float]:
@@ -141,23 +228,23 @@ def majority_baseline(
     return compute_glue_metrics(task, np.full(eval_labels.shape, constant), eval_labels)
 
 
-def _main_metric(task: GlueTask, metrics: Mapping[str, float], what: str) -> float:
+def _main_metric(task: Task, metrics: Mapping[str, float], what: str) -> float:
     """The main metric in ``metrics``, under its own name or with the Trainer's ``eval_`` prefix."""
     for key in (task.main_metric, f"eval_{task.main_metric}"):
         if key in metrics:
             return float(metrics[key])
     raise KeyError(
-        f"{what} has no {task.main_metric!r} (GLUE task {task.name!r}'s main metric) nor "
+        f"{what} has no {task.main_metric!r} (task {task.name!r}'s main metric) nor "
         f"'eval_{task.main_metric}'; its keys are {sorted(metrics)}"
     )
 
 
-def is_failed_run(task: str | GlueTask, metrics: Mapping[str, float], baseline: Mapping[str, float]) -> bool:
+def is_failed_run(task: str | Task, metrics: Mapping[str, float], baseline: Mapping[str, float]) -> bool:
     """Whether a fine-tuning run failed: its final main metric is no better than (<=) the majority baseline's.
 
     This is the definition of Mosbach et al. (2021), "On the Stability of Fine-tuning BERT": a failed run
     is one whose accuracy at the end of training is no better than that of the majority classifier; the
-    main metric of the task (:attr:`GlueTask.main_metric`, F1 for MRPC) stands for accuracy. ``metrics``
+    main metric of the task (:attr:`Task.main_metric`, F1 for MRPC) stands for accuracy. ``metrics``
     may use the Trainer's ``eval_`` prefix. A NaN metric (a diverged run) counts as failed.
     """
     task = get_task(task)

@@ -1,4 +1,4 @@
-"""Tokenise a GLUE task once, before training.
+"""Tokenise a task once, before training: a GLUE task, or any :class:`~.tasks.Task` (one of your own data).
 
 Single sentences or sentence pairs are taken from the task's text columns and truncated to
 ``max_seq_length`` tokens. Padding is left to ``DataCollatorWithPadding`` (per batch, to the longest
@@ -12,7 +12,7 @@ import logging
 from datasets import DatasetDict
 from transformers import PreTrainedTokenizerBase
 
-from .tasks import GlueTask, get_task
+from .tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 def tokenize_dataset(
     dataset_dict: DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
-    task: str | GlueTask,
+    task: str | Task,
     *,
     max_seq_length: int = 128,
     pad_to_max_length: bool = False,
@@ -39,8 +39,8 @@ def tokenize_dataset(
         missing = [column for column in text_columns if column not in dataset.column_names]
         if missing:
             raise ValueError(
-                f"split {split!r} lacks the text column(s) {missing} of GLUE task {task.name!r}; it has "
-                f"{dataset.column_names} (load it with load_task_datasets to get the Hub's column names)"
+                f"split {split!r} lacks the text column(s) {missing} of task {task.name!r}; it has "
+                f"{dataset.column_names} (load a GLUE task with load_task_datasets to get the Hub's column names)"
             )
     if max_seq_length > tokenizer.model_max_length:
         logger.warning(

@@ -1,4 +1,5 @@
-"""The nine GLUE tasks: columns, labels, metrics, splits and on-disk layout, in one table.
+"""The nine GLUE tasks: columns, labels, metrics, splits and on-disk layout, in one table; and :class:`Task`,
+what the job needs of any task, GLUE's or one of your own data (:mod:`transformers_fine_tuning.data`).
 
 Everything the rest of the library knows about a GLUE task lives in :data:`GLUE_TASKS`, so that loading,
 tokenisation and evaluation agree on column names and label encodings whatever the data source:
@@ -11,11 +12,57 @@ tokenisation and evaluation agree on column names and label encodings whatever t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, TypeVar, overload
 
 from datasets import ClassLabel, Features, Value
 
 HUB_DATASET = "nyu-mll/glue"
 """Hub repository of the GLUE export whose column names and label encodings this library follows."""
+
+
+class Task(Protocol):
+    """What the fine-tune job, tokenisation, the metrics, the majority baseline and the model's config need of
+    a task: :class:`GlueTask` and :class:`~transformers_fine_tuning.data.CustomTask` both are one.
+
+    Its data sets hold the text columns, ``label`` (a class index in :attr:`label_names`' order, or a float
+    score for regression) and ``idx``.
+    """
+
+    @property
+    def name(self) -> str:
+        """The task's name, in results, tables and the model config's ``finetuning_task``."""
+
+    @property
+    def kind(self) -> str:
+        """``"glue"`` for the nine GLUE tasks, ``"custom"`` for a data set of your own."""
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The text columns: one for single texts, two for pairs (tokenised together)."""
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The class names, index ``i`` is class ``i`` (the config's ``id2label``); not classes for regression."""
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the label is a float score (one output) rather than a class."""
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics reported, as keys of :func:`~transformers_fine_tuning.glue.compute_glue_metrics`."""
+
+    @property
+    def main_metric(self) -> str:
+        """The metric that decides whether a run failed, and that studies compare."""
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        """The evaluation splits; the first is the one the main metric is measured on."""
+
+    @property
+    def num_labels(self) -> int:
+        """The size of the model's output: 1 for regression, the number of classes otherwise."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +124,11 @@ class GlueTask:
     test_splits: tuple[str, ...]
     files: tuple[GlueFile, ...]
     skip_malformed_rows: bool = False
+
+    @property
+    def kind(self) -> str:
+        """``"glue"``: a task of the table (see :class:`Task`)."""
+        return "glue"
 
     @property
     def hub_config(self) -> str:
@@ -276,12 +328,25 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("-", "").replace("_", "")
 
 
-def get_task(task: str | GlueTask) -> GlueTask:
+def is_glue_task(name: str) -> bool:
+    """Whether ``name`` names one of the nine GLUE tasks (as :func:`get_task` reads names)."""
+    return _normalise(name) in GLUE_TASKS
+
+
+AnyTask = TypeVar("AnyTask", bound=Task)
+
+
+@overload
+def get_task(task: str) -> GlueTask: ...
+@overload
+def get_task(task: AnyTask) -> AnyTask: ...
+def get_task(task: str | Task) -> Task:
     """Look a GLUE task up by name: case-insensitive, dashes and underscores ignored (``SST-2``, ``sts_b``).
 
-    A :class:`GlueTask` is returned unchanged, so that functions can take either a name or a task.
+    A task (a :class:`GlueTask`, or any :class:`Task`, such as a custom one) is returned unchanged, so that
+    functions can take either a GLUE name or a task.
     """
-    if isinstance(task, GlueTask):
+    if not isinstance(task, str):
         return task
     found = GLUE_TASKS.get(_normalise(task))
     if found is None:

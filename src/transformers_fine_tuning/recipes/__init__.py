@@ -7,7 +7,7 @@ module; ``--recipe path/to/file.yaml`` takes a user's own file of the same shape
     description: what the recipe does and why
     source: the paper (section / equation) it comes from
     arguments:
-      optimizer: adamw_l2sp
+      optim: adamw_l2sp
       l2sp_pretrained: 0.5
 """
 

@@ -103,7 +103,7 @@ def run_sequential(store_path: str | Path, options: ExecutionOptions, progress: 
 
         def report(outcome: RunOutcome) -> None:
             if outcome.status != "completed":
-                print(f"[{progress.name}] {outcome.run_id}: {outcome.status}: {_first_line(outcome.error)}")
+                print(f"[{progress.name}] {outcome.run_id}: {outcome.status}: {_last_line(outcome.error)}")
             progress.update(store.counts())
 
         work_loop(
@@ -116,7 +116,8 @@ def run_sequential(store_path: str | Path, options: ExecutionOptions, progress: 
         )
 
 
-def _first_line(text: str | None) -> str:
+def _last_line(text: str | None) -> str:
+    """The last non-empty line of an error message (a traceback's exception, a log's last word)."""
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
@@ -359,7 +360,7 @@ def _drive_ray(ray, ray_exceptions, remote, store_path, options, progress, slots
                         record_outcome(store, outcome)
                         if outcome.status != "completed":
                             print(
-                                f"[{progress.name}] {cell.run_id}: {outcome.status}: {_first_line(outcome.error)}"
+                                f"[{progress.name}] {cell.run_id}: {outcome.status}: {_last_line(outcome.error)}"
                             )
                 if time.monotonic() - last_heartbeat > options.heartbeat_interval_s:
                     store.heartbeat([cell.run_id for cell in in_flight.values()], owner)

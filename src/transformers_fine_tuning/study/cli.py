@@ -16,18 +16,17 @@ an interrupted study (Ctrl-C, SIGTERM) gives its claims back and exits with stat
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from ..results import PRUNING_TESTS
 from .backends import BACKENDS, ExecutionOptions
-from .pipeline import counts_line, run_study, write_plots, write_summary
+from .pipeline import counts_line, run_study, study_directory, write_plots, write_summary
 from .pruning import measure_pruning, render_pruning
 from .spec import STORE_FILE, load_spec
 from .store import COMPLETED, CRASHED, ERROR, PENDING, RUNNING, StudyStore
+from .worker import interrupt_on_sigterm
 
 __all__ = ["main"]
 
@@ -163,17 +162,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _study_dir(study: str) -> Path:
-    path = Path(study)
-    if path.suffix in (".yaml", ".yml", ".json"):
-        return load_spec(path).output_dir
-    if path.name == STORE_FILE:
-        path = path.parent
-    if not (path / STORE_FILE).is_file():
-        raise FileNotFoundError(f"no study store at {path / STORE_FILE}; run the study first")
-    return path
-
-
 def _status(study_dir: Path) -> None:
     with StudyStore(study_dir / STORE_FILE) as store:
         counts, runs, name = (
@@ -207,10 +195,6 @@ def _status(study_dir: Path) -> None:
             print(f"  {run.run_id} [{run.status}, {run.attempts} attempt(s)]: {last[-1] if last else ''}")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and do it; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -221,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if passthrough and options.command != "run":
         print(f"{program_name()}: error: fine-tune flags after `--` belong to `run`", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     try:
         if options.command == "run":
             spec = load_spec(
@@ -269,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             if counts.error or counts.crashed:
                 print(f"[{spec.name}] some runs ended in an error: {program_name()} status {spec.output_dir}")
             return 0
-        study_dir = _study_dir(options.study)
+        study_dir = study_directory(options.study)
         if options.command == "status":
             _status(study_dir)
         elif options.command == "summary":

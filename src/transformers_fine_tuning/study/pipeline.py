@@ -19,10 +19,10 @@ from .plots import plot_paths, plot_study
 from .progress import Progress
 from .report import write_report
 from .runner import validate_cells
-from .spec import Restarts, RunCell, StudySpec
+from .spec import STORE_FILE, Restarts, RunCell, StudySpec, load_spec
 from .store import COMPLETED, PENDING, RUNNING, RunRecord, StoreCounts, StudyStore
 
-__all__ = ["counts_line", "restart_cells", "run_study", "write_plots", "write_summary"]
+__all__ = ["counts_line", "restart_cells", "run_study", "study_directory", "write_plots", "write_summary"]
 
 _BACKENDS = {"sequential": run_sequential, "local": run_local, "ray": run_ray}
 
@@ -132,17 +132,30 @@ def restart_cells(store: StudyStore, pool: Sequence[RunCell], restarts: Restarts
     return sorted(chosen, key=lambda cell: cell.position)
 
 
-def _study_dir(study: str | Path | StudySpec) -> Path:
+def study_directory(study: str | Path | StudySpec) -> Path:
+    """The directory of a study that has a store: from its spec, its study file (YAML/JSON), its
+    ``study.sqlite`` or the directory itself.
+
+    Raises:
+        FileNotFoundError: the study has no store yet (it never ran), or the study file does not exist.
+    """
     if isinstance(study, StudySpec):
-        return study.output_dir
-    path = Path(study)
-    return path.parent if path.suffix == ".sqlite" else path
+        directory = study.output_dir
+    else:
+        path = Path(study)
+        if path.suffix in (".yaml", ".yml", ".json"):
+            directory = load_spec(path).output_dir
+        else:
+            directory = path.parent if path.name == STORE_FILE else path
+    if not (directory / STORE_FILE).is_file():
+        raise FileNotFoundError(f"no study store at {directory / STORE_FILE}: run the study first")
+    return directory
 
 
 def write_plots(study: str | Path | StudySpec, output_dir: str | Path | None = None) -> list[Path]:
     """Draw both figures of every task from the study's store into ``<study>/plots``; returns the files."""
-    study_dir = _study_dir(study)
-    with StudyStore(study_dir / "study.sqlite") as store:
+    study_dir = study_directory(study)
+    with StudyStore(study_dir / STORE_FILE) as store:
         runs, recipes, tasks = store.runs(), store.get_meta("recipes", []), store.get_meta("tasks", [])
     figures = plot_study(runs, Path(output_dir or study_dir / "plots"), recipes=recipes, tasks=tasks)
     return [path for made in figures.values() for _, path in made]
@@ -160,8 +173,8 @@ def write_summary(
     ``baseline`` overrides the study's baseline recipe, ``target_score`` its target score. The Markdown links
     the plots already drawn.
     """
-    study_dir = _study_dir(study)
-    with StudyStore(study_dir / "study.sqlite") as store:
+    study_dir = study_directory(study)
+    with StudyStore(study_dir / STORE_FILE) as store:
         runs = store.runs()
         meta_baseline = store.get_meta("baseline")
         spec = store.get_meta("spec", {})

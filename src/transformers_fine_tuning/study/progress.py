@@ -99,8 +99,8 @@ class Progress:
             parts.append("time left unknown" if left is None else f"about {format_duration(left)} left")
         return f"[{self.name}] " + " · ".join(parts)
 
-    def update(self, counts: StoreCounts, *, force: bool = False) -> None:
-        """Print the line if the counts changed since the last one printed (or if ``force``)."""
-        if force or counts != self._last:
+    def update(self, counts: StoreCounts) -> None:
+        """Print the line if the counts changed since the last one printed."""
+        if counts != self._last:
             self._last = counts
             print(self.line(counts), file=self.stream or sys.stdout, flush=True)

@@ -481,11 +481,11 @@ def _task_sections(
         n = max(len(s.expected_max.n) for s in curves)
         counts = _shown_counts(n)
         header = " | ".join(f"E[best of {k}]" for k in counts)
-        target = "" if target is None else f" | runs to reach {_number(target)}"
+        reach_header = "" if target is None else f" | runs to reach {_number(target)}"
         lines += [
             "",
-            f"| recipe | {header}{target} | churn [95 % CI] | compute | compute per success |",
-            "|---|" + "---:|" * len(counts) + ("---:|" if target else "") + "---|---:|---:|",
+            f"| recipe | {header}{reach_header} | churn [95 % CI] | compute | compute per success |",
+            "|---|" + "---:|" * len(counts) + ("---:|" if target is not None else "") + "---|---:|---:|",
         ]
         for s in curves:
             cells = []
@@ -518,7 +518,7 @@ def _task_sections(
             "",
             "E[best of n]: the expected best final score of n runs (unbiased estimator, Dodge et al. 2021), with "
             "a bootstrap 95 % band. Churn: the mean share of dev examples two runs of the recipe classify "
-            "differently (STS-B: mean absolute difference of the scores). Compute: the completed runs' wall time; "
+            "differently (regression: mean absolute difference of the scores). Compute: the completed runs' wall time; "
             "per success, divided by the runs that did not fail.",
         ]
 

@@ -5,7 +5,9 @@ the study's shared arguments and the cell's seeds. The file::
 
     name: rte-recipes                  # default: the file's name without extension
     output_dir: runs/studies/rte-recipes   # default: runs/studies/<name>; the store, runs, table and plots
-    tasks: [rte]                       # GLUE task names, or {name, task_name, arguments} mappings
+    tasks: [rte]                       # GLUE task names, or {name, task_name, arguments} mappings; a task
+                                       # of your own data: {name: sentiment, arguments: {train_file: ...,
+                                       # validation_file: ..., text_column: ..., label_column: ...}}
     recipes: [devlin2019, mosbach2021, llrd, l2sp]   # shipped names, recipe files, or
                                        # {name, recipe, arguments} mappings for variants
     seeds: 0-24                        # --seed: the new head's initialisation (lists, "0-4,10", ranges)
@@ -24,7 +26,9 @@ the study's shared arguments and the cell's seeds. The file::
       data_dir: ../shared/glue
 
 Precedence, lowest first: the recipe file, the study's ``arguments``, the task's ``arguments``, the recipe
-entry's ``arguments``, then what the study sets per cell (task, seeds, output directory). Relative paths are
+entry's ``arguments``, then what the study sets per cell (task, seeds, output directory). A task that names
+its own data source (``data_dir``, ``train_file``/``validation_file``, ``dataset_name``, ...) replaces the
+study's source instead of clashing with it, so GLUE tasks and tasks of your own data mix in one study. Relative paths are
 relative to the directory the command runs from, as for the fine-tune job; they are made absolute here so that
 workers with another working directory (Ray) find the same files.
 
@@ -46,7 +50,8 @@ from typing import Any
 
 import yaml
 
-from ..glue import get_task
+from ..data import DATA_SOURCE_ARGUMENTS, check_task_source
+from ..glue import get_task, is_glue_task
 from ..recipes import load_recipe
 from ..results import PRUNING_TESTS
 
@@ -73,7 +78,7 @@ _RESERVED = ("output_dir", "seed", "data_seed", "task_name", "recipe", "overwrit
 _AXIS_ARGUMENTS = {"subset_seeds": "train_subset_seed", "dropout_seeds": "dropout_seed"}
 # Arguments that are paths: made absolute. Model and tokenizer only when they exist locally (else Hub ids).
 _PATH_ARGUMENTS = ("data_dir", "train_file", "validation_file", "cache_dir")
-_MAYBE_PATH_ARGUMENTS = ("model_name_or_path", "tokenizer_name")
+_MAYBE_PATH_ARGUMENTS = ("model_name_or_path", "tokenizer_name", "dataset_name")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _KNOWN_KEYS = {
     "name",
@@ -94,7 +99,8 @@ _KNOWN_KEYS = {
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """A task of the study: its label in tables and paths, the GLUE task it trains, its own arguments."""
+    """A task of the study: its label in tables and paths, the task it trains (a GLUE task's name, or the name
+    of a task of your own data, whose data its arguments give), its own arguments."""
 
     name: str
     task_name: str
@@ -199,7 +205,7 @@ class StudySpec:
                     argv = (
                         "--recipe",
                         recipe.recipe,
-                        *arguments_to_flags({**DEFAULT_ARGUMENTS, **self.arguments}),
+                        *arguments_to_flags(_shared_arguments(task, {**DEFAULT_ARGUMENTS, **self.arguments})),
                         *arguments_to_flags(task.arguments),
                         *arguments_to_flags(recipe.arguments),
                         "--task_name",
@@ -351,13 +357,40 @@ def _task_entry(entry: str | Mapping[str, Any]) -> TaskEntry:
     if isinstance(entry, str):
         entry = {"name": entry}
     if not isinstance(entry, Mapping) or "name" not in entry:
-        raise ValueError(f"a task is a GLUE task name or a mapping with `name`, not {entry!r}")
+        raise ValueError(
+            "a task is a GLUE task name, or a mapping with `name` (and `task_name`, `arguments`: a task of your "
+            f"own data gives its data there), not {entry!r}"
+        )
     unknown = sorted(set(entry) - {"name", "task_name", "arguments"})
     if unknown:
         raise ValueError(f"task {entry['name']!r}: unknown key(s) {unknown}; use name, task_name, arguments")
     name = _label(str(entry["name"]), "task")
-    task_name = get_task(str(entry.get("task_name", name))).name  # unknown tasks fail here, listing the valid
+    task_name = str(entry.get("task_name", name))
+    if is_glue_task(task_name):
+        task_name = get_task(task_name).name  # GLUE's own spelling: SST-2 -> sst2
     return TaskEntry(name, task_name, _absolute_paths(entry.get("arguments") or {}, f"task {name!r}"))
+
+
+def _shared_arguments(task: TaskEntry, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The study's shared ``arguments`` as ``task`` gets them: when the task names a data source of its own,
+    the study's source arguments it does not set are left out — sources exclude each other, so the task's
+    replaces the study's (e.g. a study's GLUE ``data_dir`` and a task's own ``train_file``)."""
+    if not set(task.arguments) & set(DATA_SOURCE_ARGUMENTS):
+        return dict(arguments)
+    return {
+        key: value
+        for key, value in arguments.items()
+        if key not in DATA_SOURCE_ARGUMENTS or key in task.arguments
+    }
+
+
+def _check_task_data(task: TaskEntry, arguments: Mapping[str, Any]) -> None:
+    """A task's data arguments fit it (see ``check_task_source``): unknown names and sources fail here."""
+    merged = {**_shared_arguments(task, arguments), **task.arguments}
+    try:
+        check_task_source(task.task_name, [key for key, value in merged.items() if value is not None])
+    except ValueError as error:
+        raise ValueError(f"task {task.name!r}: {error}") from None
 
 
 def _recipe_entry(entry: str | Mapping[str, Any]) -> RecipeEntry:
@@ -425,6 +458,9 @@ def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study"
             f"baseline {baseline!r} is not one of the study's recipes {[recipe.name for recipe in recipes]}"
         )
     output_dir = Path(mapping.get("output_dir") or Path("runs") / "studies" / name).expanduser().resolve()
+    shared = _absolute_paths(arguments, "study")
+    for task in tasks:
+        _check_task_data(task, shared)
     return StudySpec(
         name=name,
         output_dir=output_dir,
@@ -433,7 +469,7 @@ def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study"
         seeds=parse_seeds(mapping["seeds"]),
         data_seeds=data_seeds,
         baseline=baseline,
-        arguments=_absolute_paths(arguments, "study"),
+        arguments=shared,
         subset_seeds=axes["subset_seeds"],
         dropout_seeds=axes["dropout_seeds"],
         restarts=_restarts(mapping.get("restarts")),

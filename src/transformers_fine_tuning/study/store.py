@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,10 @@ from ..results import PRUNED, Evaluation, RunResults
 from .spec import RunCell
 
 __all__ = [
+    "COMPLETED",
     "CRASHED",
     "ERROR",
+    "PENDING",
     "RUNNING",
     "STATUSES",
     "Owner",
@@ -125,22 +127,12 @@ class Owner:
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """A row of the store, with its JSON columns decoded: what the summary and the plots read."""
+class RunRecord(RunCell):
+    """A row of the store: the run's :class:`RunCell` and what became of it, the JSON columns decoded — what the
+    summary and the plots read."""
 
-    run_id: str
-    position: int
-    task: str
-    recipe: str
-    seed: int
-    data_seed: int
-    status: str
-    attempts: int
-    output_dir: str
-    config_hash: str
-    argv: list[str]
-    subset_seed: int | None = None
-    dropout_seed: int | None = None
+    status: str = PENDING
+    attempts: int = 0
     owner: str | None = None
     host: str | None = None
     wall_time_s: float | None = None
@@ -165,19 +157,7 @@ class RunRecord:
 
     def cell(self) -> RunCell:
         """The run as a :class:`RunCell`, as a worker needs it to execute the run."""
-        return RunCell(
-            run_id=self.run_id,
-            position=self.position,
-            task=self.task,
-            recipe=self.recipe,
-            seed=self.seed,
-            data_seed=self.data_seed,
-            argv=tuple(self.argv),
-            config_hash=self.config_hash,
-            output_dir=self.output_dir,
-            subset_seed=self.subset_seed,
-            dropout_seed=self.dropout_seed,
-        )
+        return RunCell(**{f.name: getattr(self, f.name) for f in fields(RunCell)})
 
 
 @dataclass(frozen=True)
@@ -586,7 +566,7 @@ class StudyStore:
             attempts=row["attempts"],
             output_dir=row["output_dir"],
             config_hash=row["config_hash"],
-            argv=json.loads(row["argv_json"]),
+            argv=tuple(json.loads(row["argv_json"])),
             subset_seed=row["subset_seed"],
             dropout_seed=row["dropout_seed"],
             owner=row["owner"],

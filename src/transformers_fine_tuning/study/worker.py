@@ -17,9 +17,9 @@ from pathlib import Path
 from types import FrameType
 
 from .runner import ISOLATIONS, RunOutcome, execute_run
-from .store import CRASHED, ERROR, Owner, StudyStore
+from .store import Owner, StudyStore
 
-__all__ = ["Heartbeat", "main", "record_outcome", "work_loop"]
+__all__ = ["Heartbeat", "interrupt_on_sigterm", "main", "record_outcome", "work_loop"]
 
 
 class Heartbeat:
@@ -66,11 +66,9 @@ def record_outcome(store: StudyStore, outcome: RunOutcome) -> None:
             outcome.run_id, outcome.results, host=outcome.host, wall_time_s=outcome.wall_time_s
         )
     else:
-        status = CRASHED if outcome.status == CRASHED else ERROR
         store.record_error(
             outcome.run_id,
             outcome.error or "unknown error",
-            status=status,
             host=outcome.host,
             wall_time_s=outcome.wall_time_s,
         )
@@ -114,6 +112,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (how a cluster or ``kill`` stops a process) interrupts like Ctrl-C: claims are given back."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of a local worker process; exit status 0 when the store has no pending run left."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slot", type=int, default=0, help="this worker's slot (for the owner label)")
     parser.add_argument("--heartbeat-interval", type=float, default=30.0)
     options = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     try:
         executed = work_loop(
             options.store,
