@@ -107,7 +107,7 @@ def adamw_groups(model: nn.Module) -> list[dict[str, Any]]:
 
 
 def l2sp_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """What ``L2SPCallback(0.1, novel=0.01)`` gives: pretrained groups anchored, the new head decayed."""
+    """What ``L2SPCallback(0.1, head_weight_decay=0.01)`` gives: pretrained groups anchored, the new head decayed."""
     return param_groups(model, lr=LR, l2sp=L2SP, weight_decay=0.0, novel_weight_decay=WEIGHT_DECAY)
 
 

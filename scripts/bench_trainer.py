@@ -13,7 +13,7 @@ MRPC training pairs, padded to a fixed ``--seq-len`` so every step does the same
 * ``Trainer + AdamW on the fine-tuning groups`` — plain ``Trainer`` given torch's fused AdamW built on the
   parameter groups the callbacks below make (LLRD × decay × pretrained/novel: 18 on the MiniLM), no pull:
   what the groups cost on their own, so that the next row's ratio to this one is AdamWL2SP and the callbacks;
-* ``TrainerOptimizerInit + AdamWL2SP + callbacks`` — ``L2SPCallback(0.1, novel=0.01)``,
+* ``TrainerOptimizerInit + AdamWL2SP + callbacks`` — ``L2SPCallback(0.1, head_weight_decay=0.01)``,
   ``LLRDCallback(0.95)``, ``ReinitCallback(1)``: AdamWL2SP on LLRD × L2-SP groups, one layer re-initialised.
   (``MixoutCallback`` and ``FreezeCallback`` are left out on purpose: they change the model's own work — Mixout
   adds mask arithmetic to every forward, freezing removes backward work — which is the method, not overhead.)
@@ -116,7 +116,7 @@ class Variant:
 
 def fine_tuning_callbacks() -> list[TrainerCallback]:
     """The fine-tuning callbacks whose bookkeeping is measured (see the module docstring)."""
-    return [L2SPCallback(0.1, novel=0.01), LLRDCallback(0.95), ReinitCallback(1)]
+    return [L2SPCallback(0.1, head_weight_decay=0.01), LLRDCallback(0.95), ReinitCallback(1)]
 
 
 def adamw_on_fine_tuning_groups(model: PreTrainedModel, args: TrainingArguments) -> torch.optim.AdamW:

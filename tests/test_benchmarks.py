@@ -140,3 +140,43 @@ def test_fine_tune_benchmark_padding_and_short_runs(glue_dir):
     throughput = [row for row in rows if len(row) == 7]
     assert [row[1] for row in throughput] == ["static", "dynamic"]
     assert all(row[2] == "2 × 16" for row in throughput)
+
+
+def test_stabilizers_benchmark_runs_every_variant_and_counts_one_average_copy():
+    out = run_script(
+        "bench_stabilizers.py", "--repetitions", "1", "--steps", "1", "--warmup", "0", "--max-load", "0"
+    )
+    rows = {row[0]: row for row in table_rows(out)}
+    losses = {label: row[-1] for label, row in rows.items() if len(row) == 5}
+    assert len(losses) == 4, out
+    baseline = losses.pop("TrainerOptimizerInit + AdamW (fused)")
+    # the averages only observe training; R3F changes the gradient, not the logged task loss's definition
+    assert (
+        losses["… + EMACallback(half_life=0.1)"]
+        == losses["… + SWACallback(0): averaging every step"]
+        == baseline
+    )
+    assert len([row for row in rows.values() if len(row) == 2]) == 4  # the one-time costs
+    assert "holds 86.6 MiB: one copy of the 22,713,986 trainable parameters" in out
+
+
+def test_evaluation_benchmark_sorted_batches_pad_fewer_tokens(glue_dir):
+    out = run_script(
+        "bench_evaluation.py",
+        "--repetitions",
+        "1",
+        "--batch-sizes",
+        "64",
+        "--sets",
+        "mrpc",
+        "--max-load",
+        "0",
+    )
+    rows = table_rows(out)
+    assert [(row[0], row[1], row[2], row[3]) for row in rows] == [
+        ("mrpc", "408", "dataset", "64"),
+        ("mrpc", "408", "sorted", "64"),
+    ]
+    dataset_order, length_sorted = (int(row[4].replace(",", "")) for row in rows)
+    assert length_sorted < 0.8 * dataset_order  # the same examples in batches of similar lengths
+    assert rows[0][6] == "1.00 [1.00–1.00]"  # the reference against itself

@@ -21,7 +21,7 @@ from transformers_fine_tuning import (
     TrainerOptimizerInit,
 )
 
-from tiny_models import FirstTokenTask, tiny_model, training_args
+from tiny_models import FirstTokenTask, StopAtStep, tiny_model, training_args
 
 
 def _unwrapped(optimizer):
@@ -109,7 +109,7 @@ def test_l2sp_callback_selects_adamwl2sp_and_anchors_pretrained_weights(tmp_path
         model=model,
         args=training_args(tmp_path),
         train_dataset=FirstTokenTask(n=32),
-        callbacks=[ReinitCallback(1), L2SPCallback(0.1, novel=0.01)],
+        callbacks=[ReinitCallback(1), L2SPCallback(0.1, head_weight_decay=0.01)],
     )
     trainer.train()
     optimizer = _unwrapped(trainer.optimizer)
@@ -204,24 +204,18 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     assert _unwrapped(trainer.optimizer).state[param]["step"].item() == 4
 
 
-class StopAtStep(transformers.TrainerCallback):
-    """Ends training at a given step, as a killed job would (after the checkpoint of that step is saved)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
-
-
 def test_resume_from_checkpoint_continues_bit_for_bit_with_original_anchors(tmp_path):
     def make(output_dir, *extra_callbacks):
         return TrainerOptimizerInit(
             model_init=lambda: tiny_model("bert", num_layers=2),
             args=training_args(output_dir, max_steps=6, save_strategy="steps", save_steps=3),
             train_dataset=FirstTokenTask(n=32),
-            callbacks=[ReinitCallback(1), L2SPCallback(0.1, novel=0.01), LLRDCallback(0.8), *extra_callbacks],
+            callbacks=[
+                ReinitCallback(1),
+                L2SPCallback(0.1, head_weight_decay=0.01),
+                LLRDCallback(0.8),
+                *extra_callbacks,
+            ],
         )
 
     pretrained = {n: p.detach().clone() for n, p in tiny_model("bert", num_layers=2).named_parameters()}
@@ -322,7 +316,7 @@ def _rte_dataset(glue_dir, tokenizer, n):
     [
         ReinitCallback(2),
         LLRDCallback(0.9),
-        L2SPCallback(0.1, novel=0.01),
+        L2SPCallback(0.1, head_weight_decay=0.01),
         FreezeCallback(3),
         MixoutCallback(0.1),
     ],
@@ -453,3 +447,44 @@ def test_deprecated_l2sp_names_still_work_and_warn():
         old = L2SPCallback(pretrained=0.3, novel=0.01)
     assert (old.strength, old.head_weight_decay) == (0.3, 0.01)
     assert old.param_group_options() == L2SPCallback(0.3, head_weight_decay=0.01).param_group_options()
+
+
+def test_deprecated_flags_still_work_and_warn():
+    """``--optimizer adamw_l2sp`` is ``--optim adamw_l2sp``; ``--l2sp_novel`` is ``--l2sp_head_weight_decay``."""
+    from transformers_fine_tuning.arguments import parse_fine_tune_args
+
+    new = parse_fine_tune_args(
+        ["--optim", "adamw_l2sp", "--l2sp_pretrained", "0.1", "--l2sp_head_weight_decay", "0.01"]
+    )
+    with pytest.warns(FutureWarning) as caught:
+        old = parse_fine_tune_args(
+            ["--optimizer", "adamw_l2sp", "--l2sp_pretrained", "0.1", "--l2sp_novel", "0.01"]
+        )
+    messages = " ".join(str(warning.message) for warning in caught)
+    assert "--optimizer is deprecated" in messages and "--l2sp_novel is deprecated" in messages
+    assert old.training.optim == new.training.optim
+    assert old.fine_tuning.l2sp_head_weight_decay == new.fine_tuning.l2sp_head_weight_decay == 0.01
+    assert old.fine_tuning.l2sp_novel is None
+    assert [type(c) for c in old.fine_tuning.callbacks()] == [type(c) for c in new.fine_tuning.callbacks()]
+
+
+def test_build_fine_tuning_optimizer_serves_a_plain_trainer(tmp_path):
+    """README's use without our Trainer: the optimizer built for L2-SP and LLRD, given to ``transformers.Trainer``,
+    anchors the pretrained weights and decays the rates by depth; training pulls nothing away from the anchors."""
+    from transformers_fine_tuning import AdamWL2SP, build_fine_tuning_optimizer
+
+    model = tiny_model("bert", num_layers=2)
+    pretrained = {name: param.detach().clone() for name, param in model.named_parameters()}
+    args = training_args(tmp_path, learning_rate=1e-3)
+    optimizer = build_fine_tuning_optimizer(model, args, [L2SPCallback(0.1), LLRDCallback(0.5)])
+    assert isinstance(optimizer, AdamWL2SP)
+    rates = sorted({group["lr"] for group in optimizer.param_groups}, reverse=True)
+    assert rates == pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4])  # head, layer 1, layer 0, embeddings
+    transformers.Trainer(
+        model=model, args=args, train_dataset=FirstTokenTask(n=24), optimizers=(optimizer, None)
+    ).train()
+    for group in optimizer.param_groups:
+        for name, param in zip(group["param_names"], group["params"], strict=True):
+            if group["l2sp"] > 0:
+                assert torch.equal(optimizer.state[param]["anchor"], pretrained[name]), name
+                assert not torch.equal(param, pretrained[name]), name  # it trained

@@ -1,4 +1,4 @@
-"""Tiny random models of every supported architecture, built from configs in code."""
+"""Tiny random models of every supported architecture, built from configs in code, and what tests train them with."""
 
 from __future__ import annotations
 
@@ -151,3 +151,14 @@ def training_args(tmp_path, **overrides) -> transformers.TrainingArguments:
     }
     values.update(overrides)
     return transformers.TrainingArguments(**values)
+
+
+class StopAtStep(transformers.TrainerCallback):
+    """Ends training at a given step, as a killed job would (after the checkpoint of that step is saved)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True

@@ -1,26 +1,33 @@
 """Stable fine-tuning of pretrained encoders with the Hugging Face Trainer.
 
-AdamW with L2-SP, layer-wise learning-rate decay, re-initialisation, freezing, Mixout and LoRA, each one argument
-away, a Trainer that builds its optimizer after the model is on its device (CPU, CUDA, TPU), and seed studies
+AdamW with L2-SP, layer-wise learning-rate decay, re-initialisation, freezing, Mixout, LoRA, NoisyTune, weight
+averaging (EMA, SWA), R3F and WiSE-FT, each one argument away, a Trainer that builds its optimizer after the model is on its device (CPU, CUDA, TPU), and seed studies
 that show the distribution of runs.
 
 The package, in the direction the data flows (a module never reaches back up)::
 
     arguments.py      flags or a config file → the run's arguments (HfArgumentParser), a recipe's values under them
     recipes/          the papers' recipes, as YAML
+    textfiles.py      reading a data file's text: the encoding checked, the bad line named
     glue/             the task table; loading (GLUE layout, files, Hub), tokenisation, metrics; the layout written
+    data.py           your own data as a task: files, save_to_disk directories or Hub data sets; labels and metrics
     hub.py            whether the Hub can be reached, known in seconds
     modeling.py       the pretrained model and tokenizer, with a new head for the task
     architectures.py  where each encoder's layer stack, pooler and head live: the table, and discovery
     adapters.py       LoRA adapters (PEFT)
-    surgery.py        re-initialisation, freezing, Mixout: functions on an nn.Module
+    surgery.py        re-initialisation, freezing, Mixout, NoisyTune: functions on an nn.Module
     optim/            AdamWL2SP, and the parameter groups (decay, pretrained or novel, depth)
-    callbacks/        the techniques as Trainer callbacks: check against the plan, surgery, group shaping
+    averaging.py      weight space: EMA and SWA of the training iterates, WiSE-FT's interpolation with θ₀
+    r3f.py            R3F's symmetric KL between predictions on clean and noisy input embeddings
+    callbacks/        the techniques as Trainer callbacks: check against the plan, surgery, group shaping,
+                      loss terms (LossTermCallback), evaluation weights, checkpoint state, after training
     diagnostics/      gradient norms, loss spikes, the non-finite guard, the early-failure and dev-failure tests
     seeds.py          one seed per source of randomness: head, data order, dropout, training subset
     transformers/     TrainerOptimizerInit, and build_fine_tuning_optimizer that it (or any loop) calls
-    evaluation.py     the predictions of each evaluation, kept for the results
+    evaluation.py     the predictions of each evaluation, kept for the results; length-sorted evaluation
     resume.py         resuming from the last complete checkpoint of the same arguments
+    interrupt.py      SIGTERM/SIGINT during training: a checkpoint at the next step boundary, then stop
+    timings.py        where a run's time goes, phase by phase
     results.py        the results.json schema: its one writer and one reader (atomic.py: files written whole)
     fine_tune.py      the job: parse → prepare → run → results.json (tft-fine-tune)
     study/            seed studies: spec → store → backends → statistics → report and plots (tft-study)
@@ -35,14 +42,29 @@ from .architectures import (
     model_layout,
     register_layer_map,
 )
+from .averaging import (
+    WeightAverage,
+    choose_wise_ft_alpha,
+    ema_decay_from_half_life,
+    ema_weight,
+    swa_weight,
+    wise_ft_interpolate,
+)
 from .callbacks import (
+    EMACallback,
     FineTuningCallback,
     FineTuningPlan,
     FreezeCallback,
     L2SPCallback,
     LLRDCallback,
+    LossTermCallback,
     MixoutCallback,
+    NoisyTuneCallback,
+    R3FCallback,
     ReinitCallback,
+    SWACallback,
+    WeightAveragingCallback,
+    WiSEFTCallback,
 )
 from .diagnostics import (
     DevFailureCallback,
@@ -55,7 +77,8 @@ from .diagnostics import (
     prior_loss,
 )
 from .optim import AdamWL2SP, param_groups
-from .surgery import MixoutLinear, apply_mixout, freeze_bottom_layers, reinit_top_layers
+from .r3f import r3f_term, symmetric_kl
+from .surgery import MixoutLinear, apply_mixout, apply_noisytune, freeze_bottom_layers, reinit_top_layers
 from .transformers import TrainerOptimizerInit, build_fine_tuning_optimizer
 
 __version__ = "0.1.0"
@@ -65,6 +88,7 @@ __all__ = [
     "AdamWL2SP",
     "DevFailureCallback",
     "DiagnosticCallback",
+    "EMACallback",
     "EarlyFailureCallback",
     "FineTuningCallback",
     "FineTuningPlan",
@@ -74,21 +98,36 @@ __all__ = [
     "LLRDCallback",
     "LayerMap",
     "LossSpikeCallback",
+    "LossTermCallback",
     "MixoutCallback",
     "MixoutLinear",
     "ModelLayout",
+    "NoisyTuneCallback",
     "NonFiniteGuardCallback",
+    "R3FCallback",
     "ReinitCallback",
+    "SWACallback",
     "TrainerOptimizerInit",
+    "WeightAverage",
+    "WeightAveragingCallback",
+    "WiSEFTCallback",
     "apply_lora",
     "apply_mixout",
+    "apply_noisytune",
     "build_fine_tuning_optimizer",
+    "choose_wise_ft_alpha",
     "discover_layer_map",
+    "ema_decay_from_half_life",
+    "ema_weight",
     "freeze_bottom_layers",
     "grad_norms_by_depth",
     "model_layout",
     "param_groups",
     "prior_loss",
+    "r3f_term",
     "register_layer_map",
     "reinit_top_layers",
+    "swa_weight",
+    "symmetric_kl",
+    "wise_ft_interpolate",
 ]

@@ -12,8 +12,10 @@ rate 2e-5 with a linear schedule and 10 % warm-up, Adam ε 1e-6 and β (0.9, 0.9
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,12 +28,17 @@ from transformers.utils import is_torch_xla_available
 
 from .adapters import PEFT_INSTALL, apply_lora, peft_available
 from .callbacks import (
+    EMACallback,
     FineTuningCallback,
     FreezeCallback,
     L2SPCallback,
     LLRDCallback,
     MixoutCallback,
+    NoisyTuneCallback,
+    R3FCallback,
     ReinitCallback,
+    SWACallback,
+    WiSEFTCallback,
 )
 from .data import CUSTOM_DATA_ARGUMENTS, DATA_SOURCE_ARGUMENTS, check_task_source, task_name_from_data
 from .diagnostics import (
@@ -45,6 +52,7 @@ from .glue.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from .optim import AdamWL2SP
 from .recipes import Recipe, load_recipe
 from .results import PRUNING_TESTS
+from .textfiles import read_mapping_file
 
 __all__ = [
     "DataArguments",
@@ -73,6 +81,14 @@ class ModelArguments:
         default=None, metadata={"help": "Tokenizer id or directory, if not the model's own."}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+
+
+def check_ranges(*checks: tuple[str, Any, bool, str]) -> None:
+    """Refuse the first ``(flag, value, ok, requirement)`` that is not ``ok``, in the user's terms:
+    ``--learning_rate -1.0: must be >= 0``. Checked when the arguments are parsed, before anything is loaded."""
+    for flag, value, ok, requirement in checks:
+        if not ok:
+            raise ValueError(f"{flag} {value}: must be {requirement}.")
 
 
 @dataclass
@@ -158,6 +174,14 @@ class DataArguments:
             "avoid recompilation; elsewhere batches are padded dynamically to their longest example."
         },
     )
+    sort_eval_by_length: bool = field(
+        default=True,
+        metadata={
+            "help": "Evaluate each split longest example first, so a batch is padded to examples of its own "
+            "length: cheaper, with the same metrics, and predictions stored in the split's own order. "
+            "No effect with --pad_to_max_length."
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training examples."}
     )
@@ -176,6 +200,22 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
+        check_ranges(
+            ("--max_seq_length", self.max_seq_length, self.max_seq_length >= 1, ">= 1"),
+            *(
+                (flag, value, value is None or value >= 1, ">= 1 (leave it out for all examples)")
+                for flag, value in (
+                    ("--max_train_samples", self.max_train_samples),
+                    ("--max_eval_samples", self.max_eval_samples),
+                )
+            ),
+            (
+                "--preprocessing_num_workers",
+                self.preprocessing_num_workers,
+                self.preprocessing_num_workers is None or self.preprocessing_num_workers >= 1,
+                ">= 1",
+            ),
+        )
         if self.train_subset_seed is not None and self.max_train_samples is None:
             raise ValueError(
                 "--train_subset_seed draws a subset of --max_train_samples examples: give that too."
@@ -277,8 +317,128 @@ class FineTuningArguments:
             "attention's query and value projections of the model's family)."
         },
     )
+    noisytune: float = field(
+        default=0.0,
+        metadata={
+            "help": "NoisyTune (Wu et al. 2022, Eq. 1): before training, add uniform noise U(-λ/2, λ/2)·std(W) "
+            "to every pretrained matrix W, drawn with --seed; this is λ (0.15 in the paper); 0: off."
+        },
+    )
+    ema_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Keep an exponential moving average of the weights (bias-corrected) with this decay in "
+            "(0, 1); evaluate with it and end training with it (see --weight_average_eval)."
+        },
+    )
+    ema_half_life: float | None = field(
+        default=None,
+        metadata={
+            "help": "The EMA by its half-life instead of --ema_decay: in steps, or below 1 a share of all steps."
+        },
+    )
+    swa_start: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stochastic weight averaging (Izmailov et al. 2018): the uniform average of the weights after "
+            "this many steps (below 1: a share of all steps; 0.75 in the paper); evaluate and end with it."
+        },
+    )
+    swa_every: int = field(default=1, metadata={"help": "With --swa_start: average every N optimizer steps."})
+    weight_average_eval: bool = field(
+        default=True,
+        metadata={
+            "help": "With --ema_decay, --ema_half_life or --swa_start: evaluate with the averaged weights and end "
+            "training with them (the final metrics and the saved model are the average's); false: the "
+            "average is only kept, in the checkpoints."
+        },
+    )
+    r3f_lambda: float = field(
+        default=0.0,
+        metadata={
+            "help": "R3F (Aghajanyan et al. 2021, Eq. 3): add λ times the symmetric KL between the predictions on "
+            "the input embeddings and on noisy ones to the loss (a second forward pass per step); this is λ "
+            "(1.0 in the authors' code); 0: off."
+        },
+    )
+    r3f_eps: float = field(default=1e-5, metadata={"help": "With --r3f_lambda: the noise scale σ."})
+    r3f_noise: str = field(
+        default="normal",
+        metadata={"help": "With --r3f_lambda: N(0, σ²) or U(-σ, σ) noise.", "choices": ["normal", "uniform"]},
+    )
+    wise_ft_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "WiSE-FT (Wortsman et al. 2022, Eq. 1): after training, θ = (1 − α)·θ₀ + α·θ for the "
+            "pretrained weights, with this α in [0, 1] (1: the fine-tuned model)."
+        },
+    )
+    wise_ft_alphas: str | None = field(
+        default=None,
+        metadata={
+            "help": "WiSE-FT with α chosen from this comma-separated grid (e.g. 0,0.25,0.5,0.75,1) by the main "
+            "metric on training data held out for it (--wise_ft_held_out), never on the validation split."
+        },
+    )
+    wise_ft_held_out: float | None = field(
+        default=None,
+        metadata={
+            "help": "With --wise_ft_alphas: the share of the training split set aside (not trained on) to "
+            "choose α (default 0.1)."
+        },
+    )
+    wise_ft_held_out_seed: int = field(
+        default=0,
+        metadata={
+            "help": "With --wise_ft_alphas: the seed that draws the held-out examples (fixed across --seed)."
+        },
+    )
 
     def __post_init__(self) -> None:
+        check_ranges(
+            ("--reinit_layers", self.reinit_layers, self.reinit_layers >= 0, ">= 0"),
+            ("--freeze_layers", self.freeze_layers, self.freeze_layers >= 0, ">= 0"),
+            ("--l2sp_pretrained", self.l2sp_pretrained, self.l2sp_pretrained >= 0, ">= 0"),
+            (
+                "--l2sp_head_weight_decay",
+                self.l2sp_head_weight_decay,
+                self.l2sp_head_weight_decay >= 0,
+                ">= 0",
+            ),
+            (
+                "--layer_decay",
+                self.layer_decay,
+                self.layer_decay is None or 0 < self.layer_decay <= 1,
+                "in (0, 1]",
+            ),
+            ("--mixout", self.mixout, 0 <= self.mixout < 1, "in [0, 1)"),
+        )
+        check_ranges(
+            ("--noisytune", self.noisytune, self.noisytune >= 0, ">= 0"),
+            ("--ema_decay", self.ema_decay, self.ema_decay is None or 0 < self.ema_decay < 1, "in (0, 1)"),
+            (
+                "--ema_half_life",
+                self.ema_half_life,
+                self.ema_half_life is None or self.ema_half_life > 0,
+                "> 0",
+            ),
+            ("--swa_start", self.swa_start, self.swa_start is None or self.swa_start >= 0, ">= 0"),
+            ("--swa_every", self.swa_every, self.swa_every >= 1, ">= 1"),
+            ("--r3f_lambda", self.r3f_lambda, self.r3f_lambda >= 0, ">= 0"),
+            ("--r3f_eps", self.r3f_eps, self.r3f_eps > 0, "> 0"),
+            (
+                "--wise_ft_alpha",
+                self.wise_ft_alpha,
+                self.wise_ft_alpha is None or 0 <= self.wise_ft_alpha <= 1,
+                "in [0, 1]",
+            ),
+            (
+                "--wise_ft_held_out",
+                self.wise_ft_held_out,
+                self.wise_ft_held_out is None or 0 < self.wise_ft_held_out < 1,
+                "in (0, 1)",
+            ),
+        )
         if self.l2sp_novel is not None:
             warnings.warn(
                 "--l2sp_novel is deprecated: use --l2sp_head_weight_decay", FutureWarning, stacklevel=2
@@ -306,6 +466,96 @@ class FineTuningArguments:
                 "--weight_decay."
             )
         self._check_lora()
+        self._check_stabilizers()
+
+    @property
+    def wise_ft_grid(self) -> list[float] | None:
+        """``--wise_ft_alphas`` as numbers (``None`` without it).
+
+        Raises:
+            ValueError: a value that is not a number in [0, 1], or an empty grid.
+        """
+        if self.wise_ft_alphas is None:
+            return None
+        try:
+            grid = [float(value) for value in self.wise_ft_alphas.split(",") if value.strip()]
+        except ValueError:
+            grid = []
+        if not grid or not all(0.0 <= value <= 1.0 for value in grid):
+            raise ValueError(
+                f"--wise_ft_alphas {self.wise_ft_alphas}: must be comma-separated numbers in [0, 1], e.g. 0,0.5,1."
+            )
+        return grid
+
+    @property
+    def wise_ft_held_out_share(self) -> float | None:
+        """The share of the training split held out to choose WiSE-FT's α (``None``: nothing is held out)."""
+        if self.wise_ft_alphas is None:
+            return None
+        return 0.1 if self.wise_ft_held_out is None else self.wise_ft_held_out
+
+    def _check_stabilizers(self) -> None:
+        """NoisyTune's, weight averaging's, R3F's and WiSE-FT's flags: given together where they must be, one
+        weight average, not with adapters where they make no sense."""
+        averages = [
+            flag
+            for flag, used in (
+                ("--ema_decay", self.ema_decay is not None),
+                ("--ema_half_life", self.ema_half_life is not None),
+                ("--swa_start", self.swa_start is not None),
+            )
+            if used
+        ]
+        if len(averages) > 1:
+            raise ValueError(f"{' and '.join(averages)}: one weight average at a time; give one of them.")
+        alone = [
+            (flag, needs)
+            for flag, used, needs in (
+                ("--swa_every", self.swa_every != 1 and self.swa_start is None, "--swa_start"),
+                (
+                    "--weight_average_eval false",
+                    not self.weight_average_eval and not averages,
+                    "a weight average",
+                ),
+                ("--r3f_eps", self.r3f_eps != 1e-5 and self.r3f_lambda == 0, "--r3f_lambda"),
+                ("--r3f_noise", self.r3f_noise != "normal" and self.r3f_lambda == 0, "--r3f_lambda"),
+                (
+                    "--wise_ft_held_out",
+                    self.wise_ft_held_out is not None and self.wise_ft_alphas is None,
+                    "--wise_ft_alphas",
+                ),
+                (
+                    "--wise_ft_held_out_seed",
+                    self.wise_ft_held_out_seed != 0 and self.wise_ft_alphas is None,
+                    "--wise_ft_alphas",
+                ),
+            )
+            if used
+        ]
+        if alone:
+            flag, needs = alone[0]
+            raise ValueError(f"{flag} applies with {needs} only: set {needs} too, or drop {flag}.")
+        if self.wise_ft_alpha is not None and self.wise_ft_alphas is not None:
+            raise ValueError(
+                "--wise_ft_alpha and --wise_ft_alphas: give a fixed α, or a grid to choose it from, not both."
+            )
+        if self.wise_ft_alphas is not None:
+            _ = self.wise_ft_grid  # a malformed grid is refused here, when the flags are parsed
+        if self.lora_r > 0:
+            for flag, used, why in (
+                (
+                    "--noisytune",
+                    self.noisytune > 0,
+                    "the pretrained weights it perturbs are frozen under LoRA",
+                ),
+                (
+                    "--wise_ft_alpha" if self.wise_ft_alpha is not None else "--wise_ft_alphas",
+                    self.wise_ft_alpha is not None or self.wise_ft_alphas is not None,
+                    "the pretrained weights are frozen; interpolating the adapters would scale their update by α²",
+                ),
+            ):
+                if used:
+                    raise ValueError(f"{flag} cannot be combined with --lora_r: {why}. Drop one of the two.")
 
     def _check_lora(self) -> None:
         """LoRA's flags: in range, given together, not combined with what adapters make meaningless."""
@@ -350,8 +600,20 @@ class FineTuningArguments:
         if not peft_available():
             raise ValueError(f"--lora_r needs PEFT, which is not installed: {PEFT_INSTALL}")
 
-    def callbacks(self) -> list[FineTuningCallback]:
-        """The fine-tuning callbacks these options ask for, each named by the flags that asked for it."""
+    def callbacks(
+        self,
+        *,
+        seed: int = 0,
+        pretrained: str | None = None,
+        held_out: Any = None,
+        metric: str | None = None,
+    ) -> list[FineTuningCallback]:
+        """The fine-tuning callbacks these options ask for, each named by the flags that asked for it.
+
+        ``seed`` draws NoisyTune's noise (the job passes ``--seed``); WiSE-FT takes θ₀ from ``pretrained`` (the
+        model's checkpoint) unless AdamWL2SP keeps anchors, and chooses α by ``metric`` on ``held_out`` (the
+        tokenised training examples set aside, :attr:`wise_ft_held_out_share`).
+        """
         callbacks: list[FineTuningCallback] = []
         if self.reinit_layers > 0:
             callback = ReinitCallback(self.reinit_layers, reinit_pooler=self.reinit_pooler)
@@ -368,6 +630,32 @@ class FineTuningArguments:
         if self.l2sp_pretrained > 0:
             callback = L2SPCallback(self.l2sp_pretrained, head_weight_decay=self.l2sp_head_weight_decay)
             callbacks.append(_named(callback, f"--l2sp_pretrained {self.l2sp_pretrained}"))
+        if self.noisytune > 0:
+            callbacks.append(
+                _named(NoisyTuneCallback(self.noisytune, seed=seed), f"--noisytune {self.noisytune}")
+            )
+        use = self.weight_average_eval
+        if self.ema_decay is not None:
+            callbacks.append(
+                _named(EMACallback(self.ema_decay, use_average=use), f"--ema_decay {self.ema_decay}")
+            )
+        if self.ema_half_life is not None:
+            callback = EMACallback(half_life=self.ema_half_life, use_average=use)
+            callbacks.append(_named(callback, f"--ema_half_life {self.ema_half_life}"))
+        if self.swa_start is not None:
+            callback = SWACallback(self.swa_start, every=self.swa_every, use_average=use)
+            callbacks.append(_named(callback, f"--swa_start {self.swa_start}"))
+        if self.r3f_lambda > 0:
+            callback = R3FCallback(self.r3f_lambda, eps=self.r3f_eps, noise=self.r3f_noise)
+            callbacks.append(_named(callback, f"--r3f_lambda {self.r3f_lambda}"))
+        if self.wise_ft_alpha is not None:
+            callback = WiSEFTCallback(self.wise_ft_alpha, pretrained=pretrained)
+            callbacks.append(_named(callback, f"--wise_ft_alpha {self.wise_ft_alpha}"))
+        if self.wise_ft_alphas is not None:
+            callback = WiSEFTCallback(
+                alphas=self.wise_ft_grid, held_out=held_out, metric=metric, pretrained=pretrained
+            )
+            callbacks.append(_named(callback, f"--wise_ft_alphas {self.wise_ft_alphas}"))
         return callbacks
 
     def optimizer_cls_and_kwargs(self, adamw_l2sp: bool) -> tuple[type, dict[str, Any]] | None:
@@ -434,6 +722,24 @@ class DiagnosticsArguments:
             "choices": list(PRUNING_TESTS),
         },
     )
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            (
+                "--grad_norm_steps",
+                self.grad_norm_steps,
+                self.grad_norm_steps is None or self.grad_norm_steps >= 1,
+                ">= 1",
+            ),
+            ("--loss_spike_window", self.loss_spike_window, self.loss_spike_window >= 2, ">= 2"),
+            ("--loss_spike_threshold", self.loss_spike_threshold, self.loss_spike_threshold > 0, "> 0"),
+            (
+                "--early_failure_after",
+                self.early_failure_after,
+                0 < self.early_failure_after <= 1,
+                "in (0, 1]",
+            ),
+        )
 
     def callbacks(
         self,
@@ -504,6 +810,8 @@ class RunArguments:
     max_runs: int = field(default=10, metadata={"help": "With --restarts: the most runs to try."})
 
     def __post_init__(self) -> None:
+        if self.tpu_num_cores is not None and self.tpu_num_cores < 1:
+            raise ValueError(f"--tpu_num_cores {self.tpu_num_cores}: must be >= 1.")
         if self.restarts < 0 or self.max_runs < 1 or self.restarts > self.max_runs:
             raise ValueError(
                 f"--restarts {self.restarts} --max_runs {self.max_runs}: need 0 <= --restarts <= --max_runs and "
@@ -573,6 +881,48 @@ class FineTuneTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         # TrainingArguments knows only the Trainer's optimizers; AdamWL2SP is given to the Trainer explicitly
         # (optimizer_cls_and_kwargs), so the Trainer's own optim setting is never used then.
+        check_ranges(
+            ("--learning_rate", self.learning_rate, self.learning_rate >= 0, ">= 0"),
+            *(
+                (flag, value, value >= 1, ">= 1")
+                for flag, value in (
+                    ("--per_device_train_batch_size", self.per_device_train_batch_size),
+                    ("--per_device_eval_batch_size", self.per_device_eval_batch_size),
+                    ("--gradient_accumulation_steps", self.gradient_accumulation_steps),
+                )
+            ),
+            (
+                "--num_train_epochs",
+                self.num_train_epochs,
+                self.num_train_epochs > 0 or self.max_steps > 0,
+                "> 0",
+            ),
+            (
+                "--max_steps",
+                self.max_steps,
+                self.max_steps == -1 or self.max_steps >= 1,
+                ">= 1 (or -1: by epochs)",
+            ),
+            (
+                "--warmup_steps",
+                self.warmup_steps,
+                self.warmup_steps >= 0,
+                ">= 0 (a count, or below 1 a share)",
+            ),
+            ("--weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0"),
+            ("--adam_epsilon", self.adam_epsilon, self.adam_epsilon > 0, "> 0"),
+            ("--adam_beta1", self.adam_beta1, 0 <= self.adam_beta1 < 1, "in [0, 1)"),
+            ("--adam_beta2", self.adam_beta2, 0 <= self.adam_beta2 < 1, "in [0, 1)"),
+            (
+                "--max_grad_norm",
+                self.max_grad_norm,
+                self.max_grad_norm is None or self.max_grad_norm >= 0,
+                ">= 0",
+            ),
+            ("--logging_steps", self.logging_steps, self.logging_steps > 0, "> 0"),
+            ("--eval_steps", self.eval_steps, self.eval_steps is None or self.eval_steps > 0, "> 0"),
+            ("--save_steps", self.save_steps, self.save_steps > 0, "> 0"),
+        )
         self.adamw_l2sp = str(self.optim) == ADAMW_L2SP
         if self.adamw_l2sp:
             self.optim = "adamw_torch"
@@ -617,6 +967,22 @@ def _known_names() -> set[str]:
     return {f.name for cls in _DATACLASSES for f in fields(cls) if f.init}
 
 
+def _unknown(names: Iterable[str], what: str) -> str | None:
+    """A message naming the unknown argument names, each with its closest known ones; ``None`` if all known."""
+    known = _known_names()
+    accepted = known | {f"no_{name}" for name in known} | {"help"}  # HfArgumentParser's --no_<flag>
+    unknown = [name for name in dict.fromkeys(names) if name not in accepted]
+    if not unknown:
+        return None
+    shown = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=2)
+        shown.append(
+            f"{what}{name}" + (f" (did you mean {' or '.join(what + c for c in close)}?)" if close else "")
+        )
+    return f"unknown {'flag' if what else 'key'}(s) {', '.join(shown)}"
+
+
 def _load_recipe(name: str | None) -> Recipe | None:
     if name is None:
         return None
@@ -634,20 +1000,21 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
         ValueError: unknown recipe, unknown keys, conflicting fine-tuning options.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(_DATACLASSES)
+    parser = HfArgumentParser(_DATACLASSES, allow_abbrev=False)
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         path = Path(argv[0])
-        if not path.is_file():
-            raise FileNotFoundError(f"Config file {path} does not exist.")
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # JSON is YAML
+        values = read_mapping_file(path, "config file")
         recipe = _load_recipe(values.get("recipe"))
         merged = {**(recipe.arguments if recipe else {}), **values}
-        unknown = sorted(set(merged) - _known_names())
+        unknown = _unknown(merged, "")
         if unknown:
-            raise ValueError(f"{path} has unknown key(s) {unknown}; every key must be a fine-tune flag name.")
+            raise ValueError(f"{path}: {unknown}; every key must be a fine-tune flag name (see --help).")
         parsed = parser.parse_dict(merged)
     else:
-        peek = argparse.ArgumentParser(add_help=False)
+        unknown = _unknown((token[2:].split("=", 1)[0] for token in argv if token.startswith("--")), "--")
+        if unknown:
+            raise ValueError(f"{unknown}; --help lists the flags.")
+        peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
         peek.add_argument("--recipe")
         recipe = _load_recipe(peek.parse_known_args(argv)[0].recipe)
         if recipe is not None:
@@ -655,7 +1022,15 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     arguments = FineTuneArguments(*parsed, recipe=recipe)
     _apply_deprecated_optimizer(arguments.fine_tuning, arguments.training)
-    arguments.fine_tuning.check(arguments.training.adamw_l2sp)
+    fine_tuning, training = arguments.fine_tuning, arguments.training
+    fine_tuning.check(training.adamw_l2sp)
+    pull = training.learning_rate * fine_tuning.l2sp_pretrained
+    if pull > 1 and not fine_tuning.l2sp_coupled:
+        raise ValueError(
+            f"--learning_rate {training.learning_rate:g} × --l2sp_pretrained {fine_tuning.l2sp_pretrained:g} = "
+            f"{pull:g} > 1: the decoupled pull θ ← θ − lr·λ·(θ − θ₀) would overshoot the pretrained weights at every "
+            "step. Lower --l2sp_pretrained (typically 0.01 to 1 at a learning rate near 2e-5), or add --l2sp_coupled."
+        )
     return arguments
 
 
@@ -690,10 +1065,10 @@ def xla_launch_requested(argv: list[str] | None = None) -> bool:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-            values = yaml.safe_load(Path(argv[0]).read_text(encoding="utf-8")) or {}
+            values = read_mapping_file(argv[0], "config file")
             recipe = _load_recipe(values.get("recipe"))
             return bool({**(recipe.arguments if recipe else {}), **values}.get("xla_launch", False))
-        parser = HfArgumentParser(RunArguments, add_help=False, exit_on_error=False)
+        parser = HfArgumentParser(RunArguments, add_help=False, exit_on_error=False, allow_abbrev=False)
         recipe = _load_recipe(parser.parse_known_args(argv)[0].recipe)
         if recipe is not None:
             parser.set_defaults(**recipe.arguments)

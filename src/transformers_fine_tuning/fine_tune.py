@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 from transformers import DataCollatorWithPadding, default_data_collator, set_seed
 from transformers.utils import is_torch_xla_available
 
 from .arguments import DataArguments, FineTuneArguments, parse_fine_tune_args, xla_launch_requested
+from .callbacks import WiSEFTCallback
 from .data import load_task_and_datasets
 from .diagnostics import DiagnosticCallback, prior_loss
-from .evaluation import PredictionRecorder
+from .evaluation import PredictionRecorder, sort_by_length
 from .glue import (
     HUB_DATASET,
     GlueTask,
@@ -50,7 +50,8 @@ from .glue import (
     tokenize_dataset,
 )
 from .hub import hub_offline, hub_unreachable, use_local_files_only
-from .modeling import load_model_and_tokenizer, looks_like_local_path
+from .interrupt import InterruptCallback, RunInterrupted, checkpoint_on_signals
+from .modeling import load_model_and_tokenizer, looks_like_local_path, max_input_length
 from .results import (
     PRUNED,
     RESULTS_FILE,
@@ -58,6 +59,7 @@ from .results import (
     ResumedFrom,
     RunResults,
     TaskInfo,
+    WiseFT,
     device_info,
     evaluations_from_log,
     library_versions,
@@ -69,6 +71,7 @@ from .results import (
 )
 from .resume import ResumePlan, plan_resume
 from .seeds import DropoutSeedCallback, subset_indices
+from .timings import Stopwatch, evaluation_runtimes
 from .transformers import TrainerOptimizerInit
 
 __all__ = ["RESTARTS_FILE", "Setup", "main", "parse_fine_tune_args", "prepare", "run", "run_with_restarts"]
@@ -87,8 +90,9 @@ class Setup(NamedTuple):
     majority_baselines: dict[str, dict[str, float]]
     results_path: Path
     resume: ResumePlan
+    interrupts: InterruptCallback
     started_at: datetime
-    start: float
+    stopwatch: Stopwatch
 
 
 def program_name() -> str:
@@ -151,18 +155,66 @@ def _hub_unavailable(args: FineTuneArguments) -> str | None:
     return f"the Hub cannot be reached ({reason})"
 
 
-def prepare(args: FineTuneArguments) -> Setup:
+def _holds_finished_run(results_path: Path) -> bool:
+    """Whether ``results.json`` is there and is not an interrupted run's (which resumes, never blocks)."""
+    if not results_path.exists():
+        return False
+    try:
+        return read_results(results_path).status != "interrupted"
+    except (OSError, ValueError):  # unreadable: someone's results, kept unless --overwrite_results
+        return True
+
+
+WISE_FT_HELD_OUT = "wise_ft_held_out"
+"""The split of training examples set aside to choose WiSE-FT's α (``--wise_ft_alphas``): never trained on."""
+
+
+def _hold_out_for_wise_ft(raw: DatasetDict, args: FineTuneArguments) -> DatasetDict:
+    """``raw`` with ``--wise_ft_held_out`` of its training split moved to :data:`WISE_FT_HELD_OUT` (drawn with
+    ``--wise_ft_held_out_seed``; both parts keep the file's order), when WiSE-FT is to choose α."""
+    share = args.fine_tuning.wise_ft_held_out_share
+    if share is None:
+        return raw
+    train = raw["train"]
+    size = round(share * len(train))
+    if not 0 < size < len(train):
+        raise ValueError(
+            f"--wise_ft_held_out {share}: {size} of the {len(train)} training examples would be held out to "
+            "choose WiSE-FT's α; hold out at least one and train on the rest."
+        )
+    held = subset_indices(len(train), size, args.fine_tuning.wise_ft_held_out_seed)
+    kept = sorted(set(range(len(train))) - set(held))
+    return DatasetDict({**raw, "train": train.select(kept), WISE_FT_HELD_OUT: train.select(held)})
+
+
+def _evaluation_order(
+    tokenized: DatasetDict, eval_splits: list[str], data: DataArguments
+) -> tuple[dict[str, Dataset], dict[str, list[int]]]:
+    """The evaluation splits as the Trainer will see them (longest example first, see
+    :func:`.evaluation.sort_by_length`, unless ``--sort_eval_by_length false`` or every example is padded to one
+    length anyway), and the orders that put their predictions back."""
+    if not data.sort_eval_by_length or data.pad_to_max_length:
+        return {split: tokenized[split] for split in eval_splits}, {}
+    ordered = {split: sort_by_length(tokenized[split]) for split in eval_splits}
+    return {split: dataset for split, (dataset, _) in ordered.items()}, {
+        split: order for split, (_, order) in ordered.items()
+    }
+
+
+def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setup:
     """Everything that can fail on bad input, done before any training time is spent.
+
+    ``stopwatch`` times the phases (see :mod:`.timings`); :func:`main` passes the one it started.
 
     Raises:
         ValueError, OSError: bad input (unknown task, missing files, a finished run in ``--output_dir``, its
             checkpoints made with other arguments, a model that cannot be loaded ...), with the fix.
     """
-    started_at, start = datetime.now(timezone.utc), time.perf_counter()
+    started_at, stopwatch = datetime.now(timezone.utc), stopwatch or Stopwatch()
     data, training = args.data, args.training
     output_dir = Path(training.output_dir)
     results_path = output_dir / RESULTS_FILE
-    finished = results_path.exists()
+    finished = _holds_finished_run(results_path)
     if finished and not args.run.overwrite_results:
         raise ValueError(f"{results_path} exists; pass --overwrite_results or another --output_dir.")
     # Static shapes pay only on XLA, where every new shape is a recompilation.
@@ -171,6 +223,7 @@ def prepare(args: FineTuneArguments) -> Setup:
     resume = plan_resume(output_dir, training.resume_from_checkpoint, args.to_dict(), start_over=finished)
 
     offline = _hub_unavailable(args)
+    stopwatch.lap("checks_s")
     try:  # a GLUE task from its table, or a task of your own data found in it; either is a Task
         task, raw = load_task_and_datasets(data, cache_dir=args.model.cache_dir)
     except ConnectionError:
@@ -189,6 +242,8 @@ def prepare(args: FineTuneArguments) -> Setup:
             for split, limit in limits.items()
         }
     )
+    raw = _hold_out_for_wise_ft(raw, args)
+    stopwatch.lap("data_s")
 
     if training.data_seed is None:  # the data order gets its own generator, whatever re-seeds the others
         training.data_seed = training.seed
@@ -204,7 +259,15 @@ def prepare(args: FineTuneArguments) -> Setup:
         if offline is None:
             raise
         raise OSError(f"{error} {_offline_example(task)}") from None
+    limit = max_input_length(model, tokenizer)
+    if limit is not None and data.max_seq_length > limit:
+        raise ValueError(
+            f"--max_seq_length {data.max_seq_length}: {args.model.model_name_or_path} takes at most {limit} "
+            f"tokens (its position embeddings, or its tokenizer's model_max_length); use --max_seq_length {limit} "
+            "or less"
+        )
     model = args.fine_tuning.apply_adapters(model)  # LoRA (--lora_r): adapters drawn from the same seed
+    stopwatch.lap("model_s")
     with training.main_process_first(desc="tokenisation"):
         tokenized = tokenize_dataset(
             raw,
@@ -217,19 +280,30 @@ def prepare(args: FineTuneArguments) -> Setup:
     baselines = {
         split: majority_baseline(task, raw["train"]["label"], raw[split]["label"]) for split in eval_splits
     }
-    predictions = PredictionRecorder(make_compute_metrics(task), eval_splits, regression=task.is_regression)
+    evaluated, orders = _evaluation_order(tokenized, eval_splits, data)
+    stopwatch.lap("tokenize_s")
+    predictions = PredictionRecorder(
+        make_compute_metrics(task), eval_splits, regression=task.is_regression, orders=orders
+    )
+    interrupts = InterruptCallback()
     trainer = TrainerOptimizerInit(
         model=model,
         args=training,
         train_dataset=tokenized["train"],
-        eval_dataset={split: tokenized[split] for split in eval_splits},
+        eval_dataset=evaluated,
         processing_class=tokenizer,
         data_collator=default_data_collator if data.pad_to_max_length else DataCollatorWithPadding(tokenizer),
         compute_metrics=predictions.compute_metrics,
         callbacks=[
+            interrupts,
             *([] if training.dropout_seed is None else [DropoutSeedCallback(training.dropout_seed)]),
             predictions,
-            *args.fine_tuning.callbacks(),
+            *args.fine_tuning.callbacks(
+                seed=training.seed,
+                pretrained=args.model.model_name_or_path,
+                held_out=tokenized.get(WISE_FT_HELD_OUT),
+                metric=task.main_metric,
+            ),
             *args.diagnostics.callbacks(
                 prior_loss(raw["train"]["label"], regression=task.is_regression),
                 metric=task.main_metric,
@@ -239,36 +313,99 @@ def prepare(args: FineTuneArguments) -> Setup:
         ],
         optimizer_cls_and_kwargs=args.fine_tuning.optimizer_cls_and_kwargs(training.adamw_l2sp),
     )
+    stopwatch.lap("trainer_s")
     return Setup(
-        task, raw, eval_splits, trainer, predictions, baselines, results_path, resume, started_at, start
+        task,
+        raw,
+        eval_splits,
+        trainer,
+        predictions,
+        baselines,
+        results_path,
+        resume,
+        interrupts,
+        started_at,
+        stopwatch,
     )
 
 
 def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOptimizerInit, RunResults]:
-    """One fine-tuning run: prepare (unless done), train, evaluate, write ``results.json``."""
-    setup = setup or prepare(args)
-    task, trainer, resume, eval_splits = setup.task, setup.trainer, setup.resume, setup.eval_splits
+    """One fine-tuning run: prepare (unless done), train, evaluate, write ``results.json``.
 
+    Raises:
+        RunInterrupted: SIGTERM or SIGINT during training; a checkpoint was saved at the step boundary and
+            ``results.json`` says ``interrupted`` (see :mod:`.interrupt`): run again to resume.
+    """
+    setup = setup or prepare(args)
+    trainer, resume = setup.trainer, setup.resume
     if trainer.is_world_process_zero():
         resume.apply(args.training.output_dir)
         if resume.checkpoint is not None:
             print(
                 f"{program_name()}: resuming from {resume.checkpoint} (step {resume.step})", file=sys.stderr
             )
-    train_result = trainer.train(
-        resume_from_checkpoint=None if resume.checkpoint is None else str(resume.checkpoint)
-    )
-    step = trainer.state.global_step
-    evaluations = evaluations_from_log(trainer.state.log_history, eval_splits)
-    # the evaluation at the last step, if the schedule made one (one log entry per evaluation split), else now
-    final = {evaluation.split: evaluation.metrics for evaluation in evaluations if evaluation.step == step}
-    if set(final) != set(eval_splits):
-        final = split_metrics(trainer.evaluate(), eval_splits)
-        evaluations = evaluations_from_log(trainer.state.log_history, eval_splits)
-    if args.run.save_final_model:
-        trainer.save_model()
+    stopwatch = setup.stopwatch
+    stopwatch.lap("other_s")
+    with checkpoint_on_signals(setup.interrupts):
+        train_result = trainer.train(
+            resume_from_checkpoint=None if resume.checkpoint is None else str(resume.checkpoint)
+        )
+    stopwatch.lap("training_s")
+    evaluations_s = evaluation_runtimes(trainer.state.log_history, after_step=resume.step or 0)
+    stopwatch.move(sum(evaluations_s), "training_s", "evaluation_s")
+    interrupted = setup.interrupts.signum
+    if interrupted is None:
+        metrics = _final_metrics(trainer, setup.eval_splits)
+        stopwatch.lap("final_evaluation_s")
+        if args.run.save_final_model:
+            trainer.save_model()
+            stopwatch.lap("save_s")
+    else:
+        metrics = {}  # no final evaluation: the machine may have seconds left
+    stopwatch.lap("other_s")  # the results' own time is what no phase accounts for
+    results = _results(args, setup, train_result.metrics, metrics, evaluations_s)
+    if trainer.is_world_process_zero():
+        write_results(setup.results_path, results)
+        if interrupted is None:
+            value = results.main_metric.value
+            shown = "n/a" if value is None else f"{value:.4f}"
+            print(f"{program_name()}: {setup.task.main_metric} {shown} -> {setup.results_path}")
+        else:
+            print(
+                f"{program_name()}: interrupted by signal {interrupted}; checkpoint at step "
+                f"{setup.interrupts.stopped_at} in {args.training.output_dir}: run the same command to resume",
+                file=sys.stderr,
+            )
+    if interrupted is not None:
+        raise RunInterrupted(interrupted, setup.interrupts.stopped_at)
+    return trainer, results
 
-    metrics = {split: final[split] for split in eval_splits}
+
+def _final_metrics(trainer: TrainerOptimizerInit, eval_splits: list[str]) -> dict[str, dict[str, Any]]:
+    """The metrics of the evaluation at the last step, if the schedule made one (one log entry per evaluation
+    split), else of an evaluation now."""
+    step = trainer.state.global_step
+    final = {
+        e.split: e.metrics
+        for e in evaluations_from_log(trainer.state.log_history, eval_splits)
+        if e.step == step
+    }
+    # after WiSE-FT the model is no longer the one the last evaluation saw
+    if set(final) != set(eval_splits) or _wise_ft(trainer) is not None:
+        final = split_metrics(trainer.evaluate(), eval_splits)
+    return {split: final[split] for split in eval_splits}
+
+
+def _results(
+    args: FineTuneArguments,
+    setup: Setup,
+    train_metrics: dict[str, Any],
+    metrics: dict[str, dict[str, Any]],
+    evaluations_s: list[float],
+) -> RunResults:
+    """The run's results, as ``results.json`` will hold them; no ``metrics`` means interrupted."""
+    task, trainer, resume, eval_splits = setup.task, setup.trainer, setup.resume, setup.eval_splits
+    step = trainer.state.global_step
     main_split = eval_splits[0]
     diagnostics = {}
     for callback in trainer.callback_handler.callbacks:
@@ -276,9 +413,10 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
             diagnostics.update(callback.report())
     non_finite = diagnostics.get("non_finite")
     pruned = next((test for test in PRUNED if (diagnostics.get(test) or {}).get("stopped")), None)
-    predictions = setup.predictions.predictions_at(step)
+    predictions = setup.predictions.predictions_at(step) if metrics else {}
+    judged = bool(metrics)
     results = RunResults(
-        status="completed",
+        status="completed" if judged else "interrupted",
         task=task.name,
         model=args.model.model_name_or_path,
         model_type=trainer.model.config.model_type,
@@ -287,24 +425,34 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
         data_seed=args.training.data_seed,
         dropout_seed=args.training.dropout_seed,
         train_subset_seed=args.data.train_subset_seed,
-        main_metric=MainMetric(task.main_metric, main_split, metrics[main_split].get(task.main_metric)),
-        failed=bool(non_finite or pruned)
-        or is_failed_run(task, metrics[main_split], setup.majority_baselines[main_split]),
+        main_metric=MainMetric(
+            task.main_metric, main_split, metrics.get(main_split, {}).get(task.main_metric)
+        ),
+        failed=judged
+        and (
+            bool(non_finite or pruned)
+            or is_failed_run(task, metrics[main_split], setup.majority_baselines[main_split])
+        ),
         stopped_early="non_finite" if non_finite else pruned,
         metrics=metrics,
         majority_baseline=setup.majority_baselines,
-        evaluations=evaluations,
+        evaluations=evaluations_from_log(trainer.state.log_history, eval_splits),
         train_loss_history=losses_from_log(trainer.state.log_history),
-        train_metrics=train_result.metrics,
+        train_metrics=train_metrics,
         num_examples={split: len(setup.raw[split]) for split in setup.raw},
         global_step=step,
-        wall_time_s=time.perf_counter() - setup.start,
+        wall_time_s=setup.stopwatch.total_s(),
         started_at=setup.started_at.isoformat(),
         finished_at=datetime.now(timezone.utc).isoformat(),
         resumed_from=None if resume.checkpoint is None else ResumedFrom(str(resume.checkpoint), resume.step),
         device=device_info(args.training.device, args.training.world_size),
         versions=library_versions(),
         arguments=args.to_dict(),
+        effective={
+            "max_seq_length": args.data.max_seq_length,
+            "pad_to_max_length": args.data.pad_to_max_length,
+            "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__,
+        },
         diagnostics=diagnostics,
         predictions=predictions,
         task_info=TaskInfo(
@@ -313,6 +461,12 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
             label_names=[] if task.is_regression else list(task.label_names),
             text_columns=list(task.text_columns),
         ),
+        wise_ft=_wise_ft_results(_wise_ft(trainer), setup),
+        timings={
+            **setup.stopwatch.phases,
+            "evaluations_s": evaluations_s,
+            "total_s": setup.stopwatch.total_s(),
+        },
         per_class_f1={}
         if task.is_regression
         else {
@@ -320,15 +474,32 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
             for split, values in predictions.items()
         },
     )
-    results = RunResults.from_dict(
-        results.to_dict()
-    )  # as JSON has it: what run returns is what the file holds
-    if trainer.is_world_process_zero():
-        write_results(setup.results_path, results)
-        value = results.main_metric.value
-        shown = "n/a" if value is None else f"{value:.4f}"
-        print(f"{program_name()}: {task.main_metric} {shown} -> {setup.results_path}")
-    return trainer, results
+    return RunResults.from_dict(results.to_dict())  # as JSON has it: what run returns is what the file holds
+
+
+def _wise_ft(trainer: TrainerOptimizerInit) -> WiSEFTCallback | None:
+    """The WiSE-FT callback that interpolated the trained model, if one did."""
+    return next(
+        (
+            callback
+            for callback in trainer.callback_handler.callbacks
+            if isinstance(callback, WiSEFTCallback) and callback.alpha_chosen is not None
+        ),
+        None,
+    )
+
+
+def _wise_ft_results(callback: WiSEFTCallback | None, setup: Setup) -> WiseFT | None:
+    if callback is None:
+        return None
+    return WiseFT(
+        alpha=callback.alpha_chosen,
+        alphas=list(callback.scores),
+        scores=list(callback.scores.values()),
+        metric=callback.metric,
+        held_out_examples=len(setup.raw[WISE_FT_HELD_OUT]) if WISE_FT_HELD_OUT in setup.raw else 0,
+        source=callback.source,
+    )
 
 
 RESTARTS_FILE = "restarts.json"
@@ -340,13 +511,14 @@ def _stop_on_bad_input(error: Exception) -> NoReturn:
     raise SystemExit(2) from None
 
 
-def run_with_restarts(args: FineTuneArguments) -> dict[str, Any]:
+def run_with_restarts(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> dict[str, Any]:
     """Restart until success (Devlin et al. 2019, Sec. 4.1: several restarts on small data sets): runs with
     seeds ``--seed``, ``--seed + 1``, … — each in ``<output_dir>/seed-<k>`` — until ``--restarts`` of them have
     not failed or ``--max_runs`` were tried. The data order follows the seed unless ``--data_seed`` is given.
 
     ``<output_dir>/restarts.json`` (rewritten after every run) holds each run's seed, verdict and time, and the
-    compute spent per success. Started again, runs that finished are read back, not repeated.
+    compute spent per success. Started again, runs that finished are read back, not repeated. ``stopwatch``
+    (see :func:`prepare`) times the first run prepared; the others start their own.
     """
     training = args.training
     root, first_seed, data_seed = training.output_dir, training.seed, training.data_seed
@@ -360,11 +532,14 @@ def run_with_restarts(args: FineTuneArguments) -> dict[str, Any]:
             training.output_dir = str(Path(root) / f"seed-{seed}")
             try:
                 results = read_results(training.output_dir)
+                if results.status != "completed":
+                    raise ValueError("interrupted: resume it")
             except (OSError, ValueError):
                 try:
-                    setup = prepare(args)
+                    setup = prepare(args, stopwatch)
                 except (ValueError, OSError) as error:
                     _stop_on_bad_input(error)
+                stopwatch = None
                 results = run(args, setup)[1]
             runs.append(
                 {
@@ -398,19 +573,26 @@ def run_with_restarts(args: FineTuneArguments) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments and run; bad input ends here with one line on stderr and exit status 2."""
+    """Parse the arguments (``argv``, else the command line) and run; bad input ends here with one line on
+    stderr and exit status 2. Run as the program (no ``argv``), the timings' ``startup_s`` is the process's
+    age — the interpreter and the imports; called with ``argv`` from a running process, it is 0."""
     try:
         if not os.environ.get(_LAUNCHED) and xla_launch_requested(argv):
             _xla_launch(argv)  # before parsing, which starts the XLA runtime; each process parses
             return 0
+        stopwatch = Stopwatch(since_process_start=argv is None)
         args = parse_fine_tune_args(argv)
-        setup = None if args.run.restarts else prepare(args)
+        stopwatch.lap("parse_s")
+        setup = None if args.run.restarts else prepare(args, stopwatch)
     except (ValueError, OSError) as error:
         _stop_on_bad_input(error)
-    if setup is None:
-        run_with_restarts(args)
-    else:
-        run(args, setup)
+    try:
+        if setup is None:
+            run_with_restarts(args, stopwatch)
+        else:
+            run(args, setup)
+    except RunInterrupted as interrupted:
+        return interrupted.exit_status
     return 0
 
 

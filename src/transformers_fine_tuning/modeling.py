@@ -11,7 +11,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from .glue import Task
 from .hub import hub_offline
 
-__all__ = ["load_model_and_tokenizer", "looks_like_local_path"]
+__all__ = ["load_model_and_tokenizer", "looks_like_local_path", "max_input_length"]
 
 
 def looks_like_local_path(name: str) -> bool:
@@ -87,3 +87,22 @@ def load_model_and_tokenizer(
     except (OSError, ValueError) as error:
         raise _load_error("model weights", model_name_or_path, error) from error
     return model, tokenizer
+
+
+_NO_LIMIT = 1_000_000  # tokenizers without a known limit report a huge model_max_length (int(1e30))
+
+
+def max_input_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The most tokens the model takes: its absolute position embeddings (less RoBERTa's padding offset: its
+    positions start after the padding index) and the tokenizer's ``model_max_length``, whichever is smaller;
+    ``None`` when neither says (relative positions without a tokenizer limit)."""
+    limits = []
+    config = model.config
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and getattr(config, "position_biased_input", True):  # DeBERTa-v2: relative positions only
+        embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+        padding_idx = getattr(embeddings, "padding_idx", None)
+        limits.append(positions - (padding_idx + 1 if isinstance(padding_idx, int) else 0))
+    if 0 < tokenizer.model_max_length < _NO_LIMIT:
+        limits.append(tokenizer.model_max_length)
+    return min(limits) if limits else None

@@ -10,8 +10,8 @@ Version history (``schema_version``):
 * **2** — evaluations per split (:class:`Evaluation`: ``step``, ``epoch``, ``split``, ``metrics``), the
   checkpoint a resumed run continued from (``resumed_from``), the final predictions on each evaluation split
   (``predictions``), what the task is (``task_info``: GLUE's or your own data's, its labels) and each class's
-  final F1 (``per_class_f1``). Version-1 files are read and upgraded; files without the last two read with
-  their defaults.
+  final F1 (``per_class_f1``), WiSE-FT's α and its held-out scores (``wise_ft``). Version-1 files are read
+  and upgraded; files without the last three read with their defaults.
 
 A file of a version this package does not know is refused with :class:`ResultsVersionError`, naming both
 versions. Files are written atomically (:mod:`.atomic`): a reader never sees half a file, a crash never leaves
@@ -48,6 +48,7 @@ __all__ = [
     "ResumedFrom",
     "RunResults",
     "TaskInfo",
+    "WiseFT",
     "device_info",
     "evaluations_from_log",
     "library_versions",
@@ -115,6 +116,27 @@ class ResumedFrom:
 
 
 @dataclass(frozen=True)
+class WiseFT:
+    """WiSE-FT's interpolation θ = (1 − α)·θ₀ + α·θ after training (``--wise_ft_alpha``/``--wise_ft_alphas``).
+
+    Attributes:
+        alpha: the α the final model has (given, or chosen on the held-out examples).
+        alphas, scores: the grid it was chosen from and each α's ``metric`` on the held-out examples (empty when
+            α was given).
+        metric: the metric that chose it (the task's main metric), ``None`` when α was given.
+        held_out_examples: the training examples set aside to choose it (not trained on), 0 when α was given.
+        source: where θ₀ came from: ``anchors`` (AdamWL2SP's), ``checkpoint`` (the pretrained model), ``copy``.
+    """
+
+    alpha: float
+    alphas: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    metric: str | None = None
+    held_out_examples: int = 0
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class TaskInfo:
     """What the run learnt: the task's kind, its labels (as the model config's ``id2label`` has them) and texts.
 
@@ -136,7 +158,8 @@ class RunResults:
     """Everything one fine-tuning run reports; the content of its ``results.json``.
 
     Attributes:
-        status: ``completed``.
+        status: ``completed``, or ``interrupted`` (SIGTERM/SIGINT: a checkpoint was saved, no final evaluation,
+            ``metrics`` empty, ``failed`` not judged; the run resumes from it and it never counts as finished).
         task, model, model_type, recipe: what was fine-tuned (``recipe`` ``None`` without ``--recipe``).
         seed, data_seed: the head-initialisation seed and the data-order seed; ``dropout_seed`` and
             ``train_subset_seed`` when given (see :mod:`.seeds`).
@@ -157,10 +180,19 @@ class RunResults:
         device, versions: where it ran, with which libraries.
         arguments: every argument of the run, by group (``model``, ``data``, ``fine_tuning``, ...).
         diagnostics: the reports of the diagnostic callbacks (``--diagnostics``), by name.
+        effective: what was used where it can differ from what was asked: ``max_seq_length``,
+            ``pad_to_max_length`` (resolved for the device), ``optimizer`` (the class the Trainer built).
         predictions: per evaluation split, the model's prediction for each example at the final evaluation,
             in the split's order (class indices; STS-B: scores) — what churn between seeds compares.
         task_info: the task's kind, labels and text columns (``None`` in files written before it).
         per_class_f1: per evaluation split, the final F1 of each class by label name (classification).
+        wise_ft: WiSE-FT's α and held-out scores, ``None`` without WiSE-FT; the final metrics are then the
+            interpolated model's.
+        timings: where the run's time went, in seconds (see :mod:`.timings`): ``startup_s`` (interpreter and
+            imports), ``parse_s``, ``data_s``, ``model_s``, ``tokenize_s``, ``trainer_s`` (building the Trainer),
+            ``training_s`` (the training loop without its evaluations), ``evaluation_s`` (the evaluations during
+            training; ``evaluations_s`` each of them), ``final_evaluation_s``, ``save_s``, ``other_s`` (what no
+            phase accounts for) and ``total_s`` (their sum: the process's time up to writing the results).
     """
 
     status: str
@@ -191,9 +223,12 @@ class RunResults:
     versions: dict[str, str] = field(default_factory=dict)
     arguments: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    effective: dict[str, Any] = field(default_factory=dict)
     predictions: dict[str, list[float]] = field(default_factory=dict)
     task_info: TaskInfo | None = None
     per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)
+    wise_ft: WiseFT | None = None
+    timings: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -251,6 +286,8 @@ class RunResults:
             values["resumed_from"] = None if resumed is None else ResumedFrom(**resumed)
             task_info = values.get("task_info")
             values["task_info"] = None if task_info is None else TaskInfo(**task_info)
+            wise_ft = values.get("wise_ft")
+            values["wise_ft"] = None if wise_ft is None else WiseFT(**wise_ft)
             values["schema_version"] = SCHEMA_VERSION
             return cls(**{key: value for key, value in values.items() if key in known})
         except (TypeError, KeyError, AttributeError) as error:

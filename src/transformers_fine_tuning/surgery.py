@@ -8,16 +8,18 @@ its L2-SP anchors see the final model) and returns the names of the parameters i
 * :func:`freeze_bottom_layers` — freeze the embeddings and the bottom layers.
 * :func:`apply_mixout` — Lee et al. 2020, "Mixout: Effective Regularization to Finetune Large-scale
   Pretrained Language Models", Eq. 2.
+* :func:`apply_noisytune` — Wu et al. 2022, "NoisyTune: A Little Noise Can Help You Finetune Pretrained
+  Language Models Better", Eq. 1.
 
-Under adapters (a PEFT model: the pretrained weights frozen, only the adapters trained) re-initialisation and
-Mixout are refused — they act on pretrained weights that the adapters leave frozen — and freezing freezes
+Under adapters (a PEFT model: the pretrained weights frozen, only the adapters trained) re-initialisation,
+Mixout and NoisyTune are refused — they act on pretrained weights that the adapters leave frozen — and freezing freezes
 the adapters of the bottom layers (see each function).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,7 @@ from torch import Tensor, nn
 
 from .architectures import LayerMap, ModelLayout, model_layout
 
-__all__ = ["MixoutLinear", "apply_mixout", "freeze_bottom_layers", "reinit_top_layers"]
+__all__ = ["MixoutLinear", "apply_mixout", "apply_noisytune", "freeze_bottom_layers", "reinit_top_layers"]
 
 logger = logging.getLogger(__name__)
 
@@ -214,3 +216,76 @@ def apply_mixout(
         setattr(model.get_submodule(parent_name), child, MixoutLinear(module, p))
         replaced.append(name)
     return replaced
+
+
+@torch.no_grad()
+def apply_noisytune(
+    model: nn.Module,
+    noise_lambda: float = 0.15,
+    *,
+    seed: int = 0,
+    exclude: Iterable[str] = (),
+    clean: MutableMapping[str, Tensor] | None = None,
+    layer_map: LayerMap | None = None,
+) -> list[str]:
+    """Perturb the pretrained parameters with uniform noise scaled by each one's own spread (NoisyTune).
+
+    Wu et al. 2022, Eq. 1: before fine-tuning, every parameter matrix W of the pretrained model becomes::
+
+        W̃ = W + U(−λ/2, λ/2) · std(W)
+
+    elementwise independent uniform noise, scaled by the standard deviation of that matrix's own entries
+    (``torch.std``, with Bessel's correction, as the authors' code computes it), λ = 0.15 by default (their best
+    value). It counters the pretrained weights' overfitting to the pretraining tasks by a small, per-matrix
+    calibrated perturbation before fine-tuning starts.
+
+    Which parameters: every *trainable pretrained* parameter with at least two entries — weight matrices,
+    embeddings, biases and LayerNorm parameters alike, as the authors' code perturbs every parameter (a
+    constant one, e.g. a LayerNorm gain of ones, has std 0 and stays as it is). Left out: the new task head and
+    the names in ``exclude`` (re-initialised layers: not pretrained; noise on a random draw is another random
+    draw), frozen parameters (frozen means unchanged) and one-element parameters (no std). ALBERT's shared
+    layer is one set of matrices and is perturbed once.
+
+    The uniform draws come from a CPU generator seeded with ``seed``, in the model's parameter order — the same
+    draws on CPU, CUDA and TPU, and none taken from the global RNG (the head's initialisation and the dropout
+    masks of a seed are the same with and without NoisyTune); the scale std(W) is computed where W lives.
+    Pass ``clean`` (a dict) to receive each perturbed parameter's value before the noise, e.g. as L2-SP anchors:
+    :class:`~transformers_fine_tuning.NoisyTuneCallback` makes L2-SP pull toward those clean pretrained
+    weights, not toward the noisy ones (the noise moves the starting point, not the prior).
+
+    Refused for a model with adapters (PEFT): the weights it would perturb are frozen there, so the noise would
+    stay for the whole run instead of being trained from.
+
+    Returns:
+        The names of the perturbed parameters (also logged, with λ and the seed, at INFO level).
+    """
+    if noise_lambda < 0.0:
+        raise ValueError(f"NoisyTune's noise intensity λ must be >= 0, got {noise_lambda}.")
+    layout = model_layout(model, layer_map)
+    _refuse_adapters(
+        layout,
+        "apply NoisyTune to",
+        "its pretrained weights are frozen, so the noise would stay in them for the whole run.",
+    )
+    excluded = set(exclude)
+    targets = [
+        (name, param)
+        for name, param in model.named_parameters()
+        if param.requires_grad and param.numel() >= 2 and not layout.is_head(name) and name not in excluded
+    ]
+    # every std at once: one host synchronisation (one graph on XLA), not one per parameter
+    stds = torch.stack([param.float().std() for _, param in targets]).tolist() if targets else []
+    generator = torch.Generator().manual_seed(seed)
+    for (name, param), std in zip(targets, stds, strict=True):
+        noise = (torch.rand(param.shape, generator=generator) - 0.5) * (noise_lambda * std)
+        if clean is not None:  # on the host: no device memory, and no lazy XLA tensor of the old values
+            clean[name] = param.detach().to("cpu", copy=True)
+        param.add_(noise.to(param.device, param.dtype))
+    perturbed = [name for name, _ in targets]
+    logger.info(
+        "NoisyTune: uniform noise U(-λ/2, λ/2)·std(W) added to %d pretrained parameters (λ = %g, seed %d).",
+        len(perturbed),
+        noise_lambda,
+        seed,
+    )
+    return perturbed

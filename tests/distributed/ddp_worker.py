@@ -1,6 +1,7 @@
 """One rank of a data-parallel fine-tune.py run (started by torchrun): runs the script's own steps, then writes
-a digest of this rank's final weights, optimizer groups and L2-SP anchors to ``<output_dir>/rank<R>.json``, so
-the test can check that every rank ends with identical weights and was given identical groups and anchors."""
+a digest of this rank's final weights, optimizer groups, L2-SP anchors and weight average to
+``<output_dir>/rank<R>.json``, so the test can check that every rank ends with identical weights and was given
+identical groups, anchors and averages."""
 
 from __future__ import annotations
 
@@ -32,7 +33,15 @@ def main() -> None:
     anchors = [
         optimizer.state[p]["anchor"] for g in optimizer.param_groups for p in g["params"] if g.get("l2sp")
     ]
+    averages = [  # a weight average's tensors (EMA, SWA), if the run kept one
+        tensor
+        for callback in trainer.callback_handler.callbacks
+        if getattr(callback, "average", None) is not None
+        for tensor in callback.average.averages
+    ]
     report = {
+        "averages": digest(averages),
+        "num_averages": len(averages),
         "rank": trainer.args.process_index,
         "world_size": trainer.args.world_size,
         "weights": digest(trainer.model.state_dict().values()),

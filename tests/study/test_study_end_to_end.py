@@ -16,7 +16,7 @@ from matplotlib import image
 from transformers_fine_tuning.results import MainMetric, RunResults, write_results
 from transformers_fine_tuning.study import StudyStore, execute_run, load_spec
 from transformers_fine_tuning.study.cli import main
-from transformers_fine_tuning.study.runner import _existing_results
+from transformers_fine_tuning.study.runner import finished_results
 
 
 def test_tiny_study_from_command_to_table_and_plots(write_study, capsys):
@@ -59,6 +59,10 @@ def test_tiny_study_from_command_to_table_and_plots(write_study, capsys):
     assert "# Seed study `tiny`" in markdown and "**Verdict, rte:**" in markdown
     assert re.search(r"\| devlin2019 \(baseline\)( ⚠)? \| 3 \|", markdown)  # ⚠ when (almost) all failed
     assert "![final metric of every run](plots/rte-final.png)" in markdown
+    # where the time went: every run's timings, within the wall time the runner measured around it
+    assert "## Where the time went" in markdown and "| training |" in markdown
+    for run in runs:
+        assert 0 < run.timings["training_s"] < run.timings["total_s"] <= run.wall_time_s
     for name in ("rte-final.png", "rte-curves.png"):
         picture = spec.output_dir / "plots" / name
         assert picture.stat().st_size > 15_000 and image.imread(picture).shape[0] > 400
@@ -94,9 +98,10 @@ def test_a_run_that_raises_is_an_error_and_the_others_go_on(write_study, tmp_pat
         recipes=["llrd"],
         seeds=[0],
     )
-    assert main(["run", str(path), "--in-process", "--max-attempts", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "rte-missing/llrd/seed0-data0: error" in out and "some runs ended in an error" in out
+    assert main(["run", str(path), "--in-process", "--max-attempts", "2"]) == 1  # runs ended in an error
+    captured = capsys.readouterr()
+    assert "rte-missing/llrd/seed0-data0: error" in captured.out
+    assert "1 run(s) ended in an error" in captured.err
     spec = load_spec(path)
     with StudyStore(spec.store_path) as store:
         runs = {run.run_id: run for run in store.runs()}
@@ -110,9 +115,9 @@ def test_a_run_that_raises_is_an_error_and_the_others_go_on(write_study, tmp_pat
         ("rte-missing", "0", "1"),
     ]
     # a second invocation tries the errored run again, up to --max-attempts attempts in all
-    assert main(["run", str(path), "--in-process", "--max-attempts", "2"]) == 0
+    assert main(["run", str(path), "--in-process", "--max-attempts", "2"]) == 1
     assert "1 re-queued" in capsys.readouterr().out
-    assert main(["run", str(path), "--in-process", "--max-attempts", "2"]) == 0
+    assert main(["run", str(path), "--in-process", "--max-attempts", "2"]) == 1
     assert "0 re-queued; 0 to run" in capsys.readouterr().out
     with StudyStore(spec.store_path) as store:
         assert {run.run_id: run.attempts for run in store.runs()}["rte-missing/llrd/seed0-data0"] == 2
@@ -154,8 +159,8 @@ def test_only_results_of_the_same_configuration_are_taken(write_study):
     )  # fmt: skip
     write_results(directory / "results.json", results)
     (directory / "study-run.json").write_text(json.dumps({"config_hash": "another configuration"}))
-    assert _existing_results(cell) is None
+    assert finished_results(cell) is None
     (directory / "study-run.json").write_text(json.dumps({"config_hash": cell.config_hash}))
-    assert _existing_results(cell) == results
+    assert finished_results(cell) == results
     (directory / "results.json").write_text('{"seed": 0}')  # not a results file: run again
-    assert _existing_results(cell) is None
+    assert finished_results(cell) is None

@@ -78,7 +78,7 @@ def test_l2sp_reinit_llrd_with_adamwl2sp_train_the_model_on_xla(
         args=xla_training_args(max_steps=4),
         train_dataset=fixed_length_tokens(n=32, length=16),
         optimizer_cls_and_kwargs=(AdamWL2SP, {"eps": 1e-6}),
-        callbacks=[ReinitCallback(1), L2SPCallback(0.1, novel=0.01), LLRDCallback(0.8)],
+        callbacks=[ReinitCallback(1), L2SPCallback(0.1, head_weight_decay=0.01), LLRDCallback(0.8)],
     )
     assert trainer.args.device == xla_device
     trainer.train()

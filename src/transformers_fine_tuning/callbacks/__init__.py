@@ -1,14 +1,29 @@
 """Trainer callbacks for stable fine-tuning, run by :class:`~transformers_fine_tuning.TrainerOptimizerInit`."""
 
-from .base import FineTuningCallback, FineTuningPlan
+from .base import FineTuningCallback, FineTuningPlan, LossTermCallback
 from .fine_tuning import FreezeCallback, L2SPCallback, LLRDCallback, MixoutCallback, ReinitCallback
+from .stabilizers import (
+    EMACallback,
+    NoisyTuneCallback,
+    R3FCallback,
+    SWACallback,
+    WeightAveragingCallback,
+    WiSEFTCallback,
+)
 
 __all__ = [
+    "EMACallback",
     "FineTuningCallback",
     "FineTuningPlan",
     "FreezeCallback",
     "L2SPCallback",
     "LLRDCallback",
+    "LossTermCallback",
     "MixoutCallback",
+    "NoisyTuneCallback",
+    "R3FCallback",
     "ReinitCallback",
+    "SWACallback",
+    "WeightAveragingCallback",
+    "WiSEFTCallback",
 ]

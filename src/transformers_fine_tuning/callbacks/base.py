@@ -12,22 +12,40 @@ Trainer has no event (as Composer has an explicit event for surgery before the o
 3. :meth:`FineTuningCallback.param_group_options` — keyword arguments for
    :func:`~transformers_fine_tuning.param_groups` while the optimizer is built.
 
+And, for techniques that act while or after the model trains:
+
+4. :meth:`FineTuningCallback.evaluation_context` — the weights every evaluation and prediction sees (weight
+   averaging swaps its average in);
+5. :meth:`FineTuningCallback.checkpoint_state` / :meth:`~FineTuningCallback.load_checkpoint_state` — tensors
+   that travel in every checkpoint (in its ``optimizer.pt``) and come back on ``resume_from_checkpoint``;
+6. :meth:`FineTuningCallback.after_train` — a last change to the model once ``train()`` is done (WiSE-FT);
+7. :class:`LossTermCallback` — a term added to the training loss (R3F): one protocol,
+   :meth:`LossTermCallback.loss_term`, which ``TrainerOptimizerInit.compute_loss`` sums and logs.
+
 The Trainer only runs them, in :attr:`~FineTuningCallback.surgery_stage` order; each callback brings its own
 checks, so a new technique needs no change to the Trainer.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from torch import nn
+from torch import Tensor, nn
 from transformers import TrainerCallback
 
 from ..architectures import LayerMap, ModelLayout
 from ..optim.adamwl2sp import AdamWL2SP
 
-__all__ = ["ADAMW_OPTIMS", "FineTuningCallback", "FineTuningPlan", "OptimizerSetup"]
+__all__ = [
+    "ADAMW_OPTIMS",
+    "FineTuningCallback",
+    "FineTuningPlan",
+    "LossTermCallback",
+    "OptimizerSetup",
+    "keeps_anchors",
+]
 
 #: ``--optim`` values for which a run that needs anchors may switch to AdamWL2SP without surprising anyone.
 ADAMW_OPTIMS = ("adamw_torch", "adamw_torch_fused")
@@ -66,19 +84,35 @@ class FineTuningPlan:
             by discovery.
         novel: names of backbone parameters that are no longer pretrained (re-initialised).
         reinit_layers: indices of the stack layers a callback re-initialises (set by the checks).
-        frozen_layers: indices of the stack layers a callback freezes (set by the checks).
         needs_anchors: a callback needs an optimizer that keeps L2-SP anchors.
         checked: the callbacks checked so far, in order (to name them in messages, to refuse repeats).
         prepared: ids of the callbacks whose surgery this model has received.
+        anchors: explicit L2-SP anchors by parameter name — the clean pretrained values of parameters that
+            surgery perturbed (NoisyTune), so that L2-SP pulls toward the pretrained weights, not toward the
+            noise; used (and then emptied) when the optimizer is built.
+        trainer: the Trainer that runs the plan, for checks that depend on its arguments or data (``None`` when
+            the callbacks are run by hand).
     """
 
     layer_map: LayerMap | None = None
     novel: set[str] = field(default_factory=set)
     reinit_layers: set[int] = field(default_factory=set)
-    frozen_layers: set[int] = field(default_factory=set)
     needs_anchors: bool = False
     checked: list[FineTuningCallback] = field(default_factory=list)
     prepared: set[int] = field(default_factory=set)
+    anchors: dict[str, Tensor] = field(default_factory=dict)
+    trainer: Any = None
+
+
+def keeps_anchors(plan: FineTuningPlan, optimizer: OptimizerSetup) -> bool:
+    """Whether the optimizer will hold L2-SP anchors: a callback asks for them, or AdamWL2SP is given with
+    ``l2sp > 0``."""
+    given = optimizer.optimizer_cls
+    return plan.needs_anchors or (
+        isinstance(given, type)
+        and issubclass(given, AdamWL2SP)
+        and float(optimizer.optimizer_kwargs.get("l2sp", 0.0)) > 0.0
+    )
 
 
 class FineTuningCallback(TrainerCallback):
@@ -93,6 +127,9 @@ class FineTuningCallback(TrainerCallback):
     surgery_stage: ClassVar[int] = 0
     #: True when the technique needs an optimizer that keeps L2-SP anchors (AdamWL2SP).
     requires_anchors: ClassVar[bool] = False
+    #: False for a technique that neither changes the model before its optimizer exists nor shapes its groups
+    #: (a loss term, weight averaging, WiSE-FT): it works with a ready-made optimizer (``optimizers=``) too.
+    needs_optimizer_build: ClassVar[bool] = True
 
     option: str | None = None
     _bound: bool = False
@@ -118,7 +155,7 @@ class FineTuningCallback(TrainerCallback):
             raise ValueError(
                 f"{name} and {repeated.describe()}: each fine-tuning technique may be given once."
             )
-        if optimizer.ready_made:
+        if optimizer.ready_made and self.needs_optimizer_build:
             raise ValueError(
                 f"{name} must act before the optimizer is built, but `optimizers=` passed a ready-made one. Pass "
                 "optimizer_cls_and_kwargs=(cls, kwargs) instead."
@@ -167,6 +204,27 @@ class FineTuningCallback(TrainerCallback):
         """Keyword arguments this technique passes to :func:`transformers_fine_tuning.param_groups`."""
         return {}
 
+    def evaluation_context(self, model: nn.Module) -> AbstractContextManager[None]:
+        """The weights every evaluation and prediction of ``model`` runs with: entered around each evaluation
+        loop (weight averaging swaps its average in and back out). Default: the model as it is."""
+        return nullcontext()
+
+    def checkpoint_state(self) -> dict[str, Any] | None:
+        """What this technique must keep across a resumed run (tensors, numbers, strings), or ``None``.
+
+        ``TrainerOptimizerInit`` puts it into the optimizer's state dict (torch's state-dict hooks), so every
+        checkpoint's ``optimizer.pt`` carries it — on every device and launcher the Trainer saves optimizers
+        with — and hands it back to :meth:`load_checkpoint_state` on ``resume_from_checkpoint``."""
+        return None
+
+    def load_checkpoint_state(self, state: dict[str, Any] | None) -> None:
+        """Take back what :meth:`checkpoint_state` saved (``None``: the checkpoint holds nothing of this
+        technique). Called while the optimizer state loads, before ``on_train_begin``."""
+
+    def after_train(self, trainer: Any) -> None:
+        """Change the trained model once the Trainer's ``train()`` is done, on every process (WiSE-FT); the
+        Trainer is given for evaluation or prediction."""
+
     def on_train_begin(self, args, state, control, **kwargs):
         if not self._bound:
             raise RuntimeError(
@@ -175,3 +233,53 @@ class FineTuningCallback(TrainerCallback):
                 "would silently ignore it. Use TrainerOptimizerInit(...) with the same arguments, or call the "
                 "functional form (e.g. reinit_top_layers, param_groups) in your own loop."
             )
+
+
+class LossTermCallback(FineTuningCallback):
+    """A technique that adds a term to the training loss: the one protocol for loss terms (R3F is one).
+
+    ``TrainerOptimizerInit.compute_loss`` calls :meth:`loss_term` after the model's forward pass on every
+    training micro-batch and adds what it returns, so a new regulariser needs no change to the Trainer. The
+    term enters as ``term − term.detach()``: zero in value, the term's gradient in the backward pass. So the
+    loss the Trainer logs (``loss``, ``results.json``'s training-loss history, what the diagnostics test) stays
+    the task loss, comparable across recipes, while the gradient is that of the task loss plus the term; the
+    term's own value is logged beside it as ``loss_term/<term_name>`` (its mean over the micro-batches since
+    the last log, averaged over processes). It is scaled with the task loss (gradient accumulation, several
+    GPUs) as the Trainer scales that. Evaluation runs without it (``model.training`` is false there).
+    """
+
+    #: The name the term is logged under: ``loss_term/<term_name>``.
+    term_name: ClassVar[str] = "term"
+    needs_optimizer_build = False
+    _term_sum: Tensor | None = None
+    _term_count: int = 0
+
+    def loss_term(
+        self, model: nn.Module, inputs: dict[str, Any], outputs: Any, loss: Tensor
+    ) -> Tensor | None:
+        """The term to add to ``loss`` for this micro-batch, or ``None`` to add nothing.
+
+        Args:
+            model: the model being trained, without a data-parallel wrapper (a second forward pass through it
+                adds no synchronisation of its own; the gradients of both passes are all-reduced together).
+            inputs: the batch as the model received it (``labels`` removed if the Trainer took them out).
+            outputs: the model's outputs on it (``outputs["logits"]``).
+            loss: the task loss the Trainer computed from them.
+        """
+        raise NotImplementedError
+
+    def observe_term(self, term: Tensor) -> None:
+        """Record one micro-batch's term for the log (on its device: no host synchronisation per step)."""
+        detached = term.detach().float()
+        self._term_sum = detached if self._term_sum is None else self._term_sum + detached
+        self._term_count += 1
+
+    def pop_term_mean(self) -> Tensor | None:
+        """The mean of the terms recorded since the last call (``None`` if none was), and reset."""
+        total, count = self._term_sum, self._term_count
+        self._term_sum, self._term_count = None, 0
+        return None if total is None else total / count
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        self._term_sum, self._term_count = None, 0

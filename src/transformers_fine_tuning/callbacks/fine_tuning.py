@@ -93,7 +93,6 @@ class FreezeCallback(FineTuningCallback):
                 f"{reinit.describe()} and {self.describe()} overlap on a {layout.num_layers}-layer model: a "
                 "re-initialised layer would stay frozen at its random values. Re-initialise or freeze fewer layers."
             )
-        plan.frozen_layers.update(frozen)
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
         surgery.freeze_bottom_layers(

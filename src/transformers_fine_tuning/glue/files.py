@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, DatasetDict
 
+from ..textfiles import check_text_file
 from .tasks import GlueFile, GlueTask, get_task
 
 logger = logging.getLogger(__name__)
@@ -61,9 +63,12 @@ def _parse_label(task: GlueTask, value: str, where: str) -> int | float:
     """The Hub encoding of a label as written in a GLUE file: class index, or float score for STS-B."""
     if task.file_labels is None:
         try:
-            return float(value)
+            score = float(value)
         except ValueError:
             raise ValueError(f"{where}: expected a float score, found {value!r}") from None
+        if not math.isfinite(score):
+            raise ValueError(f"{where}: the score {value!r} is not a finite number; fix or drop the row")
+        return score
     try:
         return task.file_labels.index(value)
     except ValueError:
@@ -84,6 +89,7 @@ def read_glue_rows(path: str | Path, task: str | GlueTask, split: str) -> list[d
     task = get_task(task)
     file = task.file_for(split)
     path = Path(path)
+    check_text_file(path)
     rows: list[dict[str, Any]] = []
     skipped: list[int] = []
     with path.open(encoding="utf-8-sig", newline="") as stream:
@@ -121,6 +127,10 @@ def read_glue_rows(path: str | Path, task: str | GlueTask, split: str) -> list[d
             )
             row["idx"] = len(rows)
             rows.append(row)
+    if not rows:
+        raise ValueError(
+            f"{path} holds no rows{' (only its header)' if file.has_header else ''}: a split needs examples"
+        )
     if skipped:
         logger.warning(
             "%s: skipped %d malformed row(s) with a number of columns other than %d, at line(s) %s",

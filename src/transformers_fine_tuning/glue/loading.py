@@ -14,7 +14,9 @@ from typing import Any
 
 import datasets
 from datasets import Dataset, DatasetDict
+from datasets.exceptions import DatasetGenerationError
 
+from ..textfiles import check_text_file
 from .files import load_glue_dir
 from .tasks import HUB_DATASET, GlueTask, get_task
 
@@ -152,8 +154,21 @@ def read_table(path: str | Path, *, cache_dir: str | Path | None = None, directo
             f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(_BUILDERS)}"
             + (f", {directories}" if directories else "")
         )
+    check_text_file(path)
     name, options = builder
-    return datasets.load_dataset(name, data_files=str(path), split="train", cache_dir=cache_dir, **options)
+    try:
+        table = datasets.load_dataset(
+            name, data_files=str(path), split="train", cache_dir=cache_dir, **options
+        )
+    except (DatasetGenerationError, ValueError) as error:  # "corresponds to no data", a malformed row, ...
+        cause = error.__cause__ or error
+        reason = " ".join(str(cause).split())[:300] or type(cause).__name__
+        if "corresponds to no data" in reason or "no data" in reason:
+            raise ValueError(f"{path} holds no rows (at most a header): a split needs examples") from None
+        raise ValueError(f"{path}: cannot be read as {name.upper()} ({reason})") from None
+    if table.num_rows == 0:
+        raise ValueError(f"{path} holds no rows (at most a header): a split needs examples")
+    return table
 
 
 def is_missing(value: Any) -> bool:
@@ -169,9 +184,12 @@ def _encode_label(task: GlueTask, value: Any, where: str, unlabelled: bool) -> i
         raise ValueError(f"{where}: the label is empty; only a test file may have unlabelled rows")
     if task.is_regression:
         try:
-            return float(value)
+            score = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{where}: expected a float score as label, found {value!r}") from None
+        if not math.isfinite(score):
+            raise ValueError(f"{where}: the score {value!r} is not a finite number; fix or drop the row")
+        return score
     names = ", ".join(f"{index} = {name!r}" for index, name in enumerate(task.label_names))
     if isinstance(value, str):
         if value in task.label_names:

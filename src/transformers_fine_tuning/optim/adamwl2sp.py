@@ -186,7 +186,7 @@ class AdamWL2SP(Optimizer):
             raise ValueError(
                 f"lr * l2sp = {group['lr'] * group['l2sp']:g} > 1: the decoupled pull θ ← θ − lr·l2sp·(θ − θ₀) "
                 "would overshoot the anchor every step and diverge. Lower l2sp (typical values are 0.01 to 1 "
-                "with lr around 2e-5), or use coupled=True."
+                "with lr around 2e-5), or use coupled=True (fine-tune: --l2sp_coupled)."
             )
         if group["l2sp"] > 0.0:
             self._record_anchors(group)

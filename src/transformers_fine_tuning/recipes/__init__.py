@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..textfiles import read_mapping_file
 
 __all__ = ["RECIPES_DIR", "Recipe", "available_recipes", "load_recipe"]
 
@@ -54,8 +54,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
             f"Unknown recipe {str(name_or_path)!r}: the shipped recipes are {', '.join(available_recipes())}; "
             "or pass the path of a YAML file with `description`, `source` and `arguments`."
         )
-    content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(content, dict) or not isinstance(content.get("arguments", {}), dict):
+    content = read_mapping_file(path, "recipe file")
+    if not isinstance(content.get("arguments", {}), dict):
         raise ValueError(
             f"Recipe file {path} must be a mapping with an `arguments` mapping of argument values."
         )

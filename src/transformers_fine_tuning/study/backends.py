@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .progress import Progress
-from .runner import ISOLATIONS, RunOutcome, _die_with_parent, execute_run
+from .runner import INTERRUPT_GRACE_S, ISOLATIONS, RunOutcome, _die_with_parent, execute_run
 from .spec import RunCell
 from .store import CRASHED, ERROR, Owner, StudyStore
 from .worker import record_outcome, work_loop
@@ -250,7 +250,7 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
                 process.send_signal(signal.SIGTERM)  # each worker gives its claim back and exits
             for process in processes.values():
                 try:
-                    process.wait(timeout=60)
+                    process.wait(timeout=INTERRUPT_GRACE_S + 60)  # each run gets its checkpoint first
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
@@ -296,12 +296,14 @@ def run_ray(store_path: str | Path, options: ExecutionOptions, progress: Progres
     started_here = False
     if not ray.is_initialized():
         init: dict[str, Any] = {
-            "address": options.address,
+            # no --address: a fresh local instance, never a cluster someone else left running on this machine
+            # (Ray's own default joins any it finds); RAY_ADDRESS still names one explicitly
+            "address": options.address or os.environ.get("RAY_ADDRESS") or "local",
             "include_dashboard": False,
             "log_to_driver": False,  # run output stays in the runs' logs; the console shows progress
             "runtime_env": {"env_vars": _forwarded_environment()},
         }
-        if options.address is None and options.ray_num_cpus is not None:
+        if init["address"] == "local" and options.ray_num_cpus is not None:
             init["num_cpus"] = options.ray_num_cpus
         ray.init(**init)
         started_here = True

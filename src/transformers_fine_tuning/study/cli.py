@@ -6,6 +6,7 @@
     tft-study summary study.yaml | STUDY_DIR [--baseline RECIPE]   # summary.md + summary.csv
     tft-study plot    study.yaml | STUDY_DIR          # plots/<task>-final.png, -curves.png, -expected-max.png
     tft-study pruning study.yaml | STUDY_DIR          # precision, recall, compute saved of the early tests
+    tft-study rebuild study.yaml                      # a new store from the run directories
 
 ``run`` on a study that already ran resumes it: completed runs are skipped, crashed and errored runs run
 again (from their last checkpoint, when they saved any). Flags given to ``run`` override the file's keys;
@@ -22,9 +23,9 @@ from typing import Any
 
 from ..results import PRUNING_TESTS
 from .backends import BACKENDS, ExecutionOptions
-from .pipeline import counts_line, run_study, study_directory, write_plots, write_summary
+from .pipeline import counts_line, rebuild_store, run_study, study_directory, write_plots, write_summary
 from .pruning import measure_pruning, render_pruning
-from .spec import STORE_FILE, load_spec
+from .spec import STORE_FILE, StudySpec, load_spec
 from .store import COMPLETED, CRASHED, ERROR, PENDING, RUNNING, StudyStore
 from .worker import interrupt_on_sigterm
 
@@ -148,9 +149,15 @@ def _parser() -> argparse.ArgumentParser:
         ("summary", "write summary.md and summary.csv"),
         ("plot", "draw the plots"),
         ("pruning", "how well the early tests predict the final verdicts (a study run without pruning)"),
+        ("rebuild", "a new store from the run directories (a damaged store is moved aside first)"),
     ):
         command = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        command.add_argument("study", help="study file, study directory, or its study.sqlite")
+        command.add_argument(
+            "study",
+            help="the study file"
+            if name == "rebuild"
+            else "study file, study directory, or its study.sqlite",
+        )
         if name == "summary":
             command.add_argument("--baseline", help="the recipe to test against (default: the study's)")
             command.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
@@ -160,6 +167,29 @@ def _parser() -> argparse.ArgumentParser:
                 help="how many runs are expected to reach it (default: the study's)",
             )
     return parser
+
+
+def _changes(spec: StudySpec, study_dir: Path, study_file: str) -> None:
+    """What the study file now describes that the store does not hold: new runs, changed ones, dropped ones."""
+    cells = {cell.run_id: cell for cell in spec.cells()}
+    with StudyStore(study_dir / STORE_FILE) as store:
+        rows = {run.run_id: run for run in store.runs()}
+    new = [run_id for run_id in cells if run_id not in rows]
+    changed = [
+        run_id
+        for run_id, run in rows.items()
+        if run_id in cells and not cells[run_id].same_config(run.config_hash)
+    ]
+    dropped = [run_id for run_id in rows if run_id not in cells]
+    if not (new or changed or dropped):
+        return
+    print(
+        f"\nthe study file changed since the store was last run: {len(new)} new run(s), {len(changed)} with other "
+        f"arguments, {len(dropped)} dropped; `{program_name()} run {study_file}` takes the new ones"
+        + (" (and --rerun-changed the changed ones)" if changed else "")
+    )
+    for run_id in changed[:5]:
+        print(f"  changed: {run_id}")
 
 
 def _status(study_dir: Path) -> None:
@@ -250,12 +280,23 @@ def main(argv: list[str] | None = None) -> int:
                 stale_after_s=options.stale_after,
                 report=not options.no_report,
             )
-            if counts.error or counts.crashed:
-                print(f"[{spec.name}] some runs ended in an error: {program_name()} status {spec.output_dir}")
+            failed = counts.error + counts.crashed
+            if failed:
+                print(
+                    f"{program_name()}: {failed} run(s) ended in an error; see `{program_name()} status "
+                    f"{spec.output_dir}`, fix the cause and run again (--retry for fresh attempts)",
+                    file=sys.stderr,
+                )
+                return 1
+            return 0
+        if options.command == "rebuild":
+            rebuild_store(load_spec(options.study))
             return 0
         study_dir = study_directory(options.study)
         if options.command == "status":
             _status(study_dir)
+            if Path(options.study).suffix in (".yaml", ".yml", ".json"):
+                _changes(load_spec(options.study), study_dir, options.study)
         elif options.command == "summary":
             for path in write_summary(
                 study_dir,

@@ -10,6 +10,7 @@ step from the store alone, at any time, also while the study is still running.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -18,11 +19,19 @@ from .backends import ExecutionOptions, run_local, run_ray, run_sequential
 from .plots import plot_paths, plot_study
 from .progress import Progress
 from .report import write_report
-from .runner import validate_cells
+from .runner import finished_results, validate_cells
 from .spec import STORE_FILE, Restarts, RunCell, StudySpec, load_spec
 from .store import COMPLETED, PENDING, RUNNING, RunRecord, StoreCounts, StudyStore
 
-__all__ = ["counts_line", "restart_cells", "run_study", "study_directory", "write_plots", "write_summary"]
+__all__ = [
+    "counts_line",
+    "rebuild_store",
+    "restart_cells",
+    "run_study",
+    "study_directory",
+    "write_plots",
+    "write_summary",
+]
 
 _BACKENDS = {"sequential": run_sequential, "local": run_local, "ray": run_ray}
 
@@ -67,10 +76,7 @@ def run_study(
     pool = spec.cells()
     validate_cells(pool, options.script)
     with StudyStore(spec.store_path) as store:
-        store.set_meta("spec", spec.to_dict())
-        store.set_meta("recipes", [recipe.name for recipe in spec.recipes])
-        store.set_meta("tasks", [task.name for task in spec.tasks])
-        store.set_meta("baseline", spec.baseline)
+        _describe_study(store, spec)
         cells = pool if spec.restarts is None else restart_cells(store, pool, spec.restarts)
         added = store.sync(cells, rerun_changed=rerun_changed)
         crashed = store.reclaim_dead(stale_after_s=stale_after_s)
@@ -130,6 +136,45 @@ def restart_cells(store: StudyStore, pool: Sequence[RunCell], restarts: Restarts
         untaken = [cell for cell in cells if cell.run_id not in known]
         chosen += taken + untaken[:more]
     return sorted(chosen, key=lambda cell: cell.position)
+
+
+def rebuild_store(spec: StudySpec, stream: TextIO | None = None) -> StoreCounts:
+    """A new store for ``spec`` from its run directories: every run whose directory holds the finished
+    ``results.json`` of its configuration is recorded completed, the others pending. An existing store is
+    moved aside first (``study.sqlite.replaced-<time>``, with its WAL files), never deleted."""
+    stream = stream or sys.stdout
+    store_path = spec.store_path
+    if store_path.exists():
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            old = store_path.with_name(store_path.name + suffix)
+            if old.exists():
+                old.rename(old.with_name(f"{store_path.name}.replaced-{stamp}{suffix}"))
+        print(f"[{spec.name}] moved the old store aside: {store_path}.replaced-{stamp}", file=stream)
+    cells = spec.cells()
+    with StudyStore(store_path) as store:
+        _describe_study(store, spec)
+        store.sync(cells)
+        recovered = 0
+        for cell in cells:
+            results = finished_results(cell)
+            if results is not None:
+                store.record_completed(cell.run_id, results)
+                recovered += 1
+        counts = store.counts()
+    print(
+        f"[{spec.name}] rebuilt {store_path}: {recovered} finished run(s) recovered from {spec.output_dir / 'runs'}, "
+        f"{counts.pending} to run",
+        file=stream,
+    )
+    return counts
+
+
+def _describe_study(store: StudyStore, spec: StudySpec) -> None:
+    store.set_meta("spec", spec.to_dict())
+    store.set_meta("recipes", [recipe.name for recipe in spec.recipes])
+    store.set_meta("tasks", [task.name for task in spec.tasks])
+    store.set_meta("baseline", spec.baseline)
 
 
 def study_directory(study: str | Path | StudySpec) -> Path:

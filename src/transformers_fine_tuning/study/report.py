@@ -21,6 +21,7 @@ import numpy as np
 
 from ..atomic import write_text_atomic
 from .churn import Churn, pairwise_churn
+from .costs import StudyCosts, render_costs, study_costs
 from .expected_max import ExpectedMax, expected_max_curve, runs_to_reach
 from .stats import Comparison, Description, compare, describe, holm
 from .store import COMPLETED, CRASHED, ERROR, RunRecord
@@ -557,9 +558,10 @@ def render_markdown(
     counts_line: str = "",
     plots: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     target_score: float | None = None,
+    costs: StudyCosts | None = None,
 ) -> str:
     """The Markdown report: the verdicts, then per task its tables and the plots (``plots[task]`` is a list of
-    (caption, relative path))."""
+    (caption, relative path)), then where the study's time went (``costs``)."""
     lines = [f"# Seed study `{title}`", ""]
     if counts_line:
         lines += [counts_line, ""]
@@ -577,6 +579,8 @@ def render_markdown(
     for task in list(dict.fromkeys(summary.task for summary in summaries)):
         group = [summary for summary in summaries if summary.task == task]
         lines += _task_sections(group, (plots or {}).get(task, ()), target_score)
+    if costs is not None:
+        lines += render_costs(costs)
     return "\n".join(lines)
 
 
@@ -606,7 +610,12 @@ def write_report(
     markdown = write_text_atomic(
         output_dir / "summary.md",
         render_markdown(
-            summaries, title=title, counts_line=counts_line, plots=plots, target_score=target_score
+            summaries,
+            title=title,
+            counts_line=counts_line,
+            plots=plots,
+            target_score=target_score,
+            costs=study_costs(runs),
         ),
     )
     write_expected_max_csv(summaries, output_dir / "expected_max.csv")

@@ -43,7 +43,15 @@ from typing import Any
 from ..results import RESULTS_FILE, RunResults, read_results, write_json_atomic
 from .spec import RunCell
 
-__all__ = ["ISOLATIONS", "RunOutcome", "execute_run", "find_script", "load_job", "validate_cells"]
+__all__ = [
+    "ISOLATIONS",
+    "RunOutcome",
+    "execute_run",
+    "find_script",
+    "finished_results",
+    "load_job",
+    "validate_cells",
+]
 
 ISOLATIONS = ("subprocess", "in-process")
 JOB_MODULE = "transformers_fine_tuning.fine_tune"
@@ -133,15 +141,16 @@ def _marker(cell: RunCell) -> dict[str, Any] | None:
         return None
 
 
-def _existing_results(cell: RunCell) -> RunResults | None:
+def finished_results(cell: RunCell) -> RunResults | None:
     """The results of an earlier attempt of this very configuration, if it finished."""
     marker = _marker(cell)
-    if marker is None or marker.get("config_hash") != cell.config_hash:
+    if marker is None or not cell.same_config(marker.get("config_hash")):
         return None
     try:
-        return read_results(Path(cell.output_dir) / RESULTS_FILE)
+        results = read_results(Path(cell.output_dir) / RESULTS_FILE)
     except (OSError, ValueError):
         return None
+    return results if results.status == "completed" else None  # an interrupted run resumes
 
 
 def _resolve_prctl():
@@ -180,18 +189,33 @@ def _run_subprocess(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             preexec_fn=_die_with_parent if _PRCTL is not None else None,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the study, which passes it on once
         )
         try:
             returncode = process.wait()
-        except BaseException:  # interrupted: stop the run with the study
-            process.kill()
-            process.wait()
+        except BaseException:  # interrupted: the run checkpoints at its next step boundary, then stops
+            _stop(process)
             raise
     if returncode == 0:
         return None
     tail = log_path.read_text(encoding="utf-8", errors="replace")[-_ERROR_TAIL_CHARS:]
     reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
     return f"fine-tune ended with {reason}; the end of {log_path}:\n{tail}"
+
+
+INTERRUPT_GRACE_S = 120.0
+"""How long an interrupted study waits for its run to save a checkpoint and stop, before it kills the run."""
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the run (which saves a resumable checkpoint at its next step boundary), then wait for it;
+    kill it after :data:`INTERRUPT_GRACE_S`, or at once on a second interrupt."""
+    try:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=INTERRUPT_GRACE_S)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        process.kill()
+        process.wait()
 
 
 def _run_in_process(argv: list[str], script: Path | None) -> str | None:
@@ -232,7 +256,7 @@ def execute_run(
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation must be one of {ISOLATIONS}, not {isolation!r}")
     start, host = time.perf_counter(), platform.node()
-    recovered = _existing_results(cell)
+    recovered = finished_results(cell)
     if recovered is not None:
         return RunOutcome(cell.run_id, "completed", recovered, None, time.perf_counter() - start, host)
     try:
@@ -241,7 +265,7 @@ def execute_run(
         directory.mkdir(parents=True, exist_ok=True)
         marker = _marker(cell)
         argv = cell.fine_tune_argv()
-        if marker is not None and marker.get("config_hash") != cell.config_hash:
+        if marker is not None and not cell.same_config(marker.get("config_hash")):
             argv += ["--resume_from_checkpoint", "false"]  # checkpoints of another configuration
         # results of another configuration must not pass for this one's if this attempt dies half-way
         (directory / RESULTS_FILE).unlink(missing_ok=True)

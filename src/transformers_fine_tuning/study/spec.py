@@ -48,12 +48,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..data import DATA_SOURCE_ARGUMENTS, check_task_source
 from ..glue import get_task, is_glue_task
 from ..recipes import load_recipe
 from ..results import PRUNING_TESTS
+from ..textfiles import read_mapping_file
 
 __all__ = [
     "DEFAULT_ARGUMENTS",
@@ -63,6 +62,8 @@ __all__ = [
     "StudySpec",
     "TaskEntry",
     "arguments_to_flags",
+    "canonical_arguments",
+    "config_hash",
     "load_spec",
     "parse_seeds",
     "spec_from_mapping",
@@ -125,7 +126,11 @@ class RunCell:
         position: the cell's place in the execution order (seeds outermost, so that a study stopped
             half-way has about as many seeds for every recipe).
         argv: the fine-tune job's arguments, without the output directory.
-        config_hash: a hash of ``argv`` and of the recipe file's values.
+        config_hash: a hash of the arguments (as flag → values, whatever their order) and of the recipe
+            file's values (:func:`config_hash`).
+        legacy_hash: the order-sensitive hash that stores written before it used (to recognise their runs).
+
+    ``same_config(hash)`` says whether a stored hash is this configuration's.
         output_dir: the run's own directory, where ``results.json`` is written.
     """
 
@@ -140,6 +145,14 @@ class RunCell:
     output_dir: str
     subset_seed: int | None = None
     dropout_seed: int | None = None
+    legacy_hash: str = field(default="", compare=False)
+
+    def same_config(self, stored_hash: str | None) -> bool:
+        """Whether ``stored_hash`` (a store's row, a run directory's marker) is this configuration's."""
+        return stored_hash is not None and stored_hash in (
+            self.config_hash,
+            self.legacy_hash or self.config_hash,
+        )
 
     def fine_tune_argv(self) -> list[str]:
         """The complete argument list of this run's fine-tune job."""
@@ -217,11 +230,7 @@ class StudySpec:
                         *([] if subset_seed is None else ["--train_subset_seed", str(subset_seed)]),
                         *([] if dropout_seed is None else ["--dropout_seed", str(dropout_seed)]),
                     )
-                    digest = hashlib.sha256(
-                        json.dumps(
-                            {"argv": argv, "recipe": recipe_values[recipe.name]}, sort_keys=True
-                        ).encode()
-                    ).hexdigest()[:16]
+                    digest = config_hash(argv, recipe_values[recipe.name])
                     run_id = f"{task.name}/{recipe.name}/seed{seed}-data{data_seed}" + "".join(
                         f"-{axis}{value}"
                         for axis, value in (("subset", subset_seed), ("dropout", dropout_seed))
@@ -240,6 +249,7 @@ class StudySpec:
                             output_dir=str(self.output_dir / "runs" / run_id),
                             subset_seed=subset_seed,
                             dropout_seed=dropout_seed,
+                            legacy_hash=_hash({"argv": argv, "recipe": recipe_values[recipe.name]}),
                         )
                     )
         return cells
@@ -300,6 +310,29 @@ def parse_seeds(value: int | str | Iterable[int | str]) -> tuple[int, ...]:
     if not seeds:
         raise ValueError("a study needs at least one seed")
     return tuple(dict.fromkeys(seeds))
+
+
+def _hash(content: Any) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def canonical_arguments(argv: Iterable[str]) -> dict[str, list[str]]:
+    """``["--b", "1", "--a", "x", "--b", "2"]`` -> ``{"a": ["x"], "b": ["2"]}``: each flag's values, the last
+    given winning (as argparse reads them), whatever the order the study file listed them in."""
+    flags: dict[str, list[str]] = {}
+    current: str | None = None
+    for token in argv:
+        if token.startswith("--"):
+            current = token[2:]
+            flags[current] = []
+        elif current is not None:
+            flags[current].append(token)
+    return dict(sorted(flags.items()))
+
+
+def config_hash(argv: Iterable[str], recipe_values: Mapping[str, Any]) -> str:
+    """The configuration of a run: its arguments (order does not matter) and its recipe file's values."""
+    return _hash({"arguments": canonical_arguments(argv), "recipe": dict(recipe_values)})
 
 
 def arguments_to_flags(arguments: Mapping[str, Any]) -> list[str]:
@@ -503,11 +536,7 @@ def load_spec(path: str | Path | None = None, overrides: Mapping[str, Any] | Non
     default_name = "study"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"study file {path} does not exist")
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # JSON is YAML
-        if not isinstance(values, dict):
-            raise ValueError(f"study file {path} must be a mapping (tasks, recipes, seeds, arguments, ...)")
+        values = read_mapping_file(path, "study file")
         default_name = path.stem
     for key, value in (overrides or {}).items():
         if value is None:

@@ -50,6 +50,7 @@ __all__ = [
     "Owner",
     "RunRecord",
     "StoreCounts",
+    "StoreDamagedError",
     "StudyConfigChangedError",
     "StudyStore",
 ]
@@ -108,6 +109,10 @@ class StudyConfigChangedError(ValueError):
     """Completed runs were made with another configuration than the study file now describes."""
 
 
+class StoreDamagedError(ValueError):
+    """The store's file is not a readable SQLite database (a disk or copy went wrong)."""
+
+
 @dataclass(frozen=True)
 class Owner:
     """Who holds a claim: the host and process, and a token unique to this worker."""
@@ -148,6 +153,7 @@ class RunRecord(RunCell):
     stopped_early: str | None = None
     global_step: int | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
     @property
@@ -217,13 +223,22 @@ class StudyStore:
         # isolation_level=None: no implicit transactions; every write below opens its own explicitly.
         self._connection = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         self._connection.row_factory = sqlite3.Row
-        self._connection.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self._connection.execute("PRAGMA journal_mode = WAL")
-        self._connection.execute(
-            "PRAGMA synchronous = FULL"
-        )  # a commit survives a power cut; commits are rare
         try:
+            self._connection.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._connection.execute("PRAGMA journal_mode = WAL")
+            self._connection.execute(
+                "PRAGMA synchronous = FULL"
+            )  # a commit survives a power cut; commits are rare
             self._create_or_upgrade()
+            if self._connection.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+        except sqlite3.DatabaseError as error:
+            self._connection.close()
+            raise StoreDamagedError(
+                f"{self.path} is damaged ({error}). The run directories beside it keep every finished run: "
+                f"rebuild the store from them with `tft-study rebuild STUDY_FILE` (it moves the damaged file "
+                "aside first)"
+            ) from None
         except BaseException:
             self._connection.close()
             raise
@@ -345,7 +360,14 @@ class StudyStore:
                 db.execute(
                     "UPDATE runs SET position = ?, active = 1 WHERE run_id = ?", (cell.position, cell.run_id)
                 )
-                if row["config_hash"] == cell.config_hash or row["status"] == RUNNING:
+                if cell.same_config(row["config_hash"]):
+                    if row["config_hash"] != cell.config_hash:  # an older store's hash of the same run
+                        db.execute(
+                            "UPDATE runs SET config_hash = ? WHERE run_id = ?",
+                            (cell.config_hash, cell.run_id),
+                        )
+                    continue
+                if row["status"] == RUNNING:
                     continue
                 if row["status"] == COMPLETED and not rerun_changed:
                     changed.append(cell.run_id)
@@ -584,6 +606,7 @@ class StudyStore:
             stopped_early=results.get("stopped_early"),
             global_step=results.get("global_step"),
             diagnostics=results.get("diagnostics") or {},
+            timings=results.get("timings") or {},
             error=row["error"],
         )
 

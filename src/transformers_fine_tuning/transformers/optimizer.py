@@ -80,7 +80,9 @@ def build_fine_tuning_optimizer(
     ``lr``, ``weight_decay`` and ``l2sp`` — from ``optimizer_cls_and_kwargs``, else from ``args`` — become
     per-group values, adjusted by the callbacks' :meth:`~FineTuningCallback.param_group_options`; betas and ε
     default to ``args.adam_beta1/2`` and ``args.adam_epsilon`` where the class takes them. ``plan``: what the
-    callbacks' surgery did (:class:`~transformers_fine_tuning.TrainerOptimizerInit` keeps one per model).
+    callbacks' surgery did (:class:`~transformers_fine_tuning.TrainerOptimizerInit` keeps one per model). When
+    surgery perturbed pretrained parameters (NoisyTune), AdamWL2SP's anchors are their clean values from
+    ``plan.anchors`` (unless ``anchors=`` is given), which is then emptied: the optimizer holds its own copy.
 
     Raises:
         ValueError: ``--optim`` chooses its own parameters (:data:`OWN_PARAMETER_OPTIMS`) — build it the
@@ -94,7 +96,17 @@ def build_fine_tuning_optimizer(
     for callback in callbacks:
         group_options.update(callback.param_group_options())
     groups = param_groups(model, lr=base_lr, novel=plan.novel, layer_map=plan.layer_map, **group_options)
-    return optimizer_cls(groups, **kwargs)
+    clean = plan.anchors and isinstance(optimizer_cls, type) and issubclass(optimizer_cls, AdamWL2SP)
+    if clean and "anchors" not in kwargs:
+        kwargs["anchors"] = {
+            name: plan.anchors.get(name, param)
+            for group in groups
+            if group["l2sp"] > 0
+            for name, param in zip(group["param_names"], group["params"], strict=True)
+        }
+    optimizer = optimizer_cls(groups, **kwargs)
+    plan.anchors.clear()
+    return optimizer
 
 
 def _optimizer_cls_and_kwargs(

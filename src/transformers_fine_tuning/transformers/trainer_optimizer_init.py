@@ -5,11 +5,13 @@ TPU this trains nothing and reports nothing (transformers issue #18635): the mod
 the optimizer steps the CPU copies. Building the optimizer inside :meth:`Trainer.create_optimizer` — after
 device placement, before distributed wrapping — makes the optimizer's tensors the model's own parameters
 on CPU, CUDA and XLA alike, and gives the fine-tuning callbacks their moments: surgery before the optimizer
-and its L2-SP anchors exist, group shaping while it is built.
+and its L2-SP anchors exist, group shaping while it is built — and, while and after the model trains, the terms
+they add to the loss, the weights evaluations see, the state checkpoints carry, a last change after training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -20,17 +22,20 @@ from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
 from ..architectures import LayerMap, model_layout
-from ..callbacks.base import FineTuningCallback, FineTuningPlan, OptimizerSetup
+from ..callbacks.base import FineTuningCallback, FineTuningPlan, LossTermCallback, OptimizerSetup
 from ..diagnostics.base import DiagnosticCallback
 from ..optim.adamwl2sp import AdamWL2SP
 from .optimizer import build_fine_tuning_optimizer, optimizer_setup
 
-__all__ = ["OptimizerFactory", "SchedulerFactory", "TrainerOptimizerInit"]
+__all__ = ["CALLBACK_STATE_KEY", "OptimizerFactory", "SchedulerFactory", "TrainerOptimizerInit"]
 
 logger = logging.get_logger(__name__)
 
 OptimizerFactory = Callable[[nn.Module, TrainingArguments], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
+
+CALLBACK_STATE_KEY = "fine_tuning_callbacks"
+"""The entry of the optimizer's state dict (``optimizer.pt``) that holds the callbacks' checkpoint states."""
 
 
 class TrainerOptimizerInit(Trainer):
@@ -59,6 +64,12 @@ class TrainerOptimizerInit(Trainer):
     ``Trainer`` or your own loop can call. An ``--optim`` that chooses its own parameters (GaLore, APOLLO, LOMO)
     is built the Trainer's way on the changed model, and refused with a callback that shapes the groups.
 
+    While and after training it runs their other hooks: :class:`LossTermCallback` terms are added to the loss in
+    :meth:`compute_loss` and logged (``loss_term/<name>``); every evaluation loop runs inside the callbacks'
+    :meth:`~FineTuningCallback.evaluation_context`; their :meth:`~FineTuningCallback.checkpoint_state` travels in
+    the optimizer's state dict (:data:`CALLBACK_STATE_KEY`, so in every checkpoint's ``optimizer.pt``); and
+    :meth:`~FineTuningCallback.after_train` runs once ``train()`` is done.
+
     With no custom optimizer and no fine-tuning callback it behaves exactly like ``Trainer``.
     """
 
@@ -75,6 +86,8 @@ class TrainerOptimizerInit(Trainer):
         self.strict_layer_map = strict_layer_map
         self._plans: weakref.WeakKeyDictionary[nn.Module, FineTuningPlan] = weakref.WeakKeyDictionary()
         self._diagnostics: list[DiagnosticCallback] = []
+        self._loss_terms: list[LossTermCallback] = []
+        self._hooked_optimizer: torch.optim.Optimizer | None = None
         self._scheduler_from_factory = False
         super().__init__(*args, **kwargs)
         self._check_optimizer_inputs()
@@ -91,6 +104,7 @@ class TrainerOptimizerInit(Trainer):
         self._diagnostics = [
             cb for cb in self.callback_handler.callbacks if isinstance(cb, DiagnosticCallback)
         ]
+        self._loss_terms = [cb for cb in self._fine_tuning_callbacks() if isinstance(cb, LossTermCallback)]
 
     def add_callback(self, callback: Any) -> None:
         super().add_callback(callback)
@@ -138,7 +152,7 @@ class TrainerOptimizerInit(Trainer):
         callbacks = self._fine_tuning_callbacks()
         if plan is None:
             layer_map = self.layer_map
-            plan = FineTuningPlan(layer_map=layer_map)
+            plan = FineTuningPlan(layer_map=layer_map, trainer=self)
             if (
                 callbacks
             ):  # the layout is resolved once (table, explicit or discovered), explicit from here on
@@ -174,15 +188,62 @@ class TrainerOptimizerInit(Trainer):
         return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """The Trainer's log, with the diagnostic callbacks' pending values merged in (so report_to gets them)."""
+        """The Trainer's log, with the diagnostic callbacks' pending values and, beside a training loss, the loss
+        terms' means since the last one (``loss_term/<name>``, averaged over processes) merged in, so report_to
+        gets them."""
         for callback in self._diagnostics:
             logs.update(callback.pop_logs())
+        if "loss" in logs:
+            for callback in self._loss_terms:
+                mean = callback.pop_term_mean()
+                if mean is not None:
+                    if self.args.world_size > 1:
+                        mean = self.accelerator.reduce(mean, reduction="mean")
+                    logs[f"loss_term/{callback.term_name}"] = float(mean.item())
         super().log(logs, start_time)
+
+    # ---- loss terms, evaluation weights, after training: the callbacks' hooks while and after it trains ------
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        """The Trainer's loss; in training, plus the :class:`LossTermCallback` terms.
+
+        Each term enters as ``term − term.detach()``: the value returned stays the task loss (what ``loss`` logs
+        and the diagnostics test), the gradient is that of the task loss plus the terms.
+        """
+        if not self._loss_terms or not model.training:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        unwrapped = self.accelerator.unwrap_model(model)
+        for callback in self._loss_terms:
+            term = callback.loss_term(unwrapped, inputs, outputs, loss)
+            if term is not None:
+                callback.observe_term(term)
+                loss = loss + (term - term.detach())
+        return (loss, outputs) if return_outputs else loss
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's evaluation loop (of ``evaluate`` and ``predict``), inside the fine-tuning callbacks'
+        evaluation contexts (weight averaging evaluates its average)."""
+        with contextlib.ExitStack() as stack:
+            for callback in self._fine_tuning_callbacks():
+                stack.enter_context(callback.evaluation_context(self.model))
+            return super().evaluation_loop(*args, **kwargs)
 
     # ---- optimizer and scheduler --------------------------------------------------------------------
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
-        """Build the optimizer from fine-tuning parameter groups, now that the model is on its device."""
+        """Build the optimizer from fine-tuning parameter groups, now that the model is on its device; its state
+        dict carries the callbacks' checkpoint states."""
         callbacks = self._fine_tuning_callbacks()
         setup = self._optimizer_setup()
         shaped = bool(callbacks) and not setup.sets_own_params  # else the Trainer's own, on the changed model
@@ -203,14 +264,38 @@ class TrainerOptimizerInit(Trainer):
                 "Optimizer groups: %s",
                 [(g.get("name"), len(g["params"]), g["lr"]) for g in self.optimizer.param_groups],
             )
-        return super().create_optimizer(model)
+        optimizer = super().create_optimizer(model)
+        inner = getattr(optimizer, "optimizer", optimizer)  # without Accelerate's wrapper, on a second call
+        if inner is not None and inner is not self._hooked_optimizer:
+            inner.register_state_dict_post_hook(self._save_callback_states)
+            inner.register_load_state_dict_pre_hook(self._load_callback_states)
+            self._hooked_optimizer = inner
+        return optimizer
+
+    def _save_callback_states(self, optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> None:
+        states = {
+            type(callback).__name__: state
+            for callback in self._fine_tuning_callbacks()
+            if (state := callback.checkpoint_state()) is not None
+        }
+        if states:
+            state_dict[CALLBACK_STATE_KEY] = states
+
+    def _load_callback_states(self, optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> None:
+        states = state_dict.pop(CALLBACK_STATE_KEY, None) or {}  # a shallow copy: the caller's dict keeps it
+        for callback in self._fine_tuning_callbacks():
+            callback.load_checkpoint_state(states.get(type(callback).__name__))
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
-        """The Trainer's train; a scheduler from the ``optimizers_init`` factory is rebuilt for each call, as
-        the Trainer rebuilds its own (the number of steps may differ)."""
+        """The Trainer's train, then each fine-tuning callback's :meth:`~FineTuningCallback.after_train`; a
+        scheduler from the ``optimizers_init`` factory is rebuilt for each call, as the Trainer rebuilds its own
+        (the number of steps may differ)."""
         if self._scheduler_from_factory:
             self.lr_scheduler, self._scheduler_from_factory = None, False
-        return super().train(*args, **kwargs)
+        output = super().train(*args, **kwargs)
+        for callback in self._fine_tuning_callbacks():
+            callback.after_train(self)
+        return output
 
     def create_scheduler(
         self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None

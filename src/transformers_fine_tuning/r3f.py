@@ -1,0 +1,117 @@
+"""R3F: keep the predictions stable under small noise on the input embeddings (Aghajanyan et al. 2021).
+
+"Better Fine-Tuning by Reducing Representational Collapse", Eq. 3: the fine-tuning loss gets a term that keeps
+the model's prediction on the input embeddings x and on x + z close, for small noise z::
+
+    L_R3F(θ) = L(θ) + λ · KL_S( f(x) ‖ f(x + z) ),   z ~ N(0, σ²I)  or  z ~ U(−σ, σ)
+
+with the symmetric KL divergence KL_S(P ‖ Q) = KL(P ‖ Q) + KL(Q ‖ P) between the two predictive distributions.
+As in the authors' fairseq implementation (``sentence_prediction_r3f``): x is the token (word) embedding,
+before position embeddings and normalisation; the noisy pass starts from the embeddings *detached*, so the
+embedding matrix learns only from the clean pass; both passes run in training mode (their own dropout masks)
+and both get gradients; the divergence is computed in float32 (:func:`symmetric_kl`) and averaged over the
+batch; σ = 1e-5 and λ = 1 are their defaults. The cost is a second forward pass (and its backward) per step
+(BENCHMARKS.md, section 5).
+
+Functional form, for any training loop::
+
+    outputs = model(**batch)
+    loss = outputs.loss + 1.0 * r3f_term(model, batch, outputs.logits, eps=1e-5)
+
+:class:`~transformers_fine_tuning.R3FCallback` adds it for ``TrainerOptimizerInit`` (as a loss term).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["NOISE_TYPES", "noisy_embedding_forward", "r3f_term", "symmetric_kl"]
+
+NOISE_TYPES = ("normal", "uniform")
+"""R3F's noise distributions: N(0, σ²) and U(−σ, σ)."""
+
+
+def symmetric_kl(logits: Tensor, other_logits: Tensor, *, problem_type: str | None = None) -> Tensor:
+    """KL(P ‖ Q) + KL(Q ‖ P) of the predictions two sets of logits make, averaged over the batch (dim 0).
+
+    * classification (``single_label_classification``, the default): P, Q the softmax distributions,
+      KL_S = Σ_c (p_c − q_c)·(log p_c − log q_c);
+    * ``multi_label_classification``: a Bernoulli per label, KL_S = Σ_labels (σ(a) − σ(b))·(a − b);
+    * ``regression``: the predictions as means of unit-variance Gaussians, KL_S = Σ (a − b)².
+
+    Computed in float32 whatever the logits' dtype, in the product form above: equal to the sum of the two KLs,
+    whose first-order terms cancel — summed separately in float32 (as fairseq does) the result keeps only about
+    three digits when the predictions are close, as they are under R3F's small noise; the product keeps six.
+    """
+    first, second = logits.float(), other_logits.float()
+    if first.shape != second.shape:
+        raise ValueError(f"logits of shapes {tuple(first.shape)} and {tuple(second.shape)}")
+    batch = first.shape[0]
+    if problem_type == "regression":
+        per_example = (first - second).pow(2)
+    elif problem_type == "multi_label_classification":
+        per_example = (torch.sigmoid(first) - torch.sigmoid(second)) * (first - second)
+    else:
+        log_p, log_q = F.log_softmax(first, dim=-1), F.log_softmax(second, dim=-1)
+        per_example = (log_p.exp() - log_q.exp()) * (log_p - log_q)
+    return per_example.reshape(batch, -1).sum(dim=1).mean()
+
+
+def noisy_embedding_forward(
+    model: nn.Module, inputs: Mapping[str, Any], *, eps: float = 1e-5, noise: str = "normal"
+) -> Any:
+    """The model's outputs on ``inputs`` with noise added to its input (token) embeddings, detached.
+
+    The noise goes in through a forward hook on ``model.get_input_embeddings()``, so every architecture computes
+    positions, token types and masks from ``input_ids`` exactly as in the clean pass. It is drawn on the
+    embeddings' device from the global RNG (seeded like dropout; restored with a checkpoint's RNG state).
+    ``labels`` are left out of the inputs (no second task loss).
+    """
+    if noise not in NOISE_TYPES:
+        raise ValueError(f"R3F noise must be one of {', '.join(NOISE_TYPES)}, got {noise!r}")
+    if eps < 0.0:
+        raise ValueError(f"R3F's noise scale σ must be >= 0, got {eps}")
+
+    def add_noise(module: nn.Module, args: Any, output: Tensor) -> Tensor:
+        if noise == "normal":
+            perturbation = torch.randn_like(output) * eps
+        else:
+            perturbation = torch.empty_like(output).uniform_(-eps, eps)
+        return output.detach() + perturbation
+
+    handle = model.get_input_embeddings().register_forward_hook(add_noise)
+    try:
+        return model(**{key: value for key, value in inputs.items() if key != "labels"})
+    finally:
+        handle.remove()
+
+
+def r3f_term(
+    model: nn.Module,
+    inputs: Mapping[str, Any],
+    logits: Tensor,
+    *,
+    eps: float = 1e-5,
+    noise: str = "normal",
+    problem_type: str | None = None,
+) -> Tensor:
+    """R3F's regulariser KL_S(f(x) ‖ f(x + z)) (Eq. 3, without λ) for the clean pass's ``logits`` on ``inputs``.
+
+    ``problem_type`` defaults to the model config's (``regression`` when it has one label).
+    """
+    noisy = noisy_embedding_forward(model, inputs, eps=eps, noise=noise)
+    noisy_logits = noisy["logits"] if isinstance(noisy, Mapping) else noisy[0]
+    return symmetric_kl(logits, noisy_logits, problem_type=problem_type or _problem_type(model))
+
+
+def _problem_type(model: nn.Module) -> str:
+    config = getattr(model, "config", None)
+    given = getattr(config, "problem_type", None)
+    if given:
+        return given
+    return "regression" if getattr(config, "num_labels", 2) == 1 else "single_label_classification"
