@@ -27,12 +27,18 @@ from tiny_models import tiny_model
 
 
 class CpuIterates(transformers.TrainerCallback):
-    """The trainable parameters, copied to the CPU, after every optimizer step."""
+    """The trainable parameters, copied to the CPU, after every optimizer step.
+
+    The step's graph is executed once first (``torch_xla.sync()``; the Trainer leaves that to the next batch of
+    its device loader): a tensor copied while its graph is pending would compile and run a graph of its own."""
 
     def __init__(self):
         self.steps = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        import torch_xla
+
+        torch_xla.sync()
         self.steps.append({n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad})
 
 
