@@ -130,3 +130,12 @@ def test_compare_degenerate_inputs_give_nan_not_errors():
     with pytest.raises(ValueError):
         describe([0.5, 0.6], [True])
     assert describe([], []).n == 0
+
+
+def test_two_runs_a_recipe_are_too_few_for_brown_forsythe():
+    """Two values lie at the same distance from their median: no spread within either group, and Levene's
+    statistic would be infinite (p = 0) whatever the runs. Three or more are tested."""
+    pair = compare([0.48, 0.51], [False, False], [0.54, 0.57], [False, False])
+    assert math.isnan(pair.brown_forsythe_p) and not math.isnan(pair.mann_whitney_p)
+    three = compare([0.48, 0.51, 0.50], [False] * 3, [0.54, 0.57, 0.50], [False] * 3)
+    assert 0 < three.brown_forsythe_p <= 1

@@ -448,7 +448,8 @@ def _task_sections(
             + "; ".join(
                 f"{s.recipe} failed {s.description.failed_runs} of {s.description.n} runs" for s in degenerate
             )
-            + " — its spread describes failures, not stability; it is never counted as more stable.",
+            + " — fewer than two runs that did not fail, or almost all failed: no spread to compare; it is "
+            "never counted as more stable.",
         ]
 
     compared = [summary for summary in group if summary.comparison is not None]

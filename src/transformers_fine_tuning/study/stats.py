@@ -200,7 +200,8 @@ def compare(
     """Test a recipe's runs against the baseline recipe's runs (see the module docstring for the tests)."""
     x, y = _values(values), _values(baseline_values)
     spread_x, spread_y = _not_failed(x, failed), _not_failed(y, baseline_failed)
-    enough = spread_x.size >= 2 and spread_y.size >= 2
+    # two values lie at the same distance from their median: no within-group spread, no test (p would be 0)
+    enough = spread_x.size >= 3 and spread_y.size >= 3
     bf = _quietly(stats.levene, spread_x, spread_y, center="median") if enough else (NAN, NAN)
     mw = _quietly(stats.mannwhitneyu, x, y, alternative="two-sided") if x.size and y.size else (NAN, NAN)
     failed_x, failed_y = int(sum(map(bool, failed))), int(sum(map(bool, baseline_failed)))
