@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .progress import format_duration
 from .store import RunRecord
 
 __all__ = ["PHASES", "StudyCosts", "render_costs", "study_costs"]
@@ -70,11 +71,6 @@ def study_costs(runs: Sequence[RunRecord]) -> StudyCosts:
     )
 
 
-def _duration(seconds: float) -> str:
-    hours, rest = divmod(round(seconds), 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
 def render_costs(costs: StudyCosts) -> list[str]:
     """The summary's "Where the time went" section, as Markdown lines (none for a study that ran nothing)."""
     if not costs.runs:
@@ -82,7 +78,7 @@ def render_costs(costs: StudyCosts) -> list[str]:
     lines = [
         "## Where the time went",
         "",
-        f"Compute: {_duration(costs.compute_s)} of run wall time over {costs.runs} runs "
+        f"Compute: {format_duration(costs.compute_s)} of run wall time over {costs.runs} runs "
         f"(mean {costs.compute_s / costs.runs:.1f} s per run).",
     ]
     share = costs.outside_training_share
@@ -96,7 +92,7 @@ def render_costs(costs: StudyCosts) -> list[str]:
     ]
     for phase, seconds in costs.phases.items():
         lines.append(
-            f"| {phase} | {_duration(seconds)} | {seconds / costs.timed_runs:.1f} s | "
+            f"| {phase} | {format_duration(seconds)} | {seconds / costs.timed_runs:.1f} s | "
             f"{seconds / costs.timed_compute_s:.1%} |"
         )
     lines += [
