@@ -82,19 +82,17 @@ from transformers_fine_tuning import (
 from transformers_fine_tuning.arguments import DiagnosticsArguments
 from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
 from transformers_fine_tuning.modeling import load_model_and_tokenizer
+from transformers_fine_tuning.study.environment import MALLOC_THRESHOLDS
 
 BATCH_SIZE, LOGGING_STEPS, SEED = 16, 5, 42
 VARIANT_KINDS = ["trainer", "subclass", "trainer-groups", "l2sp", "diagnostics"]
-# Fixed thresholds turn off glibc's dynamic mmap threshold, under which the heap's history (what the process
-# allocated before) decides whether each step's gradients are mmap'ed and faulted in afresh (BENCHMARKS.md, 2).
-FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}
 
 
 class StepClock(TrainerCallback):
     """Records the wall-clock time and the process's minor page faults at the end of every optimizer step.
 
     A minor fault is a first touch of a page the allocator got fresh from the kernel: many per step means
-    memory is being returned to the kernel and taken back every step (see ``FIXED_MALLOC``)."""
+    memory is being returned to the kernel and taken back every step (see ``MALLOC_THRESHOLDS``)."""
 
     def __init__(self) -> None:
         self.stamps: list[float] = []
@@ -243,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--fixed-malloc-thresholds",
         action="store_true",
-        help="run with glibc's mmap and trim thresholds fixed (see FIXED_MALLOC); own BENCHMARKS.md section",
+        help="run with glibc's mmap and trim thresholds fixed (see MALLOC_THRESHOLDS); own BENCHMARKS.md section",
     )
     parser.add_argument(
         "--fresh-process",
@@ -254,9 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--child-run", choices=VARIANT_KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.fixed_malloc_thresholds and any(os.environ.get(k) != v for k, v in FIXED_MALLOC.items()):
+    if args.fixed_malloc_thresholds and any(os.environ.get(k) != v for k, v in MALLOC_THRESHOLDS.items()):
         # glibc reads these once, at process start: run this script again with them set
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **FIXED_MALLOC})
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_THRESHOLDS})
     logging.set_verbosity_error()
 
     total_steps = args.warmup + 1 + args.steps  # + 1: intervals need a stamp before the first measured one
@@ -332,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(table)
     allocator = (
-        "glibc malloc with fixed thresholds: " + " ".join(f"{k}={v}" for k, v in FIXED_MALLOC.items())
+        "glibc malloc with fixed thresholds: " + " ".join(f"{k}={v}" for k, v in MALLOC_THRESHOLDS.items())
         if args.fixed_malloc_thresholds
         else "glibc malloc, default (dynamic mmap threshold)"
     )

@@ -198,6 +198,14 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenisation."}
     )
+    tokenized_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Keep the tokenised splits in this directory, one Arrow file per split named by what decides "
+            "it (the split's data, the tokenizer's files, --max_seq_length, padding), and load them from there "
+            "in later runs. A study sets it to <study>/tokenized, so that only its first run tokenises."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_ranges(

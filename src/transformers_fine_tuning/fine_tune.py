@@ -276,6 +276,7 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
             max_seq_length=data.max_seq_length,
             pad_to_max_length=data.pad_to_max_length,
             num_proc=data.preprocessing_num_workers,
+            cache_dir=data.tokenized_cache_dir,
         )
     baselines = {
         split: majority_baseline(task, raw["train"]["label"], raw[split]["label"]) for split in eval_splits

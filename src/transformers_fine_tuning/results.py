@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -411,6 +412,8 @@ def device_info(device: torch.device, world_size: int) -> dict[str, Any]:
     elif device.type == "cpu":
         info["name"] = platform.processor() or platform.machine()
         info["threads"] = torch.get_num_threads()
+        # glibc's allocator settings change CPU step times by ~10 % (a study fixes them for its CPU runs)
+        info["malloc_env"] = {key: value for key, value in os.environ.items() if key.startswith("MALLOC_")}
     elif device.type == "xla":  # torch_xla is installed wherever an XLA device exists
         import torch_xla.core.xla_model as xm
 

@@ -54,6 +54,7 @@ IGNORED_ARGUMENTS = frozenset(
         "training.report_to",
         "training.dataloader_num_workers",
         "data.preprocessing_num_workers",
+        "data.tokenized_cache_dir",
         "run.overwrite_results",
         "run.save_final_model",
         "run.xla_launch",

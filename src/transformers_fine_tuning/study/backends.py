@@ -8,7 +8,8 @@ whichever backend was interrupted.
 * ``local`` — N worker processes on this machine, each claiming runs from the store (SQLite's locking keeps
   them from taking the same run). On a GPU machine worker *i* sees one GPU (``CUDA_VISIBLE_DEVICES``), by
   default one worker per GPU; on CPU each worker gets its own slice of the cores (CPU affinity and
-  ``OMP_NUM_THREADS``). A worker that dies (out of memory, killed) has its run marked crashed and re-queued,
+  ``OMP_NUM_THREADS``), and runs on CPU start with fixed glibc malloc thresholds (:mod:`.environment`). A
+  worker that dies (out of memory, killed) has its run marked crashed and re-queued,
   and a fresh worker takes its slot.
 * ``ray`` — Ray remote tasks: Ray places each run on a node with the resources it asks for (``--cpus-per-run``,
   ``--gpus-per-run``) and re-executes a task whose worker or node dies (``max_retries``). Only the driver (this
@@ -29,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .environment import cpu_run_environment, visible_gpus
 from .progress import Progress
 from .runner import INTERRUPT_GRACE_S, ISOLATIONS, RunOutcome, _die_with_parent, execute_run
-from .spec import RunCell
+from .spec import TOKENIZED_DIR, RunCell
 from .store import CRASHED, ERROR, Owner, StudyStore
 from .worker import record_outcome, work_loop
 
@@ -68,6 +70,11 @@ class ExecutionOptions:
         max_retries: ray: re-executions of a run whose worker process or node died (Ray's own retries,
             within one attempt).
         heartbeat_interval_s, poll_interval_s: how often claims are refreshed and progress is checked.
+        malloc_thresholds: subprocess runs on CPU start with glibc's malloc thresholds fixed
+            (:data:`.environment.MALLOC_THRESHOLDS`) unless the user exported their own.
+        share_tokenized: the runs of the package's job keep their tokenised data in ``<study>/tokenized`` and
+            load it from there (:func:`.glue.tokenize_dataset`), so only the first run per task × data ×
+            tokenizer × length tokenises; false: every run tokenises.
     """
 
     backend: str = "sequential"
@@ -82,6 +89,12 @@ class ExecutionOptions:
     max_retries: int = 2
     heartbeat_interval_s: float = 30.0
     poll_interval_s: float = 1.0
+    malloc_thresholds: bool = True
+    share_tokenized: bool = True
+
+    def tokenized_cache_dir(self, store_path: str | Path) -> Path | None:
+        """Where the study's runs share their tokenised data, beside its store; ``None`` when not shared."""
+        return Path(store_path).parent / TOKENIZED_DIR if self.share_tokenized else None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -110,9 +123,11 @@ def run_sequential(store_path: str | Path, options: ExecutionOptions, progress: 
             store_path,
             isolation=options.isolation,
             script=options.script,
+            env=None if visible_gpus() else cpu_run_environment(options.malloc_thresholds),
             owner=Owner.current("sequential"),
             on_outcome=report,
             heartbeat_interval_s=options.heartbeat_interval_s,
+            tokenized_cache_dir=options.tokenized_cache_dir(store_path),
         )
 
 
@@ -125,19 +140,6 @@ def _last_line(text: str | None) -> str:
 # -- local worker processes -------------------------------------------------------------------------------
 
 
-def visible_gpus() -> list[str]:
-    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [device for device in visible.split(",") if device.strip() and device.strip() != "-1"]
-    try:
-        import torch
-
-        return [str(index) for index in range(torch.cuda.device_count())]
-    except Exception:  # no torch build with CUDA, no driver
-        return []
-
-
 def _cpus() -> list[int]:
     return (
         sorted(os.sched_getaffinity(0))
@@ -146,12 +148,15 @@ def _cpus() -> list[int]:
     )
 
 
-def local_slot_environments(workers: int, gpus: list[str] | None = None) -> list[dict[str, Any]]:
+def local_slot_environments(
+    workers: int, gpus: list[str] | None = None, *, malloc_thresholds: bool = True
+) -> list[dict[str, Any]]:
     """Per worker: its environment variables and its CPU cores.
 
     GPU workers get one GPU each (round robin when there are more workers than GPUs). Every worker gets an
     equal share of the cores: ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and, where the share is whole, CPU
-    affinity to disjoint cores so that the workers do not fight over them.
+    affinity to disjoint cores so that the workers do not fight over them. Without GPUs, the runs also get
+    :func:`.environment.cpu_run_environment`.
     """
     gpus = visible_gpus() if gpus is None else gpus
     cpus = _cpus()
@@ -161,6 +166,8 @@ def local_slot_environments(workers: int, gpus: list[str] | None = None) -> list
         env = {"OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        else:
+            env.update(cpu_run_environment(malloc_thresholds))
         cores = cpus[slot * share : (slot + 1) * share] if share * workers <= len(cpus) else None
         slots.append({"env": env, "cpus": cores})
     return slots
@@ -186,7 +193,7 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
     gpus = visible_gpus()
     workers = options.workers or max(1, len(gpus))
     progress.slots = workers
-    slots = local_slot_environments(workers, gpus)
+    slots = local_slot_environments(workers, gpus, malloc_thresholds=options.malloc_thresholds)
     log_dir = store_path.parent / "workers"
     log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -205,6 +212,8 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
         ]
         if options.script:
             command += ["--script", str(options.script)]
+        if (tokenized := options.tokenized_cache_dir(store_path)) is not None:
+            command += ["--tokenized-cache-dir", str(tokenized)]
         with open(log_dir / f"worker-{slot}.log", "a", encoding="utf-8") as log:
             return subprocess.Popen(
                 command,
@@ -262,7 +271,11 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
 
 
 def _execute_on_ray(
-    cell: RunCell, isolation: str, script: str | None, env: Mapping[str, str] | None
+    cell: RunCell,
+    isolation: str,
+    script: str | None,
+    env: Mapping[str, str] | None,
+    tokenized_cache_dir: Path | None,
 ) -> RunOutcome:  # pragma: no cover - runs in a Ray worker (covered by the Ray backend test)
     """The Ray task: one run, on whichever node Ray chose (which set ``CUDA_VISIBLE_DEVICES`` for it).
 
@@ -272,7 +285,9 @@ def _execute_on_ray(
         import torch
 
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
-    return execute_run(cell, isolation=isolation, script=script, env=env)
+    return execute_run(
+        cell, isolation=isolation, script=script, env=env, tokenized_cache_dir=tokenized_cache_dir
+    )
 
 
 def _forwarded_environment() -> dict[str, str]:
@@ -328,6 +343,8 @@ def run_ray(store_path: str | Path, options: ExecutionOptions, progress: Progres
             max_calls=1 if gpus_per_run > 0 and options.isolation == "in-process" else 0,
         )(_execute_on_ray)
         env = {"OMP_NUM_THREADS": str(max(1, int(options.cpus_per_run)))}
+        if gpus_per_run == 0:
+            env.update(cpu_run_environment(options.malloc_thresholds))
         _drive_ray(ray, ray_exceptions, remote, store_path, options, progress, slots, env)
     finally:
         if started_here:
@@ -343,7 +360,15 @@ def _drive_ray(ray, ray_exceptions, remote, store_path, options, progress, slots
         try:
             while True:
                 while len(in_flight) < slots and (cell := store.claim(owner)) is not None:
-                    in_flight[remote.remote(cell, options.isolation, options.script, env)] = cell
+                    in_flight[
+                        remote.remote(
+                            cell,
+                            options.isolation,
+                            options.script,
+                            env,
+                            options.tokenized_cache_dir(store_path),
+                        )
+                    ] = cell
                 progress.update(store.counts())
                 if not in_flight:
                     return

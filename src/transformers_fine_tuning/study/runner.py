@@ -241,6 +241,7 @@ def execute_run(
     isolation: str = "subprocess",
     script: str | Path | None = None,
     env: Mapping[str, str] | None = None,
+    tokenized_cache_dir: str | Path | None = None,
 ) -> RunOutcome:
     """Run one cell and return its outcome; never raises for a failing run (only for ``KeyboardInterrupt``).
 
@@ -252,6 +253,8 @@ def execute_run(
         isolation: ``subprocess`` or ``in-process`` (see the module docstring).
         script: a fine-tune script of your own (default: the package's job).
         env: environment variables for the run (subprocess isolation only; e.g. ``OMP_NUM_THREADS``).
+        tokenized_cache_dir: the study's shared tokenised copies (``--tokenized_cache_dir`` of the package's
+            job; a script of your own gets the flag only if its study arguments name it).
     """
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation must be one of {ISOLATIONS}, not {isolation!r}")
@@ -265,6 +268,8 @@ def execute_run(
         directory.mkdir(parents=True, exist_ok=True)
         marker = _marker(cell)
         argv = cell.fine_tune_argv()
+        if tokenized_cache_dir is not None and script_path is None:
+            argv += ["--tokenized_cache_dir", str(tokenized_cache_dir)]
         if marker is not None and not cell.same_config(marker.get("config_hash")):
             argv += ["--resume_from_checkpoint", "false"]  # checkpoints of another configuration
         # results of another configuration must not pass for this one's if this attempt dies half-way

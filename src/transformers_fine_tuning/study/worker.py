@@ -83,10 +83,12 @@ def work_loop(
     owner: Owner | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
     heartbeat_interval_s: float = 30.0,
+    tokenized_cache_dir: str | Path | None = None,
 ) -> int:
     """Claim, execute and record runs until the store has no pending run; returns how many were executed.
 
-    ``on_outcome`` is called after each run is recorded (the sequential backend prints progress there).
+    ``on_outcome`` is called after each run is recorded (the sequential backend prints progress there);
+    ``tokenized_cache_dir`` is where the runs share their tokenised data (:func:`.runner.execute_run`).
     On ``KeyboardInterrupt`` the current claim is released (pending again) before the interrupt propagates.
     """
     owner = owner or Owner.current("worker")
@@ -95,7 +97,9 @@ def work_loop(
         while (cell := store.claim(owner)) is not None:
             heartbeat.hold(cell.run_id)
             try:
-                outcome = execute_run(cell, isolation=isolation, script=script, env=env)
+                outcome = execute_run(
+                    cell, isolation=isolation, script=script, env=env, tokenized_cache_dir=tokenized_cache_dir
+                )
             except BaseException:
                 store.release(cell.run_id, owner)
                 raise
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--slot", type=int, default=0, help="this worker's slot (for the owner label)")
     parser.add_argument("--heartbeat-interval", type=float, default=30.0)
+    parser.add_argument("--tokenized-cache-dir", default=None, help="where runs share their tokenised data")
     options = parser.parse_args(argv)
     interrupt_on_sigterm()
     try:
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             script=options.script,
             owner=Owner.current(f"worker{options.slot}"),
             heartbeat_interval_s=options.heartbeat_interval,
+            tokenized_cache_dir=options.tokenized_cache_dir,
         )
     except KeyboardInterrupt:
         return 130
