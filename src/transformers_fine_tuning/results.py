@@ -409,6 +409,9 @@ def device_info(device: torch.device, world_size: int) -> dict[str, Any]:
     info: dict[str, Any] = {"type": device.type, "world_size": world_size, "host": platform.node()}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
+        # what a study needs to place several runs on one GPU (--runs-per-gpu): this run's peak and the total
+        info["memory_gib"] = torch.cuda.get_device_properties(device).total_memory / 2**30
+        info["peak_memory_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
     elif device.type == "cpu":
         info["name"] = platform.processor() or platform.machine()
         info["threads"] = torch.get_num_threads()

@@ -7,7 +7,8 @@ whichever backend was interrupted.
 * ``sequential`` — the worker loop in this process, one run after another. The default.
 * ``local`` — N worker processes on this machine, each claiming runs from the store (SQLite's locking keeps
   them from taking the same run). On a GPU machine worker *i* sees one GPU (``CUDA_VISIBLE_DEVICES``), by
-  default one worker per GPU; on CPU each worker gets its own slice of the cores (CPU affinity and
+  default one worker per GPU (``--runs-per-gpu K``: K at once on each, as many as a first run's measured
+  peak memory says fit); on CPU each worker gets its own slice of the cores (CPU affinity and
   ``OMP_NUM_THREADS``), and runs on CPU start with fixed glibc malloc thresholds (:mod:`.environment`). A
   worker that dies (out of memory, killed) has its run marked crashed and re-queued,
   and a fresh worker takes its slot.
@@ -25,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from .environment import cpu_run_environment, visible_gpus
 from .progress import Progress
 from .runner import INTERRUPT_GRACE_S, ISOLATIONS, RunOutcome, _die_with_parent, execute_run
 from .spec import TOKENIZED_DIR, RunCell
-from .store import CRASHED, ERROR, Owner, StudyStore
+from .store import COMPLETED, CRASHED, ERROR, Owner, StudyStore
 from .worker import record_outcome, work_loop
 
 __all__ = [
@@ -60,6 +61,10 @@ class ExecutionOptions:
         backend: ``sequential``, ``local`` or ``ray``.
         workers: local: worker processes (default: one per GPU, else 1); ray: runs in flight at once
             (default: as many as the cluster's resources fit).
+        runs_per_gpu: local: runs at once on each GPU (small encoders leave a GPU mostly idle). One worker per
+            GPU starts first; once a run has completed, the others start if its peak memory (``results.json``'s
+            ``device.peak_memory_gib``, plus a CUDA context each) times K fits in 90 % of the GPU's memory,
+            else as many as fit, and the study says so. Ray: ``gpus_per_run=1/K`` instead.
         isolation: ``subprocess`` (a fresh process per run) or ``in-process``; see :mod:`.runner`.
         script: a fine-tune script of your own (default: the package's job, :mod:`..fine_tune`).
         address: ray: the cluster to join (``auto``, ``ray://host:port``); ``None`` starts a local instance.
@@ -79,6 +84,7 @@ class ExecutionOptions:
 
     backend: str = "sequential"
     workers: int | None = None
+    runs_per_gpu: int = 1
     isolation: str = "subprocess"
     script: str | None = None
     address: str | None = None
@@ -103,6 +109,13 @@ class ExecutionOptions:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, not {self.isolation!r}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, not {self.workers}")
+        if self.runs_per_gpu < 1:
+            raise ValueError(f"runs_per_gpu must be at least 1, not {self.runs_per_gpu}")
+        if self.runs_per_gpu > 1 and self.workers is not None:
+            raise ValueError(
+                "give either workers or runs_per_gpu (--workers, --runs-per-gpu): with K runs per GPU the workers "
+                "are K per GPU"
+            )
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
 
@@ -173,6 +186,25 @@ def local_slot_environments(
     return slots
 
 
+CUDA_CONTEXT_GIB = 0.6
+"""GPU memory a process holds beyond the caching allocator's peak (the CUDA context, its kernels), per run."""
+
+
+def runs_per_gpu_that_fit(wanted: int, devices: Iterable[Mapping[str, Any]]) -> int | None:
+    """How many runs at once fit on one GPU: ``wanted``, or fewer when the completed runs' largest peak
+    (plus :data:`CUDA_CONTEXT_GIB` each) times that is more than 90 % of the smallest GPU's memory; at least 1.
+
+    ``devices``: the completed runs' ``results.json`` ``device`` sections; ``None`` while none of them is a
+    GPU run that recorded its memory (nothing measured yet).
+    """
+    measured = [device for device in devices if device.get("peak_memory_gib") and device.get("memory_gib")]
+    if not measured:
+        return None
+    need = max(device["peak_memory_gib"] for device in measured) + CUDA_CONTEXT_GIB
+    total = min(device["memory_gib"] for device in measured)
+    return max(1, min(wanted, int(0.9 * total // need)))
+
+
 def _worker_preexec(cores: list[int] | None):  # pragma: no cover - runs in the child between fork and exec
     def preexec() -> None:
         _die_with_parent()
@@ -191,7 +223,15 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
     """
     store_path = Path(store_path)
     gpus = visible_gpus()
-    workers = options.workers or max(1, len(gpus))
+    if options.runs_per_gpu > 1 and not gpus:
+        raise ValueError(
+            f"--runs-per-gpu {options.runs_per_gpu}: this machine shows no GPU (CUDA_VISIBLE_DEVICES, "
+            "torch.cuda); on CPU give --workers instead"
+        )
+    workers = options.workers or max(1, len(gpus)) * options.runs_per_gpu
+    # K per GPU: one worker per GPU (worker i runs on GPU i % len(gpus)) until a run has measured the memory
+    fits = None if options.runs_per_gpu > 1 else options.runs_per_gpu
+    active = workers if fits else len(gpus)
     progress.slots = workers
     slots = local_slot_environments(workers, gpus, malloc_thresholds=options.malloc_thresholds)
     log_dir = store_path.parent / "workers"
@@ -224,8 +264,8 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
                 preexec_fn=_worker_preexec(slots[slot]["cpus"]) if sys.platform.startswith("linux") else None,
             )
 
-    processes: dict[int, subprocess.Popen] = {slot: start(slot) for slot in range(workers)}
-    abnormal_exits, last_done = 0, None
+    processes: dict[int, subprocess.Popen] = {slot: start(slot) for slot in range(active)}
+    abnormal_exits, last_done, last_completed = 0, None, None
     with StudyStore(store_path) as store:
         try:
             while True:
@@ -244,9 +284,14 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
                 progress.update(counts)
                 if counts.done != last_done:
                     abnormal_exits, last_done = 0, counts.done
+                if fits is None and counts.completed != last_completed:
+                    last_completed = counts.completed
+                    fits = _measured_fit(store, options.runs_per_gpu, progress.name)
+                    active = len(gpus) * (fits or 1)
                 if counts.pending and abnormal_exits < 3 * workers:
-                    # replace a worker that died, or one that finished before a run was re-queued
-                    for slot in set(range(workers)) - set(processes):
+                    # replace a worker that died, or one that finished before a run was re-queued; start the
+                    # further workers of each GPU once a run has shown that they fit
+                    for slot in set(range(active)) - set(processes):
                         processes[slot] = start(slot)
                 if not processes:
                     if counts.pending:
@@ -265,6 +310,20 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
                     process.wait()
             store.reclaim_dead()
             raise
+
+
+def _measured_fit(store: StudyStore, wanted: int, name: str) -> int | None:
+    """:func:`runs_per_gpu_that_fit` over the store's completed runs, said aloud once it is known."""
+    devices = [results.device for run in store.runs(COMPLETED) if (results := store.results(run.run_id))]
+    fits = runs_per_gpu_that_fit(wanted, devices)
+    if fits is not None:
+        peak = max(device["peak_memory_gib"] for device in devices if device.get("peak_memory_gib"))
+        total = min(device["memory_gib"] for device in devices if device.get("memory_gib"))
+        print(
+            f"[{name}] a run peaks at {peak:.1f} GiB of a GPU's {total:.1f} GiB: {fits} run(s) per GPU"
+            + ("" if fits == wanted else f", not the {wanted} asked for (they would not fit)")
+        )
+    return fits
 
 
 # -- Ray ----------------------------------------------------------------------------------------------------

@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         help="local: worker processes (default: one per GPU, else 1); ray: runs at once",
     )
     execution.add_argument(
+        "--runs-per-gpu",
+        type=int,
+        default=1,
+        help="local: K runs at once on each GPU, as many as a first run's peak memory says fit (default: 1)",
+    )
+    execution.add_argument(
         "--address", help="ray: cluster address ('auto', 'ray://host:10001'); default: local"
     )
     execution.add_argument(
@@ -274,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             execution = ExecutionOptions(
                 backend=options.backend,
                 workers=options.workers,
+                runs_per_gpu=options.runs_per_gpu,
                 isolation="in-process" if options.in_process else "subprocess",
                 script=options.script,
                 address=options.address,
