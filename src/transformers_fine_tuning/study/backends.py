@@ -186,6 +186,12 @@ def local_slot_environments(
     return slots
 
 
+_WORKER_ENTRY = (
+    "import sys; from transformers_fine_tuning.study.worker import main; sys.exit(main(sys.argv[1:]))"
+)
+"""How a local worker process starts: not ``python -m ….study.worker``, since the package's ``__init__`` imports
+that module before runpy executes it, and runpy warns about it in every worker's log."""
+
 CUDA_CONTEXT_GIB = 0.6
 """GPU memory a process holds beyond the caching allocator's peak (the CUDA context, its kernels), per run."""
 
@@ -240,8 +246,8 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
     def start(slot: int) -> subprocess.Popen:
         command = [
             sys.executable,
-            "-m",
-            "transformers_fine_tuning.study.worker",
+            "-c",
+            _WORKER_ENTRY,
             str(store_path),
             "--isolation",
             options.isolation,

@@ -1,7 +1,7 @@
 """One study worker: claim a run from the store, execute it, record the outcome, repeat until none is left.
 
 The sequential backend runs this loop in the calling process; the local backend starts it in N processes
-(``python -m transformers_fine_tuning.study.worker STORE ...``), each with its own GPU or CPU slice. While a
+(each a Python running this module's :func:`main` with ``STORE ...``), each with its own GPU or CPU slice. While a
 run executes, a heartbeat thread keeps the claim fresh, so that another invocation can tell a live worker from
 a dead one. An interrupted worker (Ctrl-C, SIGTERM) gives its claim back before it exits.
 """
