@@ -196,19 +196,27 @@ CUDA_CONTEXT_GIB = 0.6
 """GPU memory a process holds beyond the caching allocator's peak (the CUDA context, its kernels), per run."""
 
 
-def runs_per_gpu_that_fit(wanted: int, devices: Iterable[Mapping[str, Any]]) -> int | None:
-    """How many runs at once fit on one GPU: ``wanted``, or fewer when the completed runs' largest peak
-    (plus :data:`CUDA_CONTEXT_GIB` each) times that is more than 90 % of the smallest GPU's memory; at least 1.
-
-    ``devices``: the completed runs' ``results.json`` ``device`` sections; ``None`` while none of them is a
-    GPU run that recorded its memory (nothing measured yet).
-    """
+def measured_gpu_memory(devices: Iterable[Mapping[str, Any]]) -> tuple[float, float] | None:
+    """The largest peak and the smallest GPU memory (GiB) among ``devices``, the completed runs'
+    ``results.json`` ``device`` sections; ``None`` while none of them is a GPU run that recorded its memory."""
     measured = [device for device in devices if device.get("peak_memory_gib") and device.get("memory_gib")]
     if not measured:
         return None
-    need = max(device["peak_memory_gib"] for device in measured) + CUDA_CONTEXT_GIB
-    total = min(device["memory_gib"] for device in measured)
-    return max(1, min(wanted, int(0.9 * total // need)))
+    return max(device["peak_memory_gib"] for device in measured), min(
+        device["memory_gib"] for device in measured
+    )
+
+
+def runs_per_gpu_that_fit(wanted: int, devices: Iterable[Mapping[str, Any]]) -> int | None:
+    """How many runs at once fit on one GPU: ``wanted``, or fewer when the completed runs' largest peak
+    (plus :data:`CUDA_CONTEXT_GIB` each) times that is more than 90 % of the smallest GPU's memory; at least 1.
+    ``None`` while nothing is measured (:func:`measured_gpu_memory`).
+    """
+    memory = measured_gpu_memory(devices)
+    if memory is None:
+        return None
+    peak, total = memory
+    return max(1, min(wanted, int(0.9 * total // (peak + CUDA_CONTEXT_GIB))))
 
 
 def _worker_preexec(cores: list[int] | None):  # pragma: no cover - runs in the child between fork and exec
@@ -323,8 +331,7 @@ def _measured_fit(store: StudyStore, wanted: int, name: str) -> int | None:
     devices = [results.device for run in store.runs(COMPLETED) if (results := store.results(run.run_id))]
     fits = runs_per_gpu_that_fit(wanted, devices)
     if fits is not None:
-        peak = max(device["peak_memory_gib"] for device in devices if device.get("peak_memory_gib"))
-        total = min(device["memory_gib"] for device in devices if device.get("memory_gib"))
+        peak, total = measured_gpu_memory(devices)
         print(
             f"[{name}] a run peaks at {peak:.1f} GiB of a GPU's {total:.1f} GiB: {fits} run(s) per GPU"
             + ("" if fits == wanted else f", not the {wanted} asked for (they would not fit)")
@@ -419,21 +426,15 @@ def run_ray(store_path: str | Path, options: ExecutionOptions, progress: Progres
 def _drive_ray(ray, ray_exceptions, remote, store_path, options, progress, slots, env) -> None:
     """Claim runs, submit them, collect their outcomes; on interruption cancel and give the claims back."""
     owner = Owner.current("ray-driver")
+    tokenized = options.tokenized_cache_dir(store_path)
     in_flight: dict[Any, RunCell] = {}
     last_heartbeat = time.monotonic()
     with StudyStore(store_path) as store:
         try:
             while True:
                 while len(in_flight) < slots and (cell := store.claim(owner)) is not None:
-                    in_flight[
-                        remote.remote(
-                            cell,
-                            options.isolation,
-                            options.script,
-                            env,
-                            options.tokenized_cache_dir(store_path),
-                        )
-                    ] = cell
+                    reference = remote.remote(cell, options.isolation, options.script, env, tokenized)
+                    in_flight[reference] = cell
                 progress.update(store.counts())
                 if not in_flight:
                     return
