@@ -21,7 +21,7 @@ def minilm(minilm_path: str, *flags: str) -> list[str]:
     return ["--model_name_or_path", minilm_path, "--max_seq_length", "32", *QUICK, *flags]
 
 
-def test_three_class_csv_beats_its_majority_baseline(tmp_path, minilm_path):
+def test_three_class_csv_beats_its_constant_baseline(tmp_path, minilm_path):
     """90 hand-made reviews whose adjective decides the class; 3 epochs (36 steps, about 30 s on 2 cores)."""
     out = tmp_path / "sentiment"
     process = fine_tune(
@@ -42,7 +42,7 @@ def test_three_class_csv_beats_its_majority_baseline(tmp_path, minilm_path):
     assert results["num_examples"] == {"train": 90, "validation": 45} and results["global_step"] == 36
     # 15 of each class in the dev set; a tie in training (30 each) goes to the first class, negative:
     # accuracy 1/3, its F1 2·(1/3)/(1/3 + 1) = 1/2, macro-F1 (1/2 + 0 + 0)/3
-    baseline = results["majority_baseline"]["validation"]
+    baseline = results["constant_baseline"]["validation"]
     assert baseline == pytest.approx({"accuracy": 1 / 3, "f1_macro": 1 / 6})
     metrics = results["metrics"]["validation"]
     assert results["main_metric"] == {"name": "accuracy", "split": "validation", "value": metrics["accuracy"]}
@@ -90,7 +90,7 @@ def test_regression_on_a_json_lines_file(tmp_path, minilm_path):
     metrics = results["metrics"]["validation"]
     assert {"pearson", "spearmanr"} <= set(metrics) and results["main_metric"]["name"] == "pearson"
     # the constant prediction (the training mean) has no correlation
-    assert results["majority_baseline"]["validation"] == {"pearson": 0.0, "spearmanr": 0.0}
+    assert results["constant_baseline"]["validation"] == {"pearson": 0.0, "spearmanr": 0.0}
     assert results["failed"] == (metrics["pearson"] <= 0.0) and results["per_class_f1"] == {}
     predictions = results["predictions"]["validation"]
     assert len(predictions) == 16 and all(isinstance(value, float) for value in predictions)
@@ -119,7 +119,7 @@ def test_a_save_to_disk_directory_evaluated_on_its_test_split(tmp_path, minilm_p
     assert results["num_examples"] == {"train": 32, "test": 45}
     assert results["main_metric"]["split"] == "test" and set(results["metrics"]) == {"test"}
     assert set(results["metrics"]["test"]) >= {"accuracy", "f1_macro"}
-    assert set(results["majority_baseline"]) == {"test"}
+    assert set(results["constant_baseline"]) == {"test"}
 
 
 def test_sentence_pairs_found_in_the_data_with_matthews_on_request(tmp_path, minilm_path):
@@ -149,7 +149,7 @@ def test_sentence_pairs_found_in_the_data_with_matthews_on_request(tmp_path, min
         "split": "validation",
         "value": metrics["matthews_correlation"],
     }
-    assert results["majority_baseline"]["validation"]["matthews_correlation"] == 0.0
+    assert results["constant_baseline"]["validation"]["matthews_correlation"] == 0.0
     assert results["failed"] == (metrics["matthews_correlation"] <= 0.0)
 
 

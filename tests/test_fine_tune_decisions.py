@@ -71,7 +71,7 @@ def unbeatable_rte(glue_dir, tmp_path) -> Path:
 
 def test_prune_dev_stops_at_the_first_evaluation(tiny_bert_dir, unbeatable_rte, tmp_path):
     results = job(tiny_bert_dir, unbeatable_rte, tmp_path / "out", "--prune", "dev", *EVERY_3_STEPS)
-    assert results.majority_baseline["validation"]["accuracy"] == 1.0
+    assert results.constant_baseline["validation"]["accuracy"] == 1.0
     verdict = results.diagnostics["dev_failure"]
     assert verdict == {
         "flagged": True,

@@ -87,7 +87,7 @@ def test_minilm_on_real_rte_subset_writes_complete_results(tmp_path, minilm_path
     accuracy = results["metrics"]["validation"]["accuracy"]
     assert results["main_metric"] == {"name": "accuracy", "split": "validation", "value": accuracy}
     # the first 40 dev examples: majority label of the 48 training examples, scored on them
-    baseline = results["majority_baseline"]["validation"]["accuracy"]
+    baseline = results["constant_baseline"]["validation"]["accuracy"]
     assert 0.3 < baseline < 0.7 and results["failed"] == (accuracy <= baseline)
     assert [e["step"] for e in results["train_loss_history"]] == [2, 4, 6]
     assert results["schema_version"] == 2 and results["resumed_from"] is None
@@ -160,7 +160,7 @@ def test_mnli_evaluates_matched_and_mismatched(tmp_path, tiny_model_dirs):
     results = results_of(out)
     assert set(results["metrics"]) == {"validation_matched", "validation_mismatched"}
     assert results["main_metric"]["split"] == "validation_matched"
-    assert set(results["majority_baseline"]) == {"validation_matched", "validation_mismatched"}
+    assert set(results["constant_baseline"]) == {"validation_matched", "validation_mismatched"}
     sizes = {split: len(values) for split, values in results["predictions"].items()}
     assert sizes == {split: results["num_examples"][split] for split in results["metrics"]}
 
@@ -312,7 +312,7 @@ def test_existing_results_are_not_overwritten(tmp_path, minilm_path, glue_dir):
     assert (tmp_path / "results.json").read_text() == "{}"
 
 
-def test_a_real_run_beats_the_majority_baseline(tmp_path, minilm_path, glue_dir):
+def test_a_real_run_beats_the_constant_baseline(tmp_path, minilm_path, glue_dir):
     """A full epoch of the real MRPC training set with the pretrained MiniLM (about 4 minutes on 2 CPU cores:
     sequences cut at 64 tokens, batches grouped by length, the embeddings and bottom 3 layers frozen)."""
     out = tmp_path / "mrpc-epoch"
@@ -326,7 +326,7 @@ def test_a_real_run_beats_the_majority_baseline(tmp_path, minilm_path, glue_dir)
     assert_ok(process)
     results = results_of(out)
     assert results["num_examples"] == {"train": 3668, "validation": 408}
-    metrics, baseline = results["metrics"]["validation"], results["majority_baseline"]["validation"]
+    metrics, baseline = results["metrics"]["validation"], results["constant_baseline"]["validation"]
     assert baseline["accuracy"] == pytest.approx(279 / 408)
     assert results["failed"] is False and metrics["f1"] > baseline["f1"]
     assert metrics["accuracy"] > baseline["accuracy"]

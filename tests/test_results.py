@@ -1,4 +1,4 @@
-"""The one results schema: written and read back unchanged, version 1 upgraded, other versions refused with both
+"""The one results schema: written and read back unchanged, versions 1 and 2 upgraded, other versions refused with both
 versions named, malformed files named, the Trainer's log split per evaluation split, files atomic and readable
 by others."""
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from transformers_fine_tuning.results import (
+    FAILED_DEFINITION,
     SCHEMA_VERSION,
     Evaluation,
     LossLog,
@@ -89,7 +90,7 @@ def results(**changes) -> RunResults:
         "main_metric": MainMetric("accuracy", "validation", 0.62),
         "failed": False,
         "metrics": {"validation": {"accuracy": 0.62, "loss": 0.66}},
-        "majority_baseline": {"validation": {"accuracy": 0.527}},
+        "constant_baseline": {"validation": {"accuracy": 0.527}},
         "global_step": 8,
         "evaluations": [
             Evaluation(4, 0.5, "validation", {"accuracy": 0.55}),
@@ -107,7 +108,7 @@ def test_written_and_read_back_unchanged(tmp_path):
     path = write_results(tmp_path, original)  # a directory: results.json inside
     assert path == tmp_path / "results.json"
     content = json.loads(path.read_text())
-    assert content["schema_version"] == SCHEMA_VERSION == 2
+    assert content["schema_version"] == SCHEMA_VERSION == 3
     assert content["evaluations"][1] == {
         "step": 8,
         "epoch": 1.0,
@@ -152,7 +153,10 @@ def test_version_1_is_upgraded():
     assert upgraded.curve("accuracy", "validation_mismatched") == ([10], [0.48])
     assert upgraded.train_loss_history == [LossLog(10, 1.0, 1.05, 1e-5, 3.2)]
     assert upgraded.main_metric == MainMetric("accuracy", "validation_matched", 0.61)
-    assert upgraded.failed_definition == VERSION_1["failed_definition"]  # what it was judged by is kept
+    # judged again by today's rules, and named so; three classes: the training majority's scores stay the baseline
+    assert upgraded.failed_definition == FAILED_DEFINITION != VERSION_1["failed_definition"]
+    assert upgraded.constant_baseline["validation_matched"] == {"accuracy": 0.35}
+    assert not upgraded.failed and upgraded.failure.rule is None and upgraded.failure.baseline == 0.35
     assert RunResults.from_dict(upgraded.to_dict()) == upgraded
 
 
@@ -164,8 +168,8 @@ def test_other_versions_are_refused_naming_both(tmp_path):
     with pytest.raises(ResultsVersionError) as error:
         read_results(path)
     message = str(error.value)
-    assert str(path) in message and "schema_version 9" in message and "writes version 2" in message
-    assert "reads versions 1, 2" in message and "(3.0)" in message
+    assert str(path) in message and "schema_version 9" in message and "writes version 3" in message
+    assert "reads versions 1, 2, 3" in message and "(3.0)" in message
     path.write_text(json.dumps({"seed": 1}))  # no version at all: not a results file of ours
     with pytest.raises(ResultsVersionError, match="schema_version None"):
         read_results(path)

@@ -726,7 +726,7 @@ class DiagnosticsArguments:
         metadata={
             "help": "Stop a run an early test flags as failing, recorded as a failed run: loss (its training "
             "loss still at the label prior's after --early_failure_after of the steps), dev (its first dev "
-            "evaluation no better than the majority-class baseline), both (either), off (the default).",
+            "evaluation no better than the best constant prediction's), both (either), off (the default).",
             "choices": list(PRUNING_TESTS),
         },
     )
@@ -758,7 +758,7 @@ class DiagnosticsArguments:
         baseline: float | None = None,
     ) -> list[TrainerCallback]:
         """The diagnostic and pruning callbacks, given the loss of predicting the label prior (see
-        ``prior_loss``) and the main metric's name, split and majority-class baseline (for the dev test).
+        ``prior_loss``) and the main metric's name, split and best constant score (for the dev test).
 
         ``--diagnostics`` records both early tests' verdicts without acting on them; ``--prune`` acts on one.
         """

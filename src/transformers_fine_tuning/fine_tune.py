@@ -22,6 +22,7 @@ CUDA is used when present, a TPU through torch_xla when present, else the CPU. O
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from datetime import datetime, timezone
@@ -41,10 +42,9 @@ from .glue import (
     HUB_DATASET,
     GlueTask,
     Task,
+    constant_baseline,
     get_task,
-    is_failed_run,
     is_glue_task,
-    majority_baseline,
     make_compute_metrics,
     per_class_f1,
     tokenize_dataset,
@@ -62,6 +62,7 @@ from .results import (
     WiseFT,
     device_info,
     evaluations_from_log,
+    judge_results,
     library_versions,
     losses_from_log,
     read_results,
@@ -87,7 +88,7 @@ class Setup(NamedTuple):
     eval_splits: list[str]
     trainer: TrainerOptimizerInit
     predictions: PredictionRecorder
-    majority_baselines: dict[str, dict[str, float]]
+    constant_baselines: dict[str, dict[str, float]]
     results_path: Path
     resume: ResumePlan
     interrupts: InterruptCallback
@@ -278,9 +279,7 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
             num_proc=data.preprocessing_num_workers,
             cache_dir=data.tokenized_cache_dir,
         )
-    baselines = {
-        split: majority_baseline(task, raw["train"]["label"], raw[split]["label"]) for split in eval_splits
-    }
+    baselines = {split: constant_baseline(task, raw[split]["label"]) for split in eval_splits}
     evaluated, orders = _evaluation_order(tokenized, eval_splits, data)
     stopwatch.lap("tokenize_s")
     predictions = PredictionRecorder(
@@ -429,14 +428,10 @@ def _results(
         main_metric=MainMetric(
             task.main_metric, main_split, metrics.get(main_split, {}).get(task.main_metric)
         ),
-        failed=judged
-        and (
-            bool(non_finite or pruned)
-            or is_failed_run(task, metrics[main_split], setup.majority_baselines[main_split])
-        ),
+        failed=False,  # judged below, once the results hold what the verdict reads
         stopped_early="non_finite" if non_finite else pruned,
         metrics=metrics,
-        majority_baseline=setup.majority_baselines,
+        constant_baseline=setup.constant_baselines,
         evaluations=evaluations_from_log(trainer.state.log_history, eval_splits),
         train_loss_history=losses_from_log(trainer.state.log_history),
         train_metrics=train_metrics,
@@ -456,6 +451,7 @@ def _results(
         },
         diagnostics=diagnostics,
         predictions=predictions,
+        labels={split: _plain(setup.raw[split]["label"]) for split in predictions},
         task_info=TaskInfo(
             kind=task.kind,
             regression=task.is_regression,
@@ -475,7 +471,15 @@ def _results(
             for split, values in predictions.items()
         },
     )
+    if judged:
+        verdict = judge_results(results)
+        results = dataclasses.replace(results, failed=verdict.failed, failure=verdict)
     return RunResults.from_dict(results.to_dict())  # as JSON has it: what run returns is what the file holds
+
+
+def _plain(column: Any) -> list[float]:
+    """A ``datasets`` label column as a plain list (read in one go, not row by row)."""
+    return list(column[:])
 
 
 def _wise_ft(trainer: TrainerOptimizerInit) -> WiSEFTCallback | None:

@@ -10,8 +10,16 @@ Version history (``schema_version``):
 * **2** — evaluations per split (:class:`Evaluation`: ``step``, ``epoch``, ``split``, ``metrics``), the
   checkpoint a resumed run continued from (``resumed_from``), the final predictions on each evaluation split
   (``predictions``), what the task is (``task_info``: GLUE's or your own data's, its labels) and each class's
-  final F1 (``per_class_f1``), WiSE-FT's α and its held-out scores (``wise_ft``). Version-1 files are read
-  and upgraded; files without the last three read with their defaults.
+  final F1 (``per_class_f1``), WiSE-FT's α and its held-out scores (``wise_ft``).
+* **3** — failed runs judged the papers' way (:mod:`.failure`): the best constant predictor's scores on each
+  evaluation split (``constant_baseline``, replacing the training majority's ``majority_baseline``), the
+  split's labels in split order (``labels``, beside ``predictions``) and the verdict with the rule that fired
+  (``failure``).
+
+Older files are read and upgraded: version 1's evaluations are split; version 2's ``majority_baseline`` becomes
+the best constant's scores where they follow from it (two classes, regression; see
+:func:`~.failure.constant_baseline_from_majority`) and the run is judged again by today's rules, so a study
+stored before version 3 is summarised with the same definition as a new one.
 
 A file of a version this package does not know is refused with :class:`ResultsVersionError`, naming both
 versions. Files are written atomically (:mod:`.atomic`): a reader never sees half a file, a crash never leaves
@@ -34,6 +42,7 @@ from typing import Any
 import torch
 
 from .atomic import write_text_atomic
+from .failure import Failure, constant_baseline_from_majority, judge
 
 __all__ = [
     "FAILED_DEFINITION",
@@ -52,6 +61,7 @@ __all__ = [
     "WiseFT",
     "device_info",
     "evaluations_from_log",
+    "judge_results",
     "library_versions",
     "losses_from_log",
     "metric_curve",
@@ -62,11 +72,12 @@ __all__ = [
 ]
 
 RESULTS_FILE = "results.json"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 FAILED_DEFINITION = (
-    "final main metric on the first evaluation split <= the majority-class baseline's, "
-    "or training stopped on a non-finite loss or gradient, or pruned by an early test"
+    "pruned by an early test, or stopped on (or ended with) a non-finite value, or final main metric on the "
+    "first evaluation split <= the best constant predictor's on that split, or final predictions (almost) all "
+    "one class"
 )
 PRUNING_TESTS = ("off", "loss", "dev", "both")
 """``--prune``: which early test stops a failing run (the training loss, the first dev evaluation, either)."""
@@ -165,12 +176,13 @@ class RunResults:
         seed, data_seed: the head-initialisation seed and the data-order seed; ``dropout_seed`` and
             ``train_subset_seed`` when given (see :mod:`.seeds`).
         main_metric: the task's main metric on its first evaluation split, at the end of training.
-        failed: a *failed run* (see :data:`FAILED_DEFINITION`); ``stopped_early`` says why training ended
-            before its schedule — ``non_finite``, or pruned (:data:`PRUNED`: ``early_failure``, the loss test;
-            ``dev_failure``, the dev test) — or is ``None``; ``global_step`` is then the step it stopped at.
+        failed: a *failed run* (see :data:`FAILED_DEFINITION` and :mod:`.failure`); ``failure`` says which rule
+            fired, with the baseline's value; ``stopped_early`` says why training ended before its schedule —
+            ``non_finite``, or pruned (:data:`PRUNED`: ``early_failure``, the loss test; ``dev_failure``, the dev
+            test) — or is ``None``; ``global_step`` is then the step it stopped at.
         metrics: the final metrics, per evaluation split (``{"validation": {"accuracy": 0.6, "loss": ...}}``).
-        majority_baseline: per evaluation split, the metrics of always predicting the training set's majority
-            class (STS-B: its mean score).
+        constant_baseline: per evaluation split, the best score of a constant prediction on that split, for each
+            metric (accuracy: the largest class share; see :func:`~.glue.constant_baseline`).
         evaluations: every evaluation during training, in order, the final one included.
         train_loss_history: every training-loss log entry.
         train_metrics: what ``Trainer.train`` returned (``train_loss``, ``train_runtime``, ...).
@@ -185,6 +197,9 @@ class RunResults:
             ``pad_to_max_length`` (resolved for the device), ``optimizer`` (the class the Trainer built).
         predictions: per evaluation split, the model's prediction for each example at the final evaluation,
             in the split's order (class indices; STS-B: scores) — what churn between seeds compares.
+        labels: per evaluation split, its labels in the same order (empty in files written before version 3) —
+            what the dev-set noise floor resamples.
+        failure: the verdict of :func:`.failure.judge` (``None`` for an interrupted run).
         task_info: the task's kind, labels and text columns (``None`` in files written before it).
         per_class_f1: per evaluation split, the final F1 of each class by label name (classification).
         wise_ft: WiSE-FT's α and held-out scores, ``None`` without WiSE-FT; the final metrics are then the
@@ -204,7 +219,7 @@ class RunResults:
     main_metric: MainMetric
     failed: bool
     metrics: dict[str, dict[str, float | None]]
-    majority_baseline: dict[str, dict[str, float | None]]
+    constant_baseline: dict[str, dict[str, float | None]]
     global_step: int
     model_type: str | None = None
     recipe: str | None = None
@@ -226,6 +241,8 @@ class RunResults:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     effective: dict[str, Any] = field(default_factory=dict)
     predictions: dict[str, list[float]] = field(default_factory=dict)
+    labels: dict[str, list[float]] = field(default_factory=dict)
+    failure: Failure | None = None
     task_info: TaskInfo | None = None
     per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)
     wise_ft: WiseFT | None = None
@@ -234,8 +251,8 @@ class RunResults:
 
     @property
     def main_baseline(self) -> float | None:
-        """The majority-class baseline's value of the main metric on the main split."""
-        return self.majority_baseline.get(self.main_metric.split, {}).get(self.main_metric.name)
+        """The best constant predictor's value of the main metric on the main split."""
+        return self.constant_baseline.get(self.main_metric.split, {}).get(self.main_metric.name)
 
     def curve(self, metric: str | None = None, split: str | None = None) -> tuple[list[int], list[float]]:
         """(steps, values) of ``metric`` on ``split`` (default: the main metric) at each evaluation."""
@@ -266,7 +283,12 @@ class RunResults:
                 f"({(content.get('versions') or {}).get('transformers-fine-tuning', 'unknown')}), or upgrade."
             )
         values = dict(content)
-        missing = [f.name for f in dataclasses.fields(cls) if _required(f) and f.name not in values]
+        renamed = {"constant_baseline": "majority_baseline"} if version < 3 else {}
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if _required(f) and renamed.get(f.name, f.name) not in values
+        ]
         if missing:
             raise ValueError(f"{source}: missing field(s) {missing} (schema version {version})")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -289,13 +311,51 @@ class RunResults:
             values["task_info"] = None if task_info is None else TaskInfo(**task_info)
             wise_ft = values.get("wise_ft")
             values["wise_ft"] = None if wise_ft is None else WiseFT(**wise_ft)
+            failure = values.get("failure")
+            values["failure"] = None if failure is None else Failure(**failure)
             values["schema_version"] = SCHEMA_VERSION
-            return cls(**{key: value for key, value in values.items() if key in known})
+            values = {key: value for key, value in values.items() if key in known or key in renamed.values()}
+            return cls(**(_upgrade_failure(values) if version < 3 else values))
         except (TypeError, KeyError, AttributeError) as error:
             raise ValueError(f"{source}: malformed results ({type(error).__name__}: {error})") from None
 
 
 _LOSS_KEYS = tuple(f.name for f in dataclasses.fields(LossLog))
+
+
+def judge_results(results: RunResults) -> Failure:
+    """The verdict of :func:`.failure.judge` on a run's recorded outcome (its main metric, the constant
+    baseline, predictions and labels on the main split, how it stopped)."""
+    main = results.main_metric
+    return judge(
+        metric=main.name,
+        split=main.split,
+        value=main.value,
+        baseline=results.main_baseline,
+        predictions=results.predictions.get(main.split, ()),
+        labels=results.labels.get(main.split, ()),
+        label_top_share=results.constant_baseline.get(main.split, {}).get("accuracy"),
+        regression=bool(results.task_info and results.task_info.regression),
+        stopped_early=results.stopped_early,
+        pruned=results.stopped_early in PRUNED,
+    )
+
+
+def _upgrade_failure(values: dict[str, Any]) -> dict[str, Any]:
+    """A version-1/2 file's values with the best constant's scores derived from its ``majority_baseline`` and
+    the run judged again (an interrupted run stays unjudged)."""
+    task_info = values.get("task_info")  # absent in older files: the classes are unknown, the values stay
+    regression = bool(task_info.regression) if task_info else values.get("task") == "stsb"
+    num_labels = len(task_info.label_names) if task_info else 0
+    values["constant_baseline"] = {
+        split: constant_baseline_from_majority(metrics, regression=regression, num_labels=num_labels)
+        for split, metrics in (values.pop("majority_baseline", None) or {}).items()
+    }
+    if values.get("status") == "completed":
+        verdict = judge_results(RunResults(**values))
+        values["failure"], values["failed"] = verdict, verdict.failed
+        values["failed_definition"] = FAILED_DEFINITION
+    return values
 
 
 def _required(f: dataclasses.Field) -> bool:

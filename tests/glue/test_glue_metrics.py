@@ -1,4 +1,4 @@
-"""GLUE metrics against hand-computed values, the majority baseline and the failed-run test."""
+"""GLUE metrics against hand-computed values and the best constant predictor's scores."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from transformers_fine_tuning.data import CustomTask
 from transformers_fine_tuning.glue import (
     GLUE_TASKS,
     compute_glue_metrics,
+    constant_baseline,
     default_metrics,
-    is_failed_run,
     label_counts,
     load_glue_dir,
-    majority_baseline,
     make_compute_metrics,
     metric_choices,
     per_class_f1,
@@ -114,42 +113,36 @@ def test_label_counts() -> None:
         label_counts("stsb", [1.0, 2.0])
 
 
-def test_majority_baseline_predicts_the_most_frequent_training_label() -> None:
-    # Training majority is 1 (equivalent): accuracy 2/4, F1 = 2 * 2 / (2 * 2 + 2) = 2/3.
-    assert majority_baseline("mrpc", [1, 1, 0], [1, 0, 0, 1]) == pytest.approx({"accuracy": 0.5, "f1": 2 / 3})
-    # A tie goes to the lower index (entailment, 0).
-    assert majority_baseline("rte", [0, 1, 1, 0], [1, 1, 0]) == pytest.approx({"accuracy": 1 / 3})
+def test_constant_baseline_takes_the_best_constant_of_the_evaluated_split() -> None:
+    # On [1, 0, 0, 1] both constants score accuracy 1/2; F1 is best with 1 everywhere: 2 * 2 / (2 * 2 + 2) = 2/3.
+    assert constant_baseline("mrpc", [1, 0, 0, 1]) == pytest.approx({"accuracy": 0.5, "f1": 2 / 3})
+    # The split's own majority, whatever the training set's: 2 of 3 are class 1 here.
+    assert constant_baseline("rte", [1, 1, 0]) == pytest.approx({"accuracy": 2 / 3})
+    # F1 of class 1 when class 1 is the minority: accuracy takes the majority (0: 3/4), F1 predicts 1: 2/5.
+    assert constant_baseline("mrpc", [0, 0, 0, 1]) == pytest.approx({"accuracy": 0.75, "f1": 0.4})
+    assert constant_baseline("cola", [0, 1, 1]) == {"matthews_correlation": 0.0}
 
 
-def test_majority_baseline_of_regression_is_zero_correlation() -> None:
-    assert majority_baseline("stsb", [1.0, 2.0, 4.5], [0.0, 5.0, 2.5]) == {"pearson": 0.0, "spearmanr": 0.0}
+def test_constant_baseline_of_regression_is_zero_correlation() -> None:
+    assert constant_baseline("stsb", [0.0, 5.0, 2.5]) == {"pearson": 0.0, "spearmanr": 0.0}
 
 
-def test_majority_baseline_on_real_rte_and_mrpc(shared_glue: Path) -> None:
+def test_constant_baseline_on_real_rte_and_mrpc(shared_glue: Path) -> None:
     rte = load_glue_dir("rte", shared_glue)
-    # Training majority: entailment (1249 of 2490); 146 of the 277 dev pairs are entailment.
-    baseline = majority_baseline("rte", rte["train"]["label"], rte["validation"]["label"])
+    # 146 of the 277 dev pairs are entailment.
+    baseline = constant_baseline("rte", rte["validation"]["label"])
     assert baseline == pytest.approx({"accuracy": 146 / 277})
     assert baseline == pytest.approx({"accuracy": 0.527}, abs=5e-4)
+    # The audit's case: the first 1,000 training pairs' majority is not_entailment (510 of 1,000), whose
+    # constant scores only 131/277 on dev; the evaluated split's best constant is still 146/277.
+    first_1000 = np.asarray(rte["train"]["label"][:1000])
+    assert np.bincount(first_1000).tolist() == [490, 510]
+    assert int(np.sum(np.asarray(rte["validation"]["label"]) == 1)) == 131
     mrpc = load_glue_dir("mrpc", shared_glue)
-    baseline = majority_baseline("mrpc", mrpc["train"]["label"], mrpc["validation"]["label"])
+    baseline = constant_baseline("mrpc", mrpc["validation"]["label"])
     # Always "equivalent": precision 279/408, recall 1, F1 = 2 * 279 / (279 + 408).
     assert baseline == pytest.approx({"accuracy": 279 / 408, "f1": 558 / 687})
     assert baseline == pytest.approx({"accuracy": 0.684, "f1": 0.812}, abs=5e-4)
-
-
-def test_is_failed_run_compares_the_main_metric_with_the_baseline() -> None:
-    baseline = {"accuracy": 279 / 408, "f1": 558 / 687}
-    assert is_failed_run("mrpc", {"eval_accuracy": 0.70, "eval_f1": 558 / 687}, baseline)  # equal: failed
-    assert is_failed_run("mrpc", {"accuracy": 0.90, "f1": 0.80}, baseline)  # MRPC is judged on F1
-    assert not is_failed_run("mrpc", {"accuracy": 0.60, "f1": 0.85}, baseline)
-    assert is_failed_run("rte", {"eval_accuracy": float("nan")}, {"accuracy": 0.527})
-    assert not is_failed_run("stsb", {"pearson": 0.1, "spearmanr": 0.0}, {"pearson": 0.0, "spearmanr": 0.0})
-
-
-def test_is_failed_run_without_the_main_metric() -> None:
-    with pytest.raises(KeyError, match=r"metrics has no 'matthews_correlation'.*\['eval_accuracy'\]"):
-        is_failed_run("cola", {"eval_accuracy": 0.7}, {"matthews_correlation": 0.0})
 
 
 def test_three_classes_accuracy_macro_f1_and_per_class_f1() -> None:
@@ -168,10 +161,10 @@ def test_three_classes_accuracy_macro_f1_and_per_class_f1() -> None:
         per_class_f1("stsb", [1.0], [1.0])
 
 
-def test_majority_baseline_of_three_classes() -> None:
-    # Training majority: neutral (1). On [0, 1, 1, 2]: accuracy 1/2; macro-F1 over the classes present
+def test_constant_baseline_of_three_classes() -> None:
+    # On [0, 1, 1, 2]: the best constant is neutral (1), accuracy 1/2; its macro-F1 over the classes present
     # (negative 0, neutral 2/3, positive 0) = 2/9.
-    baseline = majority_baseline(SENTIMENT, [1, 1, 0, 2], [0, 1, 1, 2])
+    baseline = constant_baseline(SENTIMENT, [0, 1, 1, 2])
     assert baseline == pytest.approx({"accuracy": 0.5, "f1_macro": 2 / 9})
 
 

@@ -10,7 +10,13 @@ import pytest
 from transformers_fine_tuning.results import Evaluation
 from transformers_fine_tuning.study import RunRecord, StudyStore, load_spec, spec_from_mapping, summarize
 from transformers_fine_tuning.study.cli import main
-from transformers_fine_tuning.study.pruning import early_verdicts, measure_pruning, render_pruning
+from transformers_fine_tuning.study.pruning import (
+    early_verdicts,
+    measure_pruning,
+    measure_relative_pruning,
+    relative_verdicts,
+    render_pruning,
+)
 
 # A fine-tune script of a user's (--script): the package's parser, and results whose verdict is fixed by the
 # seed and recipe: "lucky" succeeds from seed 2 on, "hopeless" never does.
@@ -27,7 +33,7 @@ SCRIPT = textwrap.dedent(
         results = RunResults(
             status="completed", task="rte", model="m", seed=seed, data_seed=seed, recipe=recipe,
             main_metric=MainMetric("accuracy", "validation", value), failed=failed,
-            metrics={"validation": {"accuracy": value}}, majority_baseline={"validation": {"accuracy": 0.527}},
+            metrics={"validation": {"accuracy": value}}, constant_baseline={"validation": {"accuracy": 0.527}},
             global_step=1, wall_time_s=10.0, predictions={"validation": [0, 1, 1]},
         )
         write_results(args.training.output_dir + "/results.json", results)
@@ -132,7 +138,7 @@ def test_a_run_that_cannot_learn_is_pruned_and_restarted(write_study, capsys):
         (1, "completed", True, "early_failure"),
     ]
     summary = (load_spec(path).output_dir / "summary.md").read_text()
-    assert "| cannot-learn (baseline) ⚠ | 2 |" in summary and "| 2 (2 pruned) |" in summary
+    assert "| cannot-learn (baseline) ⚠ | 2 |" in summary and "| 2 (2 pruned) [0.16, 1.00] |" in summary
 
 
 def run_record(seed: int, failed: bool, *, loss_flag_at: int | None, first_dev: float) -> RunRecord:
@@ -142,7 +148,7 @@ def run_record(seed: int, failed: bool, *, loss_flag_at: int | None, first_dev: 
         run_id=f"rte/r/seed{seed}-data{seed}", position=seed, task="rte", recipe="r", seed=seed, data_seed=seed,
         status="completed", attempts=1, output_dir="/nowhere", config_hash="0", argv=(),
         main_metric_name="accuracy", main_metric_split="validation", main_metric=0.5 if failed else 0.7,
-        majority_baseline=0.5, failed_run=failed, wall_time_s=1000.0, global_step=100,
+        constant_baseline=0.5, failed_run=failed, wall_time_s=1000.0, global_step=100,
         evaluations=[Evaluation(20, 1.0, "validation", {"accuracy": first_dev}), Evaluation(100, 5.0, "validation", {"accuracy": 0.6})],
         diagnostics={"early_failure": {"flagged": loss_flag_at is not None, "step": loss_flag_at or 30}},
     )  # fmt: skip
@@ -168,5 +174,37 @@ def test_pruning_measurement_by_hand():
     assert (both.flagged, both.true_positives) == (3, 2)
     assert both.saved_s == pytest.approx(1000 * 0.8 + 1000 * 0.8 + 1000 * 0.7)  # each at its earliest flag
     table = render_pruning([loss, dev, both])
-    assert "| dev | 2 of 5 | 1.00 | 0.67 | 0 | 0.44 h (32%) |" in table
+    assert "| dev | 2 of 5 | 1.00 | 0.67 | 0 | – | 0.44 h (32%) |" in table
     assert "3 of the 5 completed runs ended failed" in table
+
+
+def test_relative_pruning_compares_runs_with_each_other():
+    """At 20 % of the steps the five runs' first evaluations rank 3 (0.65), 2 (0.6), 4 (0.55), 0 (0.5), 1 (0.45):
+    keeping half (3 of 5) stops runs 0 and 1 — both failed — at step 20, and keeps the best final run (3, 0.7,
+    tied with 2: the first)."""
+    runs = [
+        run_record(0, True, loss_flag_at=30, first_dev=0.5),
+        run_record(1, True, loss_flag_at=None, first_dev=0.45),
+        run_record(2, False, loss_flag_at=30, first_dev=0.6),
+        run_record(3, False, loss_flag_at=None, first_dev=0.65),
+        run_record(4, True, loss_flag_at=None, first_dev=0.55),
+    ]
+    assert relative_verdicts(runs, 0.2, 0.5) == {runs[0].run_id: 20, runs[1].run_id: 20}
+    # keeping one in five: only the best early run goes on; the slow starter 2 (a success) is thrown away
+    assert set(relative_verdicts(runs, 0.2, 0.2)) == {runs[i].run_id for i in (0, 1, 2, 4)}
+    # after the first evaluation (20 % < 0.3): the next one is the last step, so nobody is stopped
+    assert relative_verdicts(runs, 0.3, 0.5) == {}
+    [measured] = measure_relative_pruning(runs, fractions=(0.2,), keep=0.5)
+    assert (measured.flagged, measured.true_positives, measured.precision, measured.recall) == (
+        2,
+        2,
+        1.0,
+        2 / 3,
+    )
+    assert measured.successes_lost == 0 and (measured.best_kept, measured.groups) == (1, 1)
+    assert measured.saved_s == pytest.approx(2 * 1000 * 0.8)
+    assert "| relative f=0.2 keep 0.5 | 2 of 5 | 1.00 | 0.67 | 0 | 1 of 1 | 0.44 h (32%) |" in render_pruning(
+        [measured]
+    )
+    with pytest.raises(ValueError, match="fraction must be in"):
+        relative_verdicts(runs, 1.0, 0.5)

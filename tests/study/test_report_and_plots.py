@@ -12,9 +12,9 @@ from matplotlib import image
 from transformers_fine_tuning.results import Evaluation
 from transformers_fine_tuning.study import Progress, StoreCounts, plot_study, summarize, write_report
 from transformers_fine_tuning.study.progress import format_duration
-from transformers_fine_tuning.study.report import verdicts
 from transformers_fine_tuning.study.stats import holm
 from transformers_fine_tuning.study.store import RunRecord
+from transformers_fine_tuning.study.verdict import verdicts
 
 BASELINE = 0.527
 
@@ -53,7 +53,7 @@ def record(
         main_metric_name=None if value is None else "accuracy",
         main_metric_split=None if value is None else "validation",
         main_metric=value,
-        majority_baseline=None if value is None else BASELINE,
+        constant_baseline=None if value is None else BASELINE,
         failed_run=failed,
         evaluations=[
             Evaluation(10 * (i + 1), None, "validation", {"accuracy": v}) for i, v in enumerate(curve)
@@ -91,7 +91,7 @@ def test_summary_table(tmp_path, runs):
     assert devlin.description.n == 6 and devlin.description.failed_runs == 2
     assert mosbach.description.n == 6 and mosbach.errors == 1 and mosbach.unfinished == 1
     assert mosbach.description.mean == pytest.approx(np.mean(MOSBACH))
-    assert devlin.majority_baseline == BASELINE and devlin.metric == "accuracy"
+    assert devlin.constant_baseline == BASELINE and devlin.metric == "accuracy"
 
     markdown, table = write_report(
         runs,
@@ -116,8 +116,10 @@ def test_summary_table(tmp_path, runs):
     )  # no test against itself
     assert float(rows[0]["ci95_low"]) < float(rows[0]["mean"]) < float(rows[0]["ci95_high"])
     text = markdown.read_text()
-    assert "## rte: accuracy on validation (majority-class baseline 0.5270)" in text
-    assert "| devlin2019 (baseline) | 6 | " in text and "| mosbach2021 | +0." in text
+    assert "## rte: accuracy on validation (best constant predictor 0.5270)" in text
+    assert "| devlin2019 (baseline) | 6 | " in text
+    comparison = next(line for line in text.splitlines() if line.startswith("| mosbach2021 | 0."))
+    assert f"{np.mean(MOSBACH) - np.mean(DEVLIN):+.4f} [" in comparison  # Δ mean with its interval
     assert "2/6" in text and "![final](plots/rte-final.png)" in text
     # every table row has as many cells as its header (no target score: no "runs to reach" column)
     table_lines = [line for line in text.splitlines() if line.startswith("| ")]
@@ -249,7 +251,7 @@ def test_summary_decides_what_a_study_can_decide(tmp_path):
     text = markdown.read_text()
     assert text.index("**Verdict, rte:**") < text.index("## rte")
     assert "| zhang2021-reinit ⚠ | 5 |" in text and "5 (4 pruned)" in text
-    assert "⚠ degenerate: zhang2021-reinit failed 5 of 5 runs" in text and "– (degenerate)" in text
+    assert "⚠ zhang2021-reinit: failed 5 of 5 runs" in text and "– (degenerate)" in text
     assert "Holm-adjusted over the 2 recipes compared with devlin2019, per test." in text
     header = "| recipe | E[best of 1] | E[best of 3] | E[best of 5] | E[best of 10] | E[best of 20] | runs to reach 0.6200"
     assert header in text

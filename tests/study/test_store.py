@@ -10,10 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
-from transformers_fine_tuning.results import Evaluation, MainMetric, RunResults
+from transformers_fine_tuning.results import FAILED_DEFINITION, Evaluation, MainMetric, RunResults
 from transformers_fine_tuning.study import Owner, StudyConfigChangedError, StudyStore, spec_from_mapping
 
 
@@ -28,7 +29,7 @@ def fake_results(value: float, failed: bool = False, *, model: str = "tiny") -> 
         main_metric=MainMetric("accuracy", "validation", value),
         failed=failed,
         metrics={"validation": {"accuracy": value}},
-        majority_baseline={"validation": {"accuracy": 0.5}},
+        constant_baseline={"validation": {"accuracy": 0.5}},
         global_step=1,
         evaluations=[Evaluation(1, 1.0, "validation", {"accuracy": value})],
         wall_time_s=1.5,
@@ -64,7 +65,7 @@ def test_life_of_runs(tmp_path, cells):
         counts = store.counts()
         assert (counts.completed, counts.error, counts.pending, counts.total, counts.done) == (1, 1, 4, 6, 2)
         record = {run.run_id: run for run in store.runs()}[first.run_id]
-        assert (record.main_metric, record.majority_baseline, record.failed_run) == (0.7, 0.5, False)
+        assert (record.main_metric, record.constant_baseline, record.failed_run) == (0.7, 0.5, False)
         assert record.wall_time_s == 2.0 and record.host == "elsewhere" and record.attempts == 1
         assert record.evaluations == [Evaluation(1, 1.0, "validation", {"accuracy": 0.7})]
         assert record.resumed_from_step is None
@@ -266,6 +267,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path, cells):
         schema_version=1, evaluations=[{"step": 1, "epoch": 1.0, "eval_validation_accuracy": 0.7}]
     )
     del version_1["resumed_from"]
+    version_1["majority_baseline"] = version_1.pop("constant_baseline")
     connection = sqlite3.connect(path)
     with connection:
         connection.execute("ALTER TABLE runs DROP COLUMN resumed_from_step")
@@ -280,8 +282,18 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path, cells):
         [run] = store.runs("completed")
         assert run.evaluations == [Evaluation(1, 1.0, "validation", {"accuracy": 0.7})]
         assert run.resumed_from_step is None and run.main_metric == 0.7
-        assert store.results(run.run_id) == fake_results(0.7)
-        assert store.get_meta("schema_version") == 2
+        # judged again by today's definition (0.7 above the constant's 0.5: not failed), nothing else changed
+        upgraded = store.results(run.run_id)
+        assert (
+            upgraded.failure is not None
+            and upgraded.failure.rule is None
+            and upgraded.failure.baseline == 0.5
+        )
+        assert upgraded == replace(
+            fake_results(0.7), failure=upgraded.failure, failed_definition=FAILED_DEFINITION
+        )
+        assert run.failed_run is False and run.constant_baseline == 0.5 and run.failure_rule is None
+        assert store.get_meta("schema_version") == 3
 
 
 def test_a_store_of_a_newer_version_is_refused(tmp_path):
@@ -291,5 +303,5 @@ def test_a_store_of_a_newer_version_is_refused(tmp_path):
     with connection:
         connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     connection.close()
-    with pytest.raises(ValueError, match=r"study store of version 7; .* reads versions up to 2"):
+    with pytest.raises(ValueError, match=r"study store of version 7; .* reads versions up to 3"):
         StudyStore(path)

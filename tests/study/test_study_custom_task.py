@@ -63,10 +63,10 @@ def test_a_study_of_your_own_data_runs_to_its_summary(write_study, tmp_path, cap
         assert results["task"] == {"sentiment": "sentiment", "scores": "review-scores"}[run.task]
         expected = ("accuracy", "validation") if run.task == "sentiment" else ("pearson", "validation")
         assert (run.main_metric_name, run.main_metric_split) == expected
-        assert run.majority_baseline == results["majority_baseline"]["validation"][expected[0]]
+        assert run.constant_baseline == results["constant_baseline"]["validation"][expected[0]]
     # the first 16 training rows: 8 negative, 5 neutral, 3 positive; the first 32 dev rows hold 10 negative
-    assert [run.majority_baseline for run in runs if run.task == "sentiment"] == [pytest.approx(10 / 32)] * 4
-    assert [run.majority_baseline for run in runs if run.task == "scores"] == [0.0] * 4
+    assert [run.constant_baseline for run in runs if run.task == "sentiment"] == [pytest.approx(10 / 32)] * 4
+    assert [run.constant_baseline for run in runs if run.task == "scores"] == [0.0] * 4
 
     rows = list(csv.DictReader((spec.output_dir / "summary.csv").open()))
     assert [(row["task"], row["recipe"], row["n"]) for row in rows] == [

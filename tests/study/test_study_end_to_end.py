@@ -36,7 +36,7 @@ def test_tiny_study_from_command_to_table_and_plots(write_study, capsys):
         assert (results["seed"], results["data_seed"], results["recipe"]) == (run.seed, run.seed, run.recipe)
         assert run.main_metric == results["main_metric"]["value"] and run.failed_run == results["failed"]
         assert results["num_examples"] == {"train": 16, "validation": 32}
-        assert run.majority_baseline == results["majority_baseline"]["validation"]["accuracy"]
+        assert run.constant_baseline == results["constant_baseline"]["validation"]["accuracy"]
         assert [entry.step for entry in run.evaluations] == [1, 2]  # evaluated after each of the 2 steps
         assert run.host and run.wall_time_s > 0 and run.attempts == 1
     # the recipe's arguments reached the run: Mosbach's bias correction, Devlin's uncorrected Adam
@@ -154,7 +154,7 @@ def test_only_results_of_the_same_configuration_are_taken(write_study):
     results = RunResults(
         status="completed", task="rte", model="m", seed=0, data_seed=0,
         main_metric=MainMetric("accuracy", "validation", 0.6), failed=False,
-        metrics={"validation": {"accuracy": 0.6}}, majority_baseline={"validation": {"accuracy": 0.5}},
+        metrics={"validation": {"accuracy": 0.6}}, constant_baseline={"validation": {"accuracy": 0.5}},
         global_step=2,
     )  # fmt: skip
     write_results(directory / "results.json", results)

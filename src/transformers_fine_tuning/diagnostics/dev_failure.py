@@ -1,6 +1,7 @@
-"""Dev failure: a run whose first dev evaluation is no better than always predicting the majority class.
+"""Dev failure: a run whose first dev evaluation is no better than the best constant prediction.
 
-The failed-run test of Mosbach et al. 2021 (final main metric ≤ the majority-class baseline) applied at the
+The failed-run test of Mosbach et al. 2021 (final main metric ≤ the best constant predictor's on the evaluated
+split, :mod:`transformers_fine_tuning.failure`) applied at the
 first evaluation instead of the last: a run that has learned nothing its dev set can see by then is flagged —
 and, with ``stop=True``, stopped there, which is how a seed study prunes failing seeds to spend its budget on
 the rest (Dodge et al. 2020, "Fine-Tuning Pretrained Language Models: Weight Initializations, Data Orders, and
@@ -26,7 +27,7 @@ class DevFailureCallback(DiagnosticCallback):
     Args:
         metric: the main metric's name (``accuracy``, ``f1``...), as ``compute_metrics`` returns it.
         split: the evaluation split it is read on (the ``eval_dataset`` key).
-        baseline: the majority-class baseline's value of the metric on that split.
+        baseline: the best constant predictor's value of the metric on that split.
         stop: stop a flagged run.
     """
 
@@ -54,7 +55,7 @@ class DevFailureCallback(DiagnosticCallback):
         }
         if flagged:
             logger.warning(
-                "Dev failure at step %d: %s = %.4f is no better than the majority-class baseline's %.4f.%s",
+                "Dev failure at step %d: %s = %.4f is no better than the best constant prediction's %.4f.%s",
                 state.global_step,
                 self.key,
                 value,

@@ -1,5 +1,5 @@
 """GLUE task knowledge: the task table, data loading and export; and for any :class:`Task` (GLUE's, or one of
-your own data, :mod:`transformers_fine_tuning.data`): tokenisation, metrics, the majority baseline, failed runs."""
+your own data, :mod:`transformers_fine_tuning.data`): tokenisation, metrics, the best constant predictor's scores."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -9,10 +9,9 @@ from .metrics import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
     compute_glue_metrics,
+    constant_baseline,
     default_metrics,
-    is_failed_run,
     label_counts,
-    majority_baseline,
     make_compute_metrics,
     metric_choices,
     per_class_f1,
@@ -48,17 +47,16 @@ __all__ = [
     "GlueTask",
     "Task",
     "compute_glue_metrics",
+    "constant_baseline",
     "default_metrics",
     "export_hub_glue",
     "find_glue_dir",
     "get_task",
-    "is_failed_run",
     "is_glue_task",
     "label_counts",
     "load_glue_dir",
     "load_hub_task",
     "load_task_datasets",
-    "majority_baseline",
     "make_compute_metrics",
     "metric_choices",
     "per_class_f1",

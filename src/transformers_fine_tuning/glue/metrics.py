@@ -1,4 +1,4 @@
-"""Metrics of any task, the majority-class baseline and the failed-run test, computed offline.
+"""Metrics of any task and the best constant predictor's scores (the failed-run baseline), computed offline.
 
 The metrics follow GLUE's definitions (those of the ``glue`` metric of Hugging Face ``evaluate``):
 accuracy; accuracy and binary F1 of the positive class 1 for MRPC and QQP; Matthews correlation for CoLA;
@@ -9,13 +9,13 @@ its kind on request (:func:`with_metrics`); :func:`per_class_f1` gives each clas
 
 A correlation with a constant vector is undefined (scipy returns NaN); it is reported as 0.0, the value
 scikit-learn's Matthews correlation already gives for a constant prediction: a constant predictor carries
-no information. This keeps the majority baseline of STS-B (a constant) and collapsed runs comparable.
+no information. This keeps the constant baseline of STS-B and collapsed runs comparable.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ def _correlation(statistic: Callable) -> Callable[[np.ndarray, np.ndarray], floa
     return correlation
 
 
-_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": lambda predictions, labels: float(accuracy_score(labels, predictions)),
     "f1": lambda predictions, labels: float(f1_score(labels, predictions, pos_label=1, zero_division=0.0)),
     "f1_macro": lambda predictions, labels: float(
@@ -47,6 +47,7 @@ _METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "pearson": _correlation(pearsonr),
     "spearmanr": _correlation(spearmanr),
 }
+"""Every metric by name: ``metric(predictions, labels)`` (class indices, or scores for the correlations)."""
 
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "matthews_correlation")
@@ -70,7 +71,7 @@ def default_metrics(*, regression: bool, num_labels: int) -> tuple[tuple[str, ..
 
     Regression: Pearson (main) and Spearman, as STS-B. Two classes: accuracy (main) and the F1 of class 1,
     as MRPC. More: accuracy (main) and macro-F1 (a class-balanced view accuracy lacks). Accuracy is the main
-    metric of classification because the failed-run test (:func:`is_failed_run`) is Mosbach et al.'s, stated
+    metric of classification because the failed-run test (:mod:`transformers_fine_tuning.failure`) is Mosbach et al.'s, stated
     for accuracy; ``--main_metric`` chooses another.
     """
     if regression:
@@ -150,7 +151,7 @@ def compute_glue_metrics(
             f"predictions and labels must be non-empty 1-D arrays of the same length, got shapes "
             f"{predictions.shape} and {labels.shape}"
         )
-    return {name: _METRICS[name](predictions, labels) for name in task.metric_names}
+    return {name: METRICS[name](predictions, labels) for name in task.metric_names}
 
 
 def make_compute_metrics(task: str | Task) -> Callable[[EvalPrediction], dict[str, float]]:
@@ -208,44 +209,21 @@ def per_class_f1(
     return {name: float(score) for name, score in zip(task.label_names, scores, strict=True)}
 
 
-def majority_baseline(
-    task: str | Task,
-    train_labels: Sequence[float] | np.ndarray,
-    eval_labels: Sequence[float] | np.ndarray,
-) -> dict[str, float]:
-    """The metrics on ``eval_labels`` of always predicting the most frequent training label.
+def constant_baseline(task: str | Task, eval_labels: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """The best a constant prediction scores on ``eval_labels``, each of the task's metrics on its own.
 
-    Ties go to the lower class index. For regression (STS-B) the constant prediction is the mean training
-    score, whose Pearson and Spearman correlations are undefined and reported as 0.0.
+    The baseline of the failed-run test (:mod:`transformers_fine_tuning.failure`; Mosbach et al. 2021 judge a run
+    against the majority classifier *of the evaluated split*): every class is tried as the constant and each
+    metric keeps its best — accuracy, the largest class share; the binary F1, predicting class 1 everywhere;
+    Matthews correlation, 0. For regression every constant correlates 0 (reported as 0.0). The split's own
+    labels decide, never the training set's: a training majority class can be the split's minority.
     """
     task = get_task(task)
     eval_labels = _array(eval_labels)
     if task.is_regression:
-        constant = float(np.mean(_array(train_labels, np.float64)))
-    else:
-        counts = label_counts(task, train_labels)
-        constant = task.label_names.index(max(counts, key=counts.__getitem__))
-    return compute_glue_metrics(task, np.full(eval_labels.shape, constant), eval_labels)
-
-
-def _main_metric(task: Task, metrics: Mapping[str, float], what: str) -> float:
-    """The main metric in ``metrics``, under its own name or with the Trainer's ``eval_`` prefix."""
-    for key in (task.main_metric, f"eval_{task.main_metric}"):
-        if key in metrics:
-            return float(metrics[key])
-    raise KeyError(
-        f"{what} has no {task.main_metric!r} (task {task.name!r}'s main metric) nor "
-        f"'eval_{task.main_metric}'; its keys are {sorted(metrics)}"
-    )
-
-
-def is_failed_run(task: str | Task, metrics: Mapping[str, float], baseline: Mapping[str, float]) -> bool:
-    """Whether a fine-tuning run failed: its final main metric is no better than (<=) the majority baseline's.
-
-    This is the definition of Mosbach et al. (2021), "On the Stability of Fine-tuning BERT": a failed run
-    is one whose accuracy at the end of training is no better than that of the majority classifier; the
-    main metric of the task (:attr:`Task.main_metric`, F1 for MRPC) stands for accuracy. ``metrics``
-    may use the Trainer's ``eval_`` prefix. A NaN metric (a diverged run) counts as failed.
-    """
-    task = get_task(task)
-    return not _main_metric(task, metrics, "metrics") > _main_metric(task, baseline, "baseline")
+        constant = float(np.mean(_array(eval_labels, np.float64)))
+        return compute_glue_metrics(task, np.full(eval_labels.shape, constant), eval_labels)
+    scores = [
+        compute_glue_metrics(task, np.full(eval_labels.shape, k), eval_labels) for k in range(task.num_labels)
+    ]
+    return {name: max(score[name] for score in scores) for name in task.metric_names}

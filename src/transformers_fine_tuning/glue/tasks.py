@@ -103,7 +103,7 @@ class GlueTask:
             ``"0"``/``"1"``, RTE ``"entailment"``/``"not_entailment"``); ``None`` for regression, whose
             files hold the float score.
         metric_names: the metrics reported for the task, as keys of :func:`compute_glue_metrics`'s result.
-        main_metric: the metric that decides whether a run failed (:func:`is_failed_run`).
+        main_metric: the metric that decides whether a run failed (:mod:`transformers_fine_tuning.failure`).
         eval_splits: the evaluation splits (MNLI: matched and mismatched).
         test_splits: the unlabelled test splits (label ``-1``, as on the Hub).
         files: the TSV files of the GLUE distribution, one per split.

@@ -8,9 +8,10 @@ seeds, the variance shares of crossed seeds, a verdict) and pictures (final scor
 per seed, expected best of n). Studies can prune failing seeds early and restart until success.
 
 The data flows one way: :mod:`.spec` (study file → cells) → :mod:`.store` → :mod:`.backends` /
-:mod:`.worker` / :mod:`.runner` (execute, record) → :mod:`.store` → :mod:`.stats`, :mod:`.expected_max`,
-:mod:`.churn`, :mod:`.variance`, :mod:`.pruning` → :mod:`.report` and :mod:`.plots`; :mod:`.pipeline` strings them
-together and :mod:`.cli` is the command line.
+:mod:`.worker` / :mod:`.runner` (execute, record) → :mod:`.store` → :mod:`.stats` (with :mod:`.effects`,
+:mod:`.failure_rates`, :mod:`.power`), :mod:`.expected_max`, :mod:`.noise_floor`, :mod:`.churn`, :mod:`.variance`,
+:mod:`.pruning` → :mod:`.report` (the numbers) → :mod:`.verdict` and :mod:`.markdown` (the words), and
+:mod:`.plots`; :mod:`.pipeline` strings them together and :mod:`.cli` is the command line.
 """
 
 from .backends import BACKENDS, ExecutionOptions
@@ -20,7 +21,7 @@ from .pipeline import run_study, write_plots, write_summary
 from .plots import plot_expected_max, plot_final_metrics, plot_learning_curves, plot_study
 from .progress import Progress
 from .pruning import PruningMeasurement, measure_pruning
-from .report import GroupSummary, summarize, verdicts, write_report
+from .report import GroupSummary, summarize, write_report
 from .runner import RunOutcome, execute_run
 from .spec import (
     RecipeEntry,
@@ -35,6 +36,7 @@ from .spec import (
 from .stats import Comparison, Description, bootstrap_mean_ci, compare, describe, holm
 from .store import Owner, RunRecord, StoreCounts, StudyConfigChangedError, StudyStore
 from .variance import VarianceComponents, variance_components
+from .verdict import verdicts
 
 __all__ = [
     "BACKENDS",

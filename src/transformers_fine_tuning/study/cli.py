@@ -6,6 +6,7 @@
     tft-study summary study.yaml | STUDY_DIR [--baseline RECIPE]   # summary.md + summary.csv
     tft-study plot    study.yaml | STUDY_DIR          # plots/<task>-final.png, -curves.png, -expected-max.png
     tft-study pruning study.yaml | STUDY_DIR          # precision, recall, compute saved of the early tests
+    tft-study pruning STUDY --fractions 0.2,0.5 --keep 0.5   # ... and of the relative test at those fractions
     tft-study rebuild study.yaml                      # a new store from the run directories
 
 ``run`` on a study that already ran resumes it: completed runs are skipped, crashed and errored runs run
@@ -24,7 +25,7 @@ from typing import Any
 from ..results import PRUNING_TESTS
 from .backends import BACKENDS, ExecutionOptions
 from .pipeline import counts_line, rebuild_store, run_study, study_directory, write_plots, write_summary
-from .pruning import measure_pruning, render_pruning
+from .pruning import measure_pruning, measure_relative_pruning, render_pruning
 from .spec import STORE_FILE, StudySpec, load_spec
 from .store import COMPLETED, CRASHED, ERROR, PENDING, RUNNING, StudyStore
 from .worker import interrupt_on_sigterm
@@ -174,6 +175,16 @@ def _parser() -> argparse.ArgumentParser:
             if name == "rebuild"
             else "study file, study directory, or its study.sqlite",
         )
+        if name == "pruning":
+            command.add_argument(
+                "--fractions",
+                type=lambda text: [float(value) for value in _comma_list(text)],
+                default=[0.2, 0.35, 0.5],
+                help="the relative test: evaluate at these shares of the steps (default 0.2,0.35,0.5)",
+            )
+            command.add_argument(
+                "--keep", type=float, default=0.5, help="the relative test: continue this share (default 0.5)"
+            )
         if name == "summary":
             command.add_argument("--baseline", help="the recipe to test against (default: the study's)")
             command.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
@@ -328,9 +339,11 @@ def main(argv: list[str] | None = None) -> int:
             with StudyStore(study_dir / STORE_FILE) as store:
                 runs = store.runs()
             for task in dict.fromkeys(run.task for run in runs):
-                print(
-                    f"{task}:\n\n{render_pruning(measure_pruning([run for run in runs if run.task == task]))}\n"
+                chosen = [run for run in runs if run.task == task]
+                measured = measure_pruning(chosen) + measure_relative_pruning(
+                    chosen, options.fractions, options.keep
                 )
+                print(f"{task}:\n\n{render_pruning(measured)}\n")
         elif options.command == "plot":
             paths = write_plots(study_dir)
             for path in paths:

@@ -14,21 +14,64 @@ E[max of n runs]:
   distribution, Σᵢ v₍ᵢ₎ · [(i/N)ⁿ − ((i−1)/N)ⁿ]; defined for every n but biased low (at n = N it is below the
   observed best).
 
-Bands come from the bootstrap: the N runs resampled with replacement, the estimator recomputed for every n; the
-2.5th and 97.5th percentiles of each n (a fixed random generator, so a summary is reproducible).
+Bands come from the percentile bootstrap: the N runs resampled with replacement, the estimator recomputed for
+every n; the 2.5th and 97.5th percentiles of each n (a fixed random generator, so a summary is reproducible) —
+**only for n <= max(1, ⌊N/5⌋) (:data:`BAND_FRACTION`, :func:`band_limit`); beyond, ``low`` and ``high`` are
+``nan``**. The bootstrap cannot bound a maximum: a resample's best is never above the observed best,
+so at n = N the band's upper end *is* the observed best, and the true E[max of N] lies above it about half the
+time. Measured coverage of the 95 % band (1000 simulated studies each, 1000 resamples; true E[max of n] by
+Monte Carlo; scores normal, a mixture with 20 % failed runs, or left-skewed gamma; unbiased estimator —
+``tests/study/test_estimators.py`` repeats a smaller version):
+
+=====  ==================  ==================  ==========
+N      kept n              n = N/2             n = N
+=====  ==================  ==================  ==========
+5      n = 1: 0.64–0.84    –                   0.45–0.55
+10     n <= 2: 0.86–0.91   n = 5: 0.69–0.77    0.45–0.53
+20     n <= 4: 0.86–0.94   n = 10: 0.68–0.77   0.45–0.53
+40     n <= 8: 0.82–0.94   n = 20: 0.67–0.77   0.44–0.54
+=====  ==================  ==================  ==========
+
+(the range over the three distributions and the kept n; with 5 runs even n = 1, the bootstrap of a mean,
+covers poorly when a failure rate of 20 % leaves 33 % of the samples without a failed run.) The
+with-replacement estimator's bands measure alike (N = 10: n <= 2 0.83–0.90, n = N 0.44–0.56; N = 20: n <= 4
+0.83–0.93).
+
+Coverage falls steadily with n/N and no simple fix restores it (the basic, bias-corrected and bias-shifted
+bootstraps measured 0.35–0.65 at n = N = 10), so the curve gives no band where it could not keep its promise;
+even the kept bands run somewhat below 95 %, as a percentile bootstrap of a mean does with 10–40 values. The
+estimate itself is unaffected: the unbiased one is unbiased at every n <= N.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import comb
 
 import numpy as np
 
-__all__ = ["ESTIMATORS", "ExpectedMax", "expected_max", "expected_max_curve", "runs_to_reach"]
+__all__ = [
+    "BAND_FRACTION",
+    "ESTIMATORS",
+    "ExpectedMax",
+    "band_limit",
+    "expected_max",
+    "expected_max_curve",
+    "runs_to_reach",
+]
 
 ESTIMATORS = ("unbiased", "with_replacement")
+NAN = float("nan")
+BAND_FRACTION = 0.2
+"""Bootstrap bands are given for n <= max(1, ⌊N·BAND_FRACTION⌋) of N runs (module docstring)."""
+
+
+def band_limit(total: int) -> int:
+    """The largest n of N = ``total`` runs whose E[max of n] gets a bootstrap band: max(1, ⌊N/5⌋); 0 for fewer
+    than two runs (no band at all)."""
+    return max(1, math.floor(total * BAND_FRACTION + 1e-9)) if total >= 2 else 0
 
 
 def _weights(total: int, counts: Sequence[int], estimator: str) -> np.ndarray:
@@ -60,7 +103,8 @@ def expected_max(values: Sequence[float], n: int, *, estimator: str = "unbiased"
 
 @dataclass(frozen=True)
 class ExpectedMax:
-    """E[max of n runs] for n = 1 … N, with bootstrap bands (``low``/``high``; ``nan`` for a single run)."""
+    """E[max of n runs] for n = 1 … N, with bootstrap bands (``low``/``high``): ``nan`` for a single run and for
+    n beyond :func:`band_limit` (N/5), where the bootstrap under-covers (module docstring)."""
 
     n: tuple[int, ...]
     mean: tuple[float, ...]
@@ -81,7 +125,8 @@ def expected_max_curve(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> ExpectedMax:
-    """The expected best of n runs for every n from 1 to the number of runs, with bootstrap bands."""
+    """The expected best of n runs for every n from 1 to the number of runs N, with percentile-bootstrap bands
+    for n <= :func:`band_limit` (N/5; ``nan`` beyond, module docstring)."""
     v = np.sort(np.asarray(values, dtype=np.float64))
     counts = tuple(range(1, v.size + 1))
     if not counts:
@@ -89,13 +134,19 @@ def expected_max_curve(
     weights = _weights(v.size, counts, estimator)
     mean = tuple(map(float, weights @ v))
     if v.size < 2:
-        return ExpectedMax(counts, mean, (float("nan"),), (float("nan"),), estimator)
+        return ExpectedMax(counts, mean, (NAN,), (NAN,), estimator)
     generator = np.random.default_rng(seed)
     resamples = np.sort(generator.choice(v, size=(n_resamples, v.size), replace=True), axis=1)
     curves = resamples @ weights.T  # one row per resample, one column per n
     tail = (1 - confidence_level) / 2 * 100
     low, high = np.percentile(curves, [tail, 100 - tail], axis=0)
-    return ExpectedMax(counts, mean, tuple(map(float, low)), tuple(map(float, high)), estimator)
+    kept = band_limit(v.size)
+
+    def band(bounds: np.ndarray) -> tuple[float, ...]:
+        # one shared nan object, so that two equal curves compare equal (tuples compare items by identity first)
+        return tuple(float(bound) if n <= kept else NAN for n, bound in zip(counts, bounds, strict=True))
+
+    return ExpectedMax(counts, mean, band(low), band(high), estimator)
 
 
 def runs_to_reach(curve: ExpectedMax, target: float) -> int | None:

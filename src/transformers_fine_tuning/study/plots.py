@@ -1,7 +1,7 @@
 """The study's pictures, three per task, PNG, readable without the code (matplotlib, no display needed).
 
 * ``<task>-final.png`` — the final main metric of every run, one column per recipe: a box plot of the
-  distribution with every run drawn on it as a point (failed runs as red crosses), and the majority-class
+  distribution with every run drawn on it as a point (failed runs as red crosses), and the best constant
   baseline as a dashed line. A failed run sits on or below that line.
 * ``<task>-curves.png`` — one panel per recipe, one line per seed: the evaluation metric at every evaluation
   during training against the training step. Instability shows at a glance as the runs that stay flat at the
@@ -26,7 +26,7 @@ import numpy as np
 
 from ..results import metric_curve
 from .expected_max import expected_max_curve
-from .report import majority_baseline_of, order_by
+from .report import constant_baseline_of, order_by
 from .store import COMPLETED, RunRecord
 
 __all__ = [
@@ -81,7 +81,7 @@ def _legend_handles(baseline: float | None, *, line: bool) -> list[Any]:
                 [],
                 color=_BASELINE_COLOUR,
                 linestyle="--",
-                label=f"majority-class baseline ({baseline:.3f})",
+                label=f"best constant predictor ({baseline:.3f})",
             )
         )
     return handles
@@ -96,7 +96,7 @@ def plot_final_metrics(
         return None
     order = order_by([run.recipe for run in completed], recipes)
     metric, split = completed[0].main_metric_name, completed[0].main_metric_split
-    baseline = majority_baseline_of(completed)
+    baseline = constant_baseline_of(completed)
     Figure, _ = _matplotlib()
     figure = Figure(figsize=(max(6.0, 1.7 * len(order) + 2.5), 5.0), dpi=120, layout="constrained")
     axes = figure.subplots()
@@ -138,7 +138,7 @@ def plot_expected_max(
     runs: Sequence[RunRecord], task: str, path: str | Path, *, recipes: Sequence[str] = ()
 ) -> Path | None:
     """The expected best final score of n runs against n, one line per recipe with its bootstrap band
-    (:mod:`.expected_max`), the majority-class baseline dashed; ``None`` if no recipe has two completed runs."""
+    (:mod:`.expected_max`), the best constant predictor dashed; ``None`` if no recipe has two completed runs."""
     completed = _completed(runs, task)
     order = order_by([run.recipe for run in completed], recipes)
     curves = {}
@@ -149,7 +149,7 @@ def plot_expected_max(
     if not curves:
         return None
     metric, split = completed[0].main_metric_name, completed[0].main_metric_split
-    baseline = majority_baseline_of(completed)
+    baseline = constant_baseline_of(completed)
     Figure, _ = _matplotlib()
     figure = Figure(figsize=(6.8, 4.6), dpi=120, layout="constrained")
     axes = figure.subplots()
@@ -159,7 +159,7 @@ def plot_expected_max(
         axes.fill_between(curve.n, curve.low, curve.high, color=colour, alpha=0.15, linewidth=0)
     if baseline is not None:
         axes.axhline(
-            baseline, color=_BASELINE_COLOUR, linestyle="--", linewidth=1.0, label="majority-class baseline"
+            baseline, color=_BASELINE_COLOUR, linestyle="--", linewidth=1.0, label="best constant predictor"
         )
     axes.set_xlabel("n, the number of runs (seeds) tried")
     axes.set_ylabel(f"expected best {metric} on {split}")
@@ -181,7 +181,7 @@ def plot_learning_curves(
         return None
     order = order_by([run.recipe for run in completed], recipes)
     metric, split = completed[0].main_metric_name, completed[0].main_metric_split
-    baseline = majority_baseline_of(completed)
+    baseline = constant_baseline_of(completed)
     columns = min(len(order), _PANELS_PER_ROW)
     rows = math.ceil(len(order) / columns)
     Figure, _ = _matplotlib()

@@ -20,6 +20,14 @@ fail. A recipe with (almost) all runs failed — fewer than two that did not fai
 :data:`DEGENERATE_FAILED_SHARE` of them failed — is *degenerate*: flagged in every table, and never called more
 stable.
 
+A location claim takes its direction from the statistic its p-value comes from: the Mann–Whitney U (U − n₁n₂/2,
+:func:`~.effects.location_direction`), never from the means, which can point the other way when some runs fail
+(16 baseline runs at 0.80 and 4 at 0.30 against 20 at 0.75: the mean says higher, P(recipe > baseline) = 0.2).
+Beside the tests, each comparison carries the effects with their intervals (:mod:`.effects`): P(X > Y) and the
+Hodges–Lehmann shift, Δmean and ΔE[best of n] by bootstrap (so a best-of-n claim is tested), Almost Stochastic
+Order's ε_min; the failure rates' difference with Newcombe's interval (:mod:`.failure_rates`); and the seeds a
+decision would need at 80 % power (:mod:`.power`).
+
 Each test's p-values are given raw and Holm-adjusted over the recipes compared with the baseline on a task
 (:func:`holm`; Holm 1979, "A Simple Sequentially Rejective Multiple Test Procedure"), which controls the
 family-wise error rate of that test's comparisons. Degenerate inputs (fewer than two runs, all values equal)
@@ -36,6 +44,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from . import effects, failure_rates, power
+from .expected_max import band_limit, expected_max
+from .failure_rates import clopper_pearson
 
 __all__ = [
     "DEGENERATE_FAILED_SHARE",
@@ -67,15 +79,24 @@ class Description:
     ci_high: float
     std_not_failed: float = NAN
     degenerate: bool = False
+    zero_spread: bool = False
+    failure_rate_low: float = NAN
+    failure_rate_high: float = NAN
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One recipe against the baseline recipe on one task (``nan`` where a test is undefined).
 
-    ``std_ratio`` and Brown–Forsythe compare the runs that did not fail; the ``*_p_holm`` values are the
-    p-values adjusted over the ``comparisons`` recipes compared on the task (set by :func:`holm` in the
-    report; ``nan`` until then).
+    ``std_ratio`` and Brown–Forsythe compare the runs that did not fail (``nan`` when either side is
+    degenerate); the ``*_p_holm`` values are the p-values adjusted over the ``comparisons`` recipes compared on
+    the task (set by :func:`holm` in the report; ``nan`` until then). ``direction``: the sign of U − n₁n₂/2
+    (+1: the recipe's scores tend to be higher). ``superiority``: P(recipe > baseline) + ½P(tie);
+    ``shift``: the Hodges–Lehmann shift; ``expected_max_difference``: ΔE[best of ``expected_max_n``]; each
+    with its 95 % interval. ``aso_epsilon``: ε_min of Almost Stochastic Order (< 0.5: the recipe is almost
+    stochastically larger). ``failure_difference``: the recipe's failure rate minus the baseline's, Newcombe's
+    interval. ``seeds_for_*``: runs per recipe that 80 % power at α = 0.05 would need to tell the observed
+    failure rates, or the observed P(recipe > baseline), apart (``None``: nothing to tell apart).
     """
 
     mean_difference: float
@@ -90,6 +111,25 @@ class Comparison:
     mann_whitney_p_holm: float = NAN
     fisher_p_holm: float = NAN
     comparisons: int = 0
+    direction: int = 0
+    superiority: float = NAN
+    superiority_low: float = NAN
+    superiority_high: float = NAN
+    shift: float = NAN
+    shift_low: float = NAN
+    shift_high: float = NAN
+    mean_difference_low: float = NAN
+    mean_difference_high: float = NAN
+    expected_max_n: int = 0
+    expected_max_difference: float = NAN
+    expected_max_difference_low: float = NAN
+    expected_max_difference_high: float = NAN
+    aso_epsilon: float = NAN
+    failure_difference: float = NAN
+    failure_difference_low: float = NAN
+    failure_difference_high: float = NAN
+    seeds_for_failure_rates: int | None = None
+    seeds_for_shift: int | None = None
 
 
 def _values(values: Sequence[float]) -> np.ndarray:
@@ -157,6 +197,7 @@ def describe(
     )
     failed_runs = int(sum(bool(flag) for flag in failed))
     not_failed = _not_failed(array, failed)
+    rate = clopper_pearson(failed_runs, int(array.size))
     return Description(
         n=int(array.size),
         mean=float(np.mean(array)),
@@ -168,8 +209,16 @@ def describe(
         ci_low=low,
         ci_high=high,
         std_not_failed=_std(not_failed),
-        degenerate=not_failed.size < 2 or failed_runs >= DEGENERATE_FAILED_SHARE * array.size,
+        degenerate=_degenerate(not_failed.size, failed_runs, int(array.size)),
+        zero_spread=array.size > 1 and float(np.ptp(array)) == 0.0,
+        failure_rate_low=rate.low,
+        failure_rate_high=rate.high,
     )
+
+
+def _degenerate(not_failed: int, failed: int, n: int) -> bool:
+    """Fewer than two runs that did not fail, or at least :data:`DEGENERATE_FAILED_SHARE` of them failed."""
+    return not_failed < 2 or failed >= DEGENERATE_FAILED_SHARE * n
 
 
 def _std(array: np.ndarray) -> float:
@@ -200,24 +249,66 @@ def compare(
     """Test a recipe's runs against the baseline recipe's runs (see the module docstring for the tests)."""
     x, y = _values(values), _values(baseline_values)
     spread_x, spread_y = _not_failed(x, failed), _not_failed(y, baseline_failed)
-    # two values lie at the same distance from their median: no within-group spread, no test (p would be 0)
-    enough = spread_x.size >= 3 and spread_y.size >= 3
-    bf = _quietly(stats.levene, spread_x, spread_y, center="median") if enough else (NAN, NAN)
-    mw = _quietly(stats.mannwhitneyu, x, y, alternative="two-sided") if x.size and y.size else (NAN, NAN)
     failed_x, failed_y = int(sum(map(bool, failed))), int(sum(map(bool, baseline_failed)))
+    # a degenerate side has no spread worth comparing; two values lie at the same distance from their median:
+    # no within-group spread, no test (p would be 0)
+    degenerate = _degenerate(spread_x.size, failed_x, x.size) or _degenerate(spread_y.size, failed_y, y.size)
+    enough = not degenerate and spread_x.size >= 3 and spread_y.size >= 3
+    bf = _quietly(stats.levene, spread_x, spread_y, center="median") if enough else (NAN, NAN)
+    if not (x.size and y.size):
+        return Comparison(NAN, NAN, *bf, NAN, NAN, NAN, NAN)
+    mw = _quietly(stats.mannwhitneyu, x, y, alternative="two-sided")
     table = [[failed_x, x.size - failed_x], [failed_y, y.size - failed_y]]
-    fisher = _quietly(stats.fisher_exact, table) if x.size and y.size else (NAN, NAN)
+    fisher = _quietly(stats.fisher_exact, table)
     std_x, std_y = _std(spread_x), _std(spread_y)
     return Comparison(
-        mean_difference=float(np.mean(x) - np.mean(y)) if x.size and y.size else NAN,
-        std_ratio=std_x / std_y if std_y and not math.isnan(std_y) else NAN,
+        mean_difference=float(np.mean(x) - np.mean(y)),
+        std_ratio=std_x / std_y if not degenerate and std_y and not math.isnan(std_y) else NAN,
         brown_forsythe_statistic=bf[0],
         brown_forsythe_p=bf[1],
         mann_whitney_u=mw[0],
         mann_whitney_p=mw[1],
         fisher_odds_ratio=fisher[0],
         fisher_p=fisher[1],
+        **_effects(x, y, failed_x, failed_y),
     )
+
+
+def _effects(x: np.ndarray, y: np.ndarray, failed_x: int, failed_y: int) -> dict[str, float | int | None]:
+    """The effect sizes with their intervals and the seeds a decision needs (the fields after ``comparisons``)."""
+    superiority = effects.superiority(x, y)
+    shift = effects.hodges_lehmann(x, y)
+    mean = effects.bootstrap_difference(x, y, np.mean)
+    n = band_limit(int(min(x.size, y.size)))  # where the bootstrap covers what it says (.expected_max)
+    best = (
+        effects.bootstrap_difference(x, y, lambda v: expected_max(v, n))
+        if n
+        else effects.Interval(NAN, NAN, NAN)
+    )
+    rates = failure_rates.newcombe_difference(failed_x, int(x.size), failed_y, int(y.size))
+    return {
+        "direction": effects.location_direction(x, y),
+        "superiority": superiority.estimate,
+        "superiority_low": superiority.low,
+        "superiority_high": superiority.high,
+        "shift": shift.estimate,
+        "shift_low": shift.low,
+        "shift_high": shift.high,
+        "mean_difference_low": mean.low,
+        "mean_difference_high": mean.high,
+        "expected_max_n": n,
+        "expected_max_difference": best.estimate,
+        "expected_max_difference_low": best.low,
+        "expected_max_difference_high": best.high,
+        "aso_epsilon": effects.almost_stochastic_order(x, y) if min(x.size, y.size) >= 2 else NAN,
+        "failure_difference": rates.estimate,
+        "failure_difference_low": rates.low,
+        "failure_difference_high": rates.high,
+        "seeds_for_failure_rates": power.seeds_for_failure_rates(failed_x / x.size, failed_y / y.size),
+        "seeds_for_shift": power.seeds_for_shift(superiority.estimate)
+        if math.isfinite(superiority.estimate)
+        else None,
+    }
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

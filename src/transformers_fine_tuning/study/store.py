@@ -16,7 +16,9 @@ A run's ``status`` is its life in the study, never its quality:
 * ``crashed``   — its worker died while running it (found by :meth:`StudyStore.reclaim_dead`).
 
 Whether a *completed* run is a **failed run** in the statistical sense of Mosbach et al. (final main metric no
-better than the majority-class baseline) is the separate column ``failed_run``. ``error`` and ``crashed`` runs
+better than the best constant predictor's on the evaluated split, and the other rules of
+:mod:`transformers_fine_tuning.failure`) is the separate column ``failed_run``, the rule that fired
+``failure_rule``. ``error`` and ``crashed`` runs
 are re-queued by the next ``run`` of the study (up to ``max_attempts`` attempts in all).
 
 Claiming is atomic: :meth:`StudyStore.claim` selects and marks the next pending run inside one write
@@ -57,10 +59,11 @@ __all__ = [
 
 PENDING, RUNNING, COMPLETED, ERROR, CRASHED = "pending", "running", "completed", "error", "crashed"
 STATUSES = (PENDING, RUNNING, COMPLETED, ERROR, CRASHED)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: the first store. 2: ``resumed_from_step``, ``subset_seed``, ``dropout_seed``; ``evaluations_json`` holds
-:class:`~..results.Evaluation`s (a version-1 store is upgraded in place when opened: the columns are added and
-derived again from each run's results)."""
+:class:`~..results.Evaluation`s. 3: ``constant_baseline`` and ``failure_rule``; every run judged by
+:mod:`transformers_fine_tuning.failure`. An older store is upgraded in place when opened: the columns are added
+and every result column derived again from each run's results (read, and so judged, as today's schema)."""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
@@ -93,8 +96,9 @@ CREATE TABLE IF NOT EXISTS runs (
     main_metric_name  TEXT,
     main_metric_split TEXT,
     main_metric       REAL,
-    majority_baseline REAL,
+    constant_baseline REAL,
     failed_run        INTEGER,
+    failure_rule      TEXT,
     metrics_json      TEXT,
     evaluations_json  TEXT,
     results_json      TEXT,
@@ -144,12 +148,14 @@ class RunRecord(RunCell):
     main_metric_name: str | None = None
     main_metric_split: str | None = None
     main_metric: float | None = None
-    majority_baseline: float | None = None
+    constant_baseline: float | None = None
     failed_run: bool | None = None
+    failure_rule: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     evaluations: list[Evaluation] = field(default_factory=list)
     resumed_from_step: int | None = None
     predictions: dict[str, list[float]] = field(default_factory=dict)
+    labels: dict[str, list[float]] = field(default_factory=dict)
     stopped_early: str | None = None
     global_step: int | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
@@ -267,19 +273,20 @@ class StudyStore:
     def _add_missing_columns(db: sqlite3.Connection) -> None:
         """Columns added to the schema after a store was created (all nullable) are added to it."""
         columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-        for column in _ADDED_COLUMNS:
+        for column, kind in _ADDED_COLUMNS.items():
             if column not in columns:
-                db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+                db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     @staticmethod
     def _upgrade(db: sqlite3.Connection) -> None:
-        """From version 1: derive the result columns again from each run's results."""
+        """From an older version: derive the result columns again from each run's (upgraded) results."""
         rows = db.execute("SELECT run_id, results_json FROM runs WHERE results_json IS NOT NULL").fetchall()
         for row in rows:
             results = RunResults.from_dict(json.loads(row["results_json"]), source=f"run {row['run_id']}")
+            columns = _derived_columns(results)
             db.execute(
-                "UPDATE runs SET evaluations_json = ?, results_json = ?, resumed_from_step = ? WHERE run_id = ?",
-                (*_result_json(results)[1:], _resumed_step(results), row["run_id"]),
+                f"UPDATE runs SET {', '.join(f'{name} = ?' for name in columns)} WHERE run_id = ?",
+                (*columns.values(), row["run_id"]),
             )
 
     # -- plumbing ---------------------------------------------------------------------------------------
@@ -425,28 +432,17 @@ class StudyStore:
         wall_time_s: float | None = None,
     ) -> bool:
         """Store a finished run's results; ``False`` if the run was already recorded."""
-        main = results.main_metric
-        metrics_json, evaluations_json, results_json = _result_json(results)
+        columns = _derived_columns(results)
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, host = ?, wall_time_s = ?, main_metric_name = ?, "
-                "main_metric_split = ?, main_metric = ?, majority_baseline = ?, failed_run = ?, metrics_json = ?, "
-                "evaluations_json = ?, results_json = ?, resumed_from_step = ?, error = NULL "
-                "WHERE run_id = ? AND status != ?",
+                "UPDATE runs SET status = ?, finished_at = ?, host = ?, wall_time_s = ?, error = NULL, "
+                f"{', '.join(f'{name} = ?' for name in columns)} WHERE run_id = ? AND status != ?",
                 (
                     COMPLETED,
                     time.time(),
                     host or results.device.get("host"),
                     wall_time_s if wall_time_s is not None else results.wall_time_s,
-                    main.name,
-                    main.split,
-                    _float(main.value),
-                    _float(results.main_baseline),
-                    int(bool(results.failed)),
-                    metrics_json,
-                    evaluations_json,
-                    results_json,
-                    _resumed_step(results),
+                    *columns.values(),
                     run_id,
                     COMPLETED,
                 ),
@@ -597,12 +593,14 @@ class StudyStore:
             main_metric_name=row["main_metric_name"],
             main_metric_split=row["main_metric_split"],
             main_metric=row["main_metric"],
-            majority_baseline=row["majority_baseline"],
+            constant_baseline=row["constant_baseline"],
             failed_run=None if row["failed_run"] is None else bool(row["failed_run"]),
+            failure_rule=row["failure_rule"],
             metrics=json.loads(row["metrics_json"] or "{}"),
             evaluations=[Evaluation(**entry) for entry in json.loads(row["evaluations_json"] or "[]")],
             resumed_from_step=row["resumed_from_step"],
             predictions=results.get("predictions") or {},
+            labels=results.get("labels") or {},
             stopped_early=results.get("stopped_early"),
             global_step=results.get("global_step"),
             diagnostics=results.get("diagnostics") or {},
@@ -621,8 +619,9 @@ _RESULT_COLUMNS = (
     "main_metric_name",
     "main_metric_split",
     "main_metric",
-    "majority_baseline",
+    "constant_baseline",
     "failed_run",
+    "failure_rule",
     "metrics_json",
     "evaluations_json",
     "results_json",
@@ -631,13 +630,33 @@ _RESULT_COLUMNS = (
 )
 
 
-_ADDED_COLUMNS = ("resumed_from_step", "subset_seed", "dropout_seed")
+_ADDED_COLUMNS = {
+    "resumed_from_step": "INTEGER",
+    "subset_seed": "INTEGER",
+    "dropout_seed": "INTEGER",
+    "constant_baseline": "REAL",
+    "failure_rule": "TEXT",
+}
+"""Columns added after the first store, with their types (added to an older store when it is opened)."""
 
 
-def _result_json(results: RunResults) -> tuple[str, str, str]:
-    """The JSON columns of a completed run: its final metrics, its evaluations, all of its results."""
+def _derived_columns(results: RunResults) -> dict[str, Any]:
+    """The columns of a completed run that its results decide, by column name: one derivation for a new run
+    and for the upgrade of an older store."""
     content = results.to_dict()
-    return json.dumps(content["metrics"]), json.dumps(content["evaluations"]), json.dumps(content)
+    main = results.main_metric
+    return {
+        "main_metric_name": main.name,
+        "main_metric_split": main.split,
+        "main_metric": _float(main.value),
+        "constant_baseline": _float(results.main_baseline),
+        "failed_run": int(bool(results.failed)),
+        "failure_rule": results.failure.rule if results.failure else None,
+        "metrics_json": json.dumps(content["metrics"]),
+        "evaluations_json": json.dumps(content["evaluations"]),
+        "results_json": json.dumps(content),
+        "resumed_from_step": _resumed_step(results),
+    }
 
 
 def _resumed_step(results: RunResults) -> int | None:

@@ -1,0 +1,300 @@
+"""``summary.md``: the verdicts, then per task its tables, the plots and where the study's time went.
+
+Rendering only: every number comes from :mod:`.report` (and :mod:`.verdict` for the sentences); nothing here
+computes a statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .costs import StudyCosts, render_costs
+from .verdict import HINT_BELOW, verdicts
+
+if TYPE_CHECKING:
+    from .report import GroupSummary
+
+__all__ = ["render"]
+
+EXPLANATION = (
+    "Statistics over every completed run's final main metric (a run without a finite score counts at the best "
+    "constant predictor's). A **failed run** ends at or below the best constant predictor's score on the "
+    "evaluated split (Mosbach et al. 2021: accuracy, the largest class share), or answered (almost) one class, "
+    "or was pruned or stopped on a non-finite value. std: sample standard deviation, of all runs and of the runs "
+    "that did not fail; 95 % CI: bootstrap (BCa) interval of the mean (†: fewer than 10 runs, where it covers "
+    "less than it says — about 81 % at 4 runs); failed runs with their Clopper–Pearson 95 % interval. Tests "
+    "against the baseline recipe: P(recipe > baseline) and the Hodges–Lehmann shift with their intervals and "
+    "Mann–Whitney U (location, direction from U), Fisher's exact test and Newcombe's interval (failure rates), "
+    "Brown–Forsythe (spread, among the runs that did not fail); p-values two-sided, with Holm-adjusted ones "
+    "in parentheses."
+)
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
+def _band(low: float, high: float, digits: int = 4) -> str:
+    return "–" if math.isnan(low) else f"[{_number(low, digits)}, {_number(high, digits)}]"
+
+
+def _signed(value: float, low: float, high: float, digits: int = 4) -> str:
+    return "–" if math.isnan(value) else f"{value:+.{digits}f} {_band(low, high, digits)}"
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+
+
+def _shown_counts(n: int) -> list[int]:
+    return [k for k in (1, 3, 5, 10) if k < n] + [n]
+
+
+def _heading(first: GroupSummary) -> list[str]:
+    heading = f"## {first.task}"
+    if first.metric:
+        heading += f": {first.metric} on {first.split}"
+    if first.constant_baseline is not None:
+        heading += f" (best constant predictor {_number(first.constant_baseline)})"
+    return [heading, ""]
+
+
+def _distribution(group: Sequence[GroupSummary]) -> list[str]:
+    lines = [
+        "| recipe | n | mean | std | std (not failed) | median | min | max | failed runs [95 % CI] | "
+        "95 % CI of the mean | errors | to run |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for s in group:
+        d = s.description
+        name = f"{s.recipe} (baseline)" if s.comparison is None else s.recipe
+        name += " ⚠" if d.degenerate and d.n else ""
+        name += " ≡" if d.zero_spread and not d.degenerate else ""
+        failed = f"{d.failed_runs}" + (f" ({s.pruned} pruned)" if s.pruned else "")
+        failed += f" {_band(d.failure_rate_low, d.failure_rate_high, 2)}" if d.n else ""
+        mean_ci = _band(d.ci_low, d.ci_high) + (" †" if 1 < d.n < HINT_BELOW else "")
+        lines.append(
+            f"| {name} | {d.n}{f' ({s.unscored} unscored)' if s.unscored else ''} | {_number(d.mean)} | "
+            f"{_number(d.std)} | {_number(d.std_not_failed)} | {_number(d.median)} | {_number(d.minimum)} | "
+            f"{_number(d.maximum)} | {failed} | {mean_ci} | {s.errors} | {s.unfinished} |"
+        )
+    flagged = [
+        s for s in group if s.description.n and (s.description.degenerate or s.description.zero_spread)
+    ]
+    for s in flagged:
+        d = s.description
+        lines += [
+            "",
+            f"⚠ {s.recipe}: failed {d.failed_runs} of {d.n} runs — fewer than two that did not fail, or at least "
+            "80 % failed: no spread to compare; never counted as more stable."
+            if d.degenerate
+            else f"≡ {s.recipe}: all {d.n} runs scored the same — no spread to compare.",
+        ]
+    return lines
+
+
+def _comparisons(group: Sequence[GroupSummary]) -> list[str]:
+    compared = [s for s in group if s.comparison is not None]
+    if not compared:
+        return []
+    base_name = compared[0].baseline_recipe
+    base = next((s for s in group if s.comparison is None), None)
+    base_failed = f"{base.description.failed_runs}/{base.description.n}" if base else "–"
+    lines = [
+        "",
+        f"| vs {base_name} | P(> {base_name}) [95 % CI] | shift (Hodges–Lehmann) [95 % CI] | Δ mean [95 % CI] | "
+        "Mann–Whitney p (Holm) | failed runs | Δ failure rate [95 % CI] | Fisher p (Holm) | std ratio (not "
+        "failed) | Brown–Forsythe p (Holm) | ASO ε_min | runs for 80 % power: shift, failures |",
+        "|---|---|---|---|---:|---|---|---:|---:|---:|---:|---|",
+    ]
+    for s in compared:
+        c, d = s.comparison, s.description
+        assert c is not None
+        ratio = (
+            "– (degenerate)"
+            if d.degenerate or (base and base.description.degenerate)
+            else _number(c.std_ratio, 2)
+        )
+        seeds = f"{c.seeds_for_shift or '–'}, {c.seeds_for_failure_rates or '–'}"
+        lines.append(
+            f"| {s.recipe} | {_number(c.superiority, 2)} {_band(c.superiority_low, c.superiority_high, 2)} | "
+            f"{_signed(c.shift, c.shift_low, c.shift_high)} | "
+            f"{_signed(c.mean_difference, c.mean_difference_low, c.mean_difference_high)} | "
+            f"{_p(c.mann_whitney_p)} ({_p(c.mann_whitney_p_holm)}) | {d.failed_runs}/{d.n} vs {base_failed} | "
+            f"{_signed(c.failure_difference, c.failure_difference_low, c.failure_difference_high, 2)} | "
+            f"{_p(c.fisher_p)} ({_p(c.fisher_p_holm)}) | {ratio} | "
+            f"{_p(c.brown_forsythe_p)} ({_p(c.brown_forsythe_p_holm)}) | {_number(c.aso_epsilon, 2)} | {seeds} |"
+        )
+    m = compared[0].comparison.comparisons
+    lines += [
+        "",
+        f"Holm-adjusted over the {m} recipe{'s' if m != 1 else ''} compared with {base_name}, per test. P(> "
+        f"{base_name}): the chance that a run of the recipe scores above one of {base_name}'s (ties count half); "
+        "its side of ½ is the direction the Mann–Whitney test speaks for. ASO ε_min: Almost Stochastic Order "
+        "(Dror et al. 2019, deepsig), below 0.5 the recipe is almost stochastically larger. Runs for 80 % power: "
+        "per recipe, to tell the observed P(>) from ½ (Noether 1987) and the observed failure rates apart, at "
+        "α = 0.05.",
+    ]
+    return lines
+
+
+def _expected_cells(s: GroupSummary, counts: Sequence[int]) -> list[str]:
+    cells = []
+    for k in counts:
+        if k not in s.expected_max.n:
+            cells.append("–")
+            continue
+        i = s.expected_max.n.index(k)
+        value = _number(s.expected_max.mean[i])
+        cells.append(
+            value if k == 1 else f"{value} {_band(s.expected_max.low[i], s.expected_max.high[i], 3)}"
+        )
+    return cells
+
+
+def _what_runs_buy(group: Sequence[GroupSummary], target: float | None) -> list[str]:
+    curves = [s for s in group if s.expected_max is not None and s.expected_max.n]
+    if not curves:
+        return []
+    counts = _shown_counts(max(len(s.expected_max.n) for s in curves))
+    header = " | ".join(f"E[best of {k}]" for k in counts)
+    reach = "" if target is None else f" | runs to reach {_number(target)}"
+    lines = [
+        "",
+        f"| recipe | {header}{reach} | ΔE[best of n] vs baseline [95 % CI] | P(≥ 1 success in n) [95 % CI] | "
+        "runs for 95 % success | churn [95 % CI] | compute | compute per success |",
+        "|---|"
+        + "---:|" * len(counts)
+        + ("---:|" if target is not None else "")
+        + "---|---|---|---|---:|---:|",
+    ]
+    for s in curves:
+        cells = " | ".join(_expected_cells(s, counts))
+        if target is not None:
+            cells += (
+                f" | {s.runs_to_target if s.runs_to_target is not None else f'> {len(s.expected_max.n)}'}"
+            )
+        c = s.comparison
+        delta = (
+            "–"
+            if c is None
+            else f"n = {c.expected_max_n}: "
+            + _signed(
+                c.expected_max_difference, c.expected_max_difference_low, c.expected_max_difference_high
+            )
+        )
+        within = s.success_within
+        success = (
+            "–" if within is None else f"{_number(within.estimate, 3)} {_band(within.low, within.high, 3)}"
+        )
+        estimate, pessimistic = s.runs_for_success
+        runs = f"{estimate if estimate is not None else 'never'} (≤ {pessimistic if pessimistic is not None else '∞'})"
+        churn = (
+            "–" if s.churn is None else f"{_number(s.churn.mean, 3)} {_band(s.churn.low, s.churn.high, 3)}"
+        )
+        lines.append(
+            f"| {s.recipe} | {cells} | {delta} | {success} | {runs} | {churn} | {_hours(s.compute_s)} | "
+            f"{_hours(s.compute_per_success_s)} |"
+        )
+    lines += [
+        "",
+        "E[best of n]: the expected best final score of n runs (unbiased estimator, Dodge et al. 2021), with a "
+        "bootstrap 95 % band where the bootstrap can give one (none near n = N, where it would only repeat the "
+        "best run). ΔE[best of n]: against the baseline at the smaller of the two n, two-sample bootstrap. "
+        "P(≥ 1 success in n): 1 − pⁿ with p the failure rate, its band from p's Clopper–Pearson interval; runs "
+        "for 95 % success: at the estimate (at the interval's pessimistic end). Churn: the mean share of dev "
+        "examples two runs of the recipe classify differently (regression: mean absolute difference). Compute: "
+        "the completed runs' wall time; per success, divided by the runs that did not fail.",
+    ]
+    return lines
+
+
+def _noise_floor(group: Sequence[GroupSummary]) -> list[str]:
+    floors = [s for s in group if s.noise_floor is not None]
+    if not floors:
+        return []
+    lines = [
+        "",
+        "| recipe | seed-to-seed std | dev-set noise (one run, bootstrap) | ratio | p (spread > dev noise) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for s in floors:
+        f = s.noise_floor
+        assert f is not None
+        note = "" if f.exceeds else " (within the dev set's noise)"
+        lines.append(
+            f"| {s.recipe} | {_number(f.seed_std)} | {_number(f.floor_std)} | {_number(f.ratio, 2)}{note} | {_p(f.p_value)} |"
+        )
+    lines += [
+        "",
+        "Dev-set noise: the standard deviation of one run's score (the median run) over the dev examples "
+        "resampled; a seed-to-seed spread not above it is instability the dev set cannot resolve. p: χ² test of "
+        "the runs' variance against it (taken as known).",
+    ]
+    return lines
+
+
+def _variance_table(group: Sequence[GroupSummary]) -> list[str]:
+    crossed = [s for s in group if s.variance is not None]
+    if not crossed:
+        return []
+    names = list(crossed[0].variance.shares)
+    lines = [
+        "",
+        "| recipe | runs | levels | " + " | ".join(f"{name} share [95 % CI]" for name in names) + " |",
+        "|---|---:|---|" + "---|" * len(names),
+    ]
+    for s in crossed:
+        v = s.variance
+        assert v is not None
+        shares = " | ".join(f"{_number(v.shares[name], 2)} {_band(*v.intervals[name], 2)}" for name in names)
+        levels = " × ".join(f"{v.levels[name]} {name}" for name in v.factors)
+        lines.append(f"| {s.recipe} | {v.runs} | {levels} | {shares} |")
+    lines += [
+        "",
+        "Shares of the variance of the final score due to each seed: crossed random effects, method of moments, "
+        "multi-way bootstrap intervals. A share from k seeds rests on k − 1 degrees of freedom: with fewer than 5 "
+        "seeds per factor it means little.",
+    ]
+    return lines
+
+
+def render(
+    summaries: Sequence[GroupSummary],
+    *,
+    title: str,
+    counts_line: str = "",
+    plots: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    target_score: float | None = None,
+    costs: StudyCosts | None = None,
+) -> str:
+    """The Markdown report: the verdicts, then per task its tables and the plots (``plots[task]`` is a list of
+    (caption, relative path)), then where the study's time went (``costs``)."""
+    lines = [f"# Seed study `{title}`", ""]
+    if counts_line:
+        lines += [counts_line, ""]
+    for task, sentence in verdicts(summaries).items():
+        lines += [f"**Verdict, {task}:** {sentence}", ""]
+    lines += [EXPLANATION, ""]
+    for task in dict.fromkeys(s.task for s in summaries):
+        group = [s for s in summaries if s.task == task]
+        lines += _heading(group[0]) + _distribution(group) + _comparisons(group)
+        lines += _what_runs_buy(group, target_score) + _noise_floor(group) + _variance_table(group)
+        for caption, path in (plots or {}).get(task, ()):
+            lines += ["", f"![{caption}]({path})"]
+        lines.append("")
+    if costs is not None:
+        lines += render_costs(costs)
+    return "\n".join(lines)
