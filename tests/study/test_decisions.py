@@ -208,3 +208,70 @@ def test_relative_pruning_compares_runs_with_each_other():
     )
     with pytest.raises(ValueError, match="fraction must be in"):
         relative_verdicts(runs, 1.0, 0.5)
+
+
+SEQUENTIAL_SCRIPT = SCRIPT.replace(
+    'failed = recipe == "hopeless" or seed < 2\n    value = 0.5 if failed else 0.7',
+    'value = {"better": 0.7, "same": 0.6}.get(recipe, 0.6) + 0.001 * seed\n    failed = False',
+)
+
+
+def test_until_decided_adds_seeds_in_rounds_until_the_comparison_is_decided(tmp_path, capsys):
+    """better beats the baseline in every run: 4 against 4 (Mann–Whitney p = 0.029) is not enough at the first
+    look, where O'Brien–Fleming spending allows 0.0007; 8 against 8 (p = 0.00016) is, under 0.0157: the study
+    stops at 8 of its 12 seeds and says so."""
+    (tmp_path / "script.py").write_text(SEQUENTIAL_SCRIPT)
+    spec = {
+        "name": "sequential",
+        "output_dir": str(tmp_path / "study"),
+        "tasks": ["rte"],
+        "recipes": [recipe_file(tmp_path, "base"), recipe_file(tmp_path, "better")],
+        "seeds": "0-11",
+        "until_decided": {"round": 4},
+        "arguments": {"data_dir": str(tmp_path)},
+    }
+    path = tmp_path / "sequential.yaml"
+    path.write_text(__import__("yaml").safe_dump(spec))
+    assert main(["run", str(path), "--in-process", "--script", str(tmp_path / "script.py")]) == 0
+    assert "until decided: 4 seeds a recipe a round, at most 12" in capsys.readouterr().out
+    with StudyStore(load_spec(path).store_path) as store:
+        runs = store.runs()
+    assert sorted((run.recipe, run.seed) for run in runs) == sorted(
+        (recipe, seed) for recipe in ("base", "better") for seed in range(8)
+    )
+    summary = (tmp_path / "study" / "summary.md").read_text()
+    assert (
+        "Sequential: every comparison decided after 8 runs a recipe (look 2, O'Brien–Fleming spending"
+        in summary
+    )
+
+
+def test_sequential_state_by_hand():
+    from transformers_fine_tuning.study.sequential import next_runs_per_recipe, sequential_state
+    from transformers_fine_tuning.study.spec import UntilDecided
+
+    def runs(recipe, values):
+        return [run_record(i, False, loss_flag_at=None, first_dev=0.6).__class__(
+            **{**run_record(i, False, loss_flag_at=None, first_dev=0.6).__dict__, "recipe": recipe,
+               "run_id": f"rte/{recipe}/{i}", "main_metric": value})
+            for i, value in enumerate(values)]  # fmt: skip
+
+    rule = UntilDecided(4)
+    same = runs("base", [0.6 + 0.001 * i for i in range(12)]) + runs(
+        "same", [0.6 + 0.001 * i for i in range(12)]
+    )
+    state = sequential_state(same, ["base", "same"], "base", 12, rule)
+    assert state.looks == (4, 8, 12) and state.undecided == ("same",) and state.done
+    assert next_runs_per_recipe(
+        state, rule
+    ) == 12 and "not decided within 12 runs a recipe (same" in state.sentence(rule)
+    # after one round with nothing decided: one more round
+    early = sequential_state(same[:4] + same[12:16], ["base", "same"], "base", 12, rule)
+    assert early.looks == (4,) and not early.done and next_runs_per_recipe(early, rule) == 8
+    # nothing run yet: the first round
+    assert next_runs_per_recipe(sequential_state([], ["base", "same"], "base", 12, rule), rule) == 4
+    with pytest.raises(ValueError, match="round >= 2"):
+        UntilDecided(1)
+    with pytest.raises(ValueError, match="until_decided and restarts"):
+        spec_from_mapping({"tasks": ["rte"], "recipes": ["devlin2019"], "seeds": "0-3",
+                           "until_decided": {"round": 2}, "restarts": {"successes": 1}})  # fmt: skip

@@ -31,7 +31,7 @@ def runs_of(recipe: str, values: list[float | None]) -> list[RunRecord]:
             constant_baseline=CONSTANT,
             failed_run=value is None or value <= CONSTANT,
             wall_time_s=60.0,
-        )  # fmt: skip
+        )
         for seed, value in enumerate(values)
     ]
 

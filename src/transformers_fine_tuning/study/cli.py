@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     grid.add_argument("--max-runs", type=int, help="with --restarts: the most runs per task × recipe")
     grid.add_argument(
+        "--until-decided",
+        type=int,
+        metavar="R",
+        help="add seeds (from --seeds, in order) R a recipe at a time until every comparison with the baseline "
+        "is decided (O'Brien–Fleming alpha spending, α = 0.05), at most all of --seeds",
+    )
+    grid.add_argument(
         "--target-score", type=float, help="the summary says how many runs are expected to reach it"
     )
     execution = run.add_argument_group("execution")
@@ -285,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                         **({"max_runs": options.max_runs} if options.max_runs else {}),
                     },
                     "target_score": options.target_score,
+                    "until_decided": None
+                    if options.until_decided is None
+                    else {"round": options.until_decided},
                     "arguments": _flags_to_arguments(passthrough) if passthrough else None,
                 },
             )

@@ -279,14 +279,17 @@ def render(
     plots: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     target_score: float | None = None,
     costs: StudyCosts | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> str:
     """The Markdown report: the verdicts, then per task its tables and the plots (``plots[task]`` is a list of
-    (caption, relative path)), then where the study's time went (``costs``)."""
+    (caption, relative path)), then where the study's time went (``costs``); ``notes[task]`` follows the task's
+    verdict."""
     lines = [f"# Seed study `{title}`", ""]
     if counts_line:
         lines += [counts_line, ""]
     for task, sentence in verdicts(summaries).items():
-        lines += [f"**Verdict, {task}:** {sentence}", ""]
+        note = (notes or {}).get(task)
+        lines += [f"**Verdict, {task}:** {sentence}{f' {note}' if note else ''}", ""]
     lines += [EXPLANATION, ""]
     for task in dict.fromkeys(s.task for s in summaries):
         group = [s for s in summaries if s.task == task]

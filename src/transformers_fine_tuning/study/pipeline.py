@@ -20,7 +20,8 @@ from .plots import plot_paths, plot_study
 from .progress import Progress
 from .report import write_report
 from .runner import finished_results, validate_cells
-from .spec import STORE_FILE, Restarts, RunCell, StudySpec, load_spec
+from .sequential import next_runs_per_recipe, sequential_state
+from .spec import STORE_FILE, Restarts, RunCell, StudySpec, UntilDecided, load_spec, parse_seeds
 from .store import COMPLETED, PENDING, RUNNING, RunRecord, StoreCounts, StudyStore
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "rebuild_store",
     "restart_cells",
     "run_study",
+    "sequential_cells",
     "study_directory",
     "write_plots",
     "write_summary",
@@ -77,7 +79,7 @@ def run_study(
     validate_cells(pool, options.script)
     with StudyStore(spec.store_path) as store:
         _describe_study(store, spec)
-        cells = pool if spec.restarts is None else restart_cells(store, pool, spec.restarts)
+        cells = _chosen_cells(store, pool, spec)
         added = store.sync(cells, rerun_changed=rerun_changed)
         crashed = store.reclaim_dead(stale_after_s=stale_after_s)
         if retry:
@@ -90,6 +92,10 @@ def run_study(
         else f" (restarts until {spec.restarts.successes} success(es) per task × recipe, at most "
         f"{spec.restarts.max_runs} runs: seeds drawn as needed)"
     )
+    if spec.until_decided is not None:
+        restarts = (
+            f" (until decided: {spec.until_decided.round} seeds a recipe a round, at most {len(spec.seeds)})"
+        )
     print(
         f"[{spec.name}] {len(cells)} runs in the study{restarts}, {counts.completed} already completed; "
         f"{len(added)} new, {len(crashed)} found crashed, {len(requeued)} re-queued; "
@@ -102,8 +108,8 @@ def run_study(
     while counts.pending:
         _BACKENDS[options.backend](spec.store_path, options, progress)
         with StudyStore(spec.store_path) as store:
-            if spec.restarts is not None:  # the next round: a new seed for every run that failed
-                store.sync(restart_cells(store, pool, spec.restarts))
+            if spec.restarts is not None or spec.until_decided is not None:  # the next round, if any
+                store.sync(_chosen_cells(store, pool, spec))
             counts = store.counts()
     progress.update(counts)
     if report:
@@ -135,6 +141,34 @@ def restart_cells(store: StudyStore, pool: Sequence[RunCell], restarts: Restarts
         more = max(0, min(restarts.successes - hopeful, restarts.max_runs - len(taken)))
         untaken = [cell for cell in cells if cell.run_id not in known]
         chosen += taken + untaken[:more]
+    return sorted(chosen, key=lambda cell: cell.position)
+
+
+def _chosen_cells(store: StudyStore, pool: Sequence[RunCell], spec: StudySpec) -> list[RunCell]:
+    """The cells the study runs now: all of them, or those restarts or the sequential decision ask for."""
+    if spec.restarts is not None:
+        return restart_cells(store, pool, spec.restarts)
+    if spec.until_decided is not None:
+        return sequential_cells(store, pool, spec)
+    return list(pool)
+
+
+def sequential_cells(store: StudyStore, pool: Sequence[RunCell], spec: StudySpec) -> list[RunCell]:
+    """The cells a study ``until_decided`` runs now: per task, the first n cells of each recipe, n the runs a
+    recipe its sequential state asks for (:mod:`.sequential`)."""
+    assert spec.until_decided is not None
+    runs = store.runs(include_inactive=True)
+    recipes = [recipe.name for recipe in spec.recipes]
+    chosen = []
+    for task in dict.fromkeys(cell.task for cell in pool):
+        cells = [cell for cell in pool if cell.task == task]
+        per_recipe = max(sum(cell.recipe == recipe for cell in cells) for recipe in recipes)
+        state = sequential_state(
+            [run for run in runs if run.task == task], recipes, spec.baseline, per_recipe, spec.until_decided
+        )
+        wanted = next_runs_per_recipe(state, spec.until_decided)
+        for recipe in recipes:
+            chosen += [cell for cell in cells if cell.recipe == recipe][:wanted]
     return sorted(chosen, key=lambda cell: cell.position)
 
 
@@ -238,9 +272,21 @@ def write_summary(
         ]
         for task in {run.task for run in runs}
     }
+    rule = spec.get("until_decided")
+    notes = {}
+    if rule:
+        rule = UntilDecided(**rule)
+        for task in dict.fromkeys(run.task for run in runs):
+            task_runs = [run for run in runs if run.task == task]
+            per_recipe = max(sum(run.recipe == recipe for run in task_runs) for recipe in recipes)
+            maximum = len(parse_seeds(spec["seeds"])) if spec.get("seeds") else per_recipe
+            notes[task] = sequential_state(
+                task_runs, recipes, baseline, max(maximum, per_recipe), rule
+            ).sentence(rule)
     return write_report(
         runs,
         study_dir,
+        notes=notes,
         title=spec.get("name", study_dir.name),
         baseline=baseline,
         recipes=recipes,

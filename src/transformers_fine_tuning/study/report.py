@@ -452,8 +452,10 @@ def write_report(
     plots: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     n_resamples: int = 9999,
     target_score: float | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``summary.md``, ``summary.csv`` and ``expected_max.csv`` into ``output_dir``; returns the first two."""
+    """Write ``summary.md``, ``summary.csv`` and ``expected_max.csv`` into ``output_dir``; returns the first two.
+    ``notes[task]``: a sentence added to the task's verdict (a sequential study's state)."""
     output_dir = Path(output_dir)
     summaries = summarize(
         runs,
@@ -472,6 +474,7 @@ def write_report(
             plots=plots,
             target_score=target_score,
             costs=study_costs(runs),
+            notes=notes,
         ),
     )
     write_expected_max_csv(summaries, output_dir / "expected_max.csv")

@@ -21,6 +21,8 @@ the study's shared arguments and the cell's seeds. The file::
     restarts: {successes: 1, max_runs: 10}   # optional: per task × recipe, draw seeds in order until this
                                        # many runs did not fail, at most max_runs runs
     target_score: 0.65                 # optional: the summary says how many runs reach it (expected best)
+    until_decided: {round: 4}          # optional: seeds in rounds of 4 a recipe until every comparison with
+                                       # the baseline is decided (alpha spending), at most `seeds`
     arguments:                         # fine-tune flags shared by every run
       model_name_or_path: albert-base-v2
       data_dir: ../shared/glue
@@ -56,11 +58,13 @@ from ..textfiles import read_mapping_file
 
 __all__ = [
     "DEFAULT_ARGUMENTS",
+    "SPENDING",
     "RecipeEntry",
     "Restarts",
     "RunCell",
     "StudySpec",
     "TaskEntry",
+    "UntilDecided",
     "arguments_to_flags",
     "canonical_arguments",
     "config_hash",
@@ -97,6 +101,7 @@ _KNOWN_KEYS = {
     "prune",
     "restarts",
     "target_score",
+    "until_decided",
 }
 
 
@@ -173,6 +178,30 @@ class Restarts:
     max_runs: int
 
 
+SPENDING = ("obrien_fleming", "pocock")
+"""The alpha-spending functions of ``until_decided`` (:func:`~.power.spending_boundaries`)."""
+
+
+@dataclass(frozen=True)
+class UntilDecided:
+    """``until_decided`` of a study: seeds in rounds of ``round`` per recipe, at most the study's seeds, each
+    comparison decided at its look's share of ``alpha`` under the ``spending`` function (:mod:`.sequential`)."""
+
+    round: int
+    alpha: float = 0.05
+    spending: str = "obrien_fleming"
+
+    def __post_init__(self) -> None:
+        if self.round < 2:
+            raise ValueError(
+                f"until_decided needs round >= 2 runs a recipe (a test needs them), not {self.round}"
+            )
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"until_decided alpha must be in (0, 1), not {self.alpha}")
+        if self.spending not in SPENDING:
+            raise ValueError(f"until_decided spending must be one of {list(SPENDING)}, not {self.spending!r}")
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """A parsed study: the grid's axes, the shared arguments and where everything is written."""
@@ -189,6 +218,7 @@ class StudySpec:
     dropout_seeds: tuple[int, ...] | None = None
     restarts: Restarts | None = None
     target_score: float | None = None
+    until_decided: UntilDecided | None = None
 
     @property
     def store_path(self) -> Path:
@@ -271,6 +301,7 @@ class StudySpec:
             "arguments": self.arguments,
             "restarts": None if self.restarts is None else vars(self.restarts),
             "target_score": self.target_score,
+            "until_decided": None if self.until_decided is None else vars(self.until_decided),
         }
 
 
@@ -509,6 +540,24 @@ def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study"
         dropout_seeds=axes["dropout_seeds"],
         restarts=_restarts(mapping.get("restarts")),
         target_score=None if mapping.get("target_score") is None else float(mapping["target_score"]),
+        until_decided=_until_decided(mapping.get("until_decided"), mapping.get("restarts")),
+    )
+
+
+def _until_decided(value: Any, restarts: Any) -> UntilDecided | None:
+    if value is None:
+        return None
+    if restarts is not None:
+        raise ValueError(
+            "until_decided and restarts both choose which seeds run: give one (restarts draws seeds until runs "
+            "succeed, until_decided until the comparisons are decided)"
+        )
+    if not isinstance(value, Mapping) or set(value) - {"round", "alpha", "spending"} or "round" not in value:
+        raise ValueError(
+            f"until_decided is a mapping {{round: R, alpha: 0.05, spending: obrien_fleming}}, not {value!r}"
+        )
+    return UntilDecided(
+        int(value["round"]), float(value.get("alpha", 0.05)), str(value.get("spending", "obrien_fleming"))
     )
 
 
