@@ -12,12 +12,12 @@ from transformers_fine_tuning.results import RunResults
 RTE_DEV = [0] * 146 + [1] * 131  # 146 entailment, 131 not_entailment
 
 
-def rte(value, predictions=(), **kwargs):
+def rte(value, predictions=(), baseline=146 / 277, **kwargs):
     return judge(
         metric="accuracy",
         split="validation",
         value=value,
-        baseline=146 / 277,
+        baseline=baseline,
         predictions=predictions,
         **kwargs,
     )
@@ -143,3 +143,10 @@ def test_version_2_results_are_judged_again_by_todays_rules() -> None:
     assert not RunResults.from_dict(_version_2(0.5704, [0] * 150 + [1] * 127)).failed
     # non-finite: written as null
     assert RunResults.from_dict(_version_2(math.nan, [])).failure.rule == "non_finite"
+
+
+def test_a_tie_computed_two_ways_is_a_tie() -> None:
+    # 146/277 from the predictions, 1 − 131/277 from a version-2 file's training majority: the last bit differs
+    assert 146 / 277 != 1 - 131 / 277
+    assert rte(146 / 277, baseline=1 - 131 / 277).rule == "at_or_below_constant"
+    assert judge(metric="accuracy", split="v", value=1 - 131 / 277, baseline=146 / 277).failed

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 __all__ = [
     "ONE_CLASS_SHARE",
     "RULES",
+    "TIE_TOLERANCE",
     "Failure",
+    "at_or_below",
     "constant_baseline_from_majority",
     "judge",
 ]
@@ -66,6 +68,17 @@ class Failure:
     baseline: float | None
     top_class_share: float | None = None
     label_top_share: float | None = None
+
+
+TIE_TOLERANCE = 1e-9
+"""Scores this close count as equal: the same accuracy computed two ways (146/277, 1 − 131/277) can differ in
+the last bit, and a run at exactly the constant's score is failed whichever way it was computed."""
+
+
+def at_or_below(value: float | None, baseline: float) -> bool:
+    """Whether ``value`` is no better than ``baseline`` (within :data:`TIE_TOLERANCE`); a missing or NaN value
+    is."""
+    return value is None or not value > baseline + TIE_TOLERANCE
 
 
 def _finite(value: float | None) -> bool:
@@ -110,7 +123,7 @@ def judge(
         rule = "pruned"
     elif stopped_early == "non_finite" or not _finite(value):
         rule = "non_finite"
-    elif baseline is not None and _finite(baseline) and float(value) <= float(baseline):
+    elif baseline is not None and _finite(baseline) and at_or_below(float(value), float(baseline)):
         rule = "at_or_below_constant"
     elif top is not None and top >= ONE_CLASS_SHARE and (label_top is None or label_top < ONE_CLASS_SHARE):
         rule = "one_class"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..failure import at_or_below
 from .base import DiagnosticCallback
 
 __all__ = ["DevFailureCallback"]
@@ -45,7 +46,7 @@ class DevFailureCallback(DiagnosticCallback):
         if self.verdict is not None or not metrics or self.key not in metrics:
             return
         value = float(metrics[self.key])
-        flagged = not value > self.baseline  # NaN counts as flagged
+        flagged = at_or_below(value, self.baseline)  # NaN counts as flagged
         self.verdict = {
             "flagged": flagged,
             "step": state.global_step,

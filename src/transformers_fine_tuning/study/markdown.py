@@ -157,10 +157,8 @@ def _expected_cells(s: GroupSummary, counts: Sequence[int]) -> list[str]:
             cells.append("–")
             continue
         i = s.expected_max.n.index(k)
-        value = _number(s.expected_max.mean[i])
-        cells.append(
-            value if k == 1 else f"{value} {_band(s.expected_max.low[i], s.expected_max.high[i], 3)}"
-        )
+        value, low, high = _number(s.expected_max.mean[i]), s.expected_max.low[i], s.expected_max.high[i]
+        cells.append(value if k == 1 or math.isnan(low) else f"{value} {_band(low, high, 3)}")
     return cells
 
 
@@ -200,7 +198,7 @@ def _what_runs_buy(group: Sequence[GroupSummary], target: float | None) -> list[
             "–" if within is None else f"{_number(within.estimate, 3)} {_band(within.low, within.high, 3)}"
         )
         estimate, pessimistic = s.runs_for_success
-        runs = f"{estimate if estimate is not None else 'never'} (≤ {pessimistic if pessimistic is not None else '∞'})"
+        runs = "never" if estimate is None else f"{estimate} (pessimistic: {pessimistic or 'never'})"
         churn = (
             "–" if s.churn is None else f"{_number(s.churn.mean, 3)} {_band(s.churn.low, s.churn.high, 3)}"
         )

@@ -32,6 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..failure import at_or_below
 from .store import COMPLETED, RunRecord
 
 __all__ = [
@@ -88,7 +89,7 @@ def early_verdicts(run: RunRecord) -> dict[str, int | None]:
     dev_step = None
     if first is not None and run.constant_baseline is not None:
         value = first.metrics[run.main_metric_name]
-        dev_step = first.step if value is None or not value > run.constant_baseline else None
+        dev_step = first.step if at_or_below(value, run.constant_baseline) else None
     return {"loss": loss_step, "dev": dev_step}
 
 
