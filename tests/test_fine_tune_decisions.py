@@ -60,7 +60,7 @@ def test_prune_loss_stops_a_run_that_cannot_learn(tiny_bert_dir, glue_dir, tmp_p
 
 @pytest.fixture
 def unbeatable_rte(glue_dir, tmp_path) -> Path:
-    """RTE rows whose dev set holds only the training set's majority class: the majority baseline is 1.0, so
+    """RTE rows whose dev set holds only one class: the best constant predictor scores 1.0, so
     every run's first dev evaluation is no better than it."""
     rte = load_glue_dir("rte", glue_dir)
     train = rte["train"].select(range(32))

@@ -86,11 +86,16 @@ def test_minilm_on_real_rte_subset_writes_complete_results(tmp_path, minilm_path
     assert results["global_step"] == 6
     accuracy = results["metrics"]["validation"]["accuracy"]
     assert results["main_metric"] == {"name": "accuracy", "split": "validation", "value": accuracy}
-    # the first 40 dev examples: majority label of the 48 training examples, scored on them
+    # the first 40 dev examples: the best constant answer is their own larger class
+    labels = load_glue_dir("rte", glue_dir)["validation"]["label"][:40]
     baseline = results["constant_baseline"]["validation"]["accuracy"]
-    assert 0.3 < baseline < 0.7 and results["failed"] == (accuracy <= baseline)
+    assert baseline == max(labels.count(0), labels.count(1)) / 40
+    assert results["failure"]["baseline"] == baseline and results["failed"] == (
+        results["failure"]["rule"] is not None
+    )
+    assert results["labels"]["validation"] == labels
     assert [e["step"] for e in results["train_loss_history"]] == [2, 4, 6]
-    assert results["schema_version"] == 2 and results["resumed_from"] is None
+    assert results["schema_version"] == 3 and results["resumed_from"] is None
     # the final predictions, in the dev set's order: they give the accuracy reported
     labels = load_glue_dir("rte", glue_dir)["validation"]["label"][:40]
     predictions = results["predictions"]["validation"]

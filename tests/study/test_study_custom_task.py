@@ -64,8 +64,9 @@ def test_a_study_of_your_own_data_runs_to_its_summary(write_study, tmp_path, cap
         expected = ("accuracy", "validation") if run.task == "sentiment" else ("pearson", "validation")
         assert (run.main_metric_name, run.main_metric_split) == expected
         assert run.constant_baseline == results["constant_baseline"]["validation"][expected[0]]
-    # the first 16 training rows: 8 negative, 5 neutral, 3 positive; the first 32 dev rows hold 10 negative
-    assert [run.constant_baseline for run in runs if run.task == "sentiment"] == [pytest.approx(10 / 32)] * 4
+    # the first 32 dev rows hold 10 negative, 12 neutral, 10 positive: the best constant answers neutral (the
+    # first 16 training rows' majority, negative, would score 10/32)
+    assert [run.constant_baseline for run in runs if run.task == "sentiment"] == [pytest.approx(12 / 32)] * 4
     assert [run.constant_baseline for run in runs if run.task == "scores"] == [0.0] * 4
 
     rows = list(csv.DictReader((spec.output_dir / "summary.csv").open()))
@@ -81,7 +82,7 @@ def test_a_study_of_your_own_data_runs_to_its_summary(write_study, tmp_path, cap
         assert int(row["failed_runs"]) == sum(run.failed_run for run in chosen)
         assert row["churn"] != ""  # class disagreement for sentiment, mean absolute difference for scores
     markdown = (spec.output_dir / "summary.md").read_text()
-    assert "## sentiment: accuracy on validation (majority-class baseline 0.3125)" in markdown
-    assert "## scores: pearson on validation (majority-class baseline 0.0000)" in markdown
+    assert "## sentiment: accuracy on validation (best constant predictor 0.3750)" in markdown
+    assert "## scores: pearson on validation (best constant predictor 0.0000)" in markdown
     for name in ("sentiment-final.png", "sentiment-curves.png", "scores-final.png", "scores-curves.png"):
         assert (spec.output_dir / "plots" / name).stat().st_size > 10_000

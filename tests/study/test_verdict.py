@@ -111,3 +111,23 @@ def test_no_runs_and_too_few_runs() -> None:
     )
     pending = [RunRecord(**{**runs_of("base", [0.6])[0].__dict__, "status": "pending", "main_metric": None})]
     assert verdicts(summarize(pending, baseline="base"))["rte"] == "No completed runs yet."
+
+
+def test_every_run_is_counted_non_finite_and_pruned_included() -> None:
+    """A run whose metric was non-finite (stored as null) stays in n and in the failed runs, at the constant's
+    score; a pruned run counts with the score it stopped at — in the table, the CSV columns and the verdict."""
+    base = runs_of("base", spread(0.60, 4))
+    diverged = runs_of("a", [0.65, 0.66, None])
+    pruned = runs_of("a", [0.40])[0].__class__(
+        **{
+            **runs_of("a", [0.40])[0].__dict__,
+            "run_id": "rte/a/pruned",
+            "stopped_early": "dev_failure",
+            "position": 9,
+        }
+    )
+    base_summary, a = summarize([*base, *diverged, pruned], baseline="base", n_resamples=999)
+    assert (a.description.n, a.description.failed_runs, a.unscored, a.pruned) == (4, 2, 1, 1)
+    assert a.description.minimum == 0.40 and base_summary.description.failed_runs == 0
+    assert a.description.mean == pytest.approx((0.65 + 0.66 + CONSTANT + 0.40) / 4)
+    assert a.comparison.failure_difference == pytest.approx(0.5)  # 2 of 4 against 0 of 4
