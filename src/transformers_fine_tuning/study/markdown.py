@@ -210,7 +210,8 @@ def _what_runs_buy(group: Sequence[GroupSummary], target: float | None) -> list[
         "",
         "E[best of n]: the expected best final score of n runs (unbiased estimator, Dodge et al. 2021), with a "
         "bootstrap 95 % band where the bootstrap can give one (none near n = N, where it would only repeat the "
-        "best run). ΔE[best of n]: against the baseline at the smaller of the two n, two-sample bootstrap. "
+        "best run). ΔE[best of n]: against the baseline, two-sample bootstrap, at the largest n it covers (n ≤ N/5 "
+        "of the smaller recipe). "
         "P(≥ 1 success in n): 1 − pⁿ with p the failure rate, its band from p's Clopper–Pearson interval; runs "
         "for 95 % success: at the estimate (at the interval's pessimistic end). Churn: the mean share of dev "
         "examples two runs of the recipe classify differently (regression: mean absolute difference). Compute: "
