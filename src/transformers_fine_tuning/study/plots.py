@@ -72,7 +72,7 @@ def _legend_handles(baseline: float | None, *, line: bool) -> list[Any]:
     failed_style = {"linestyle": "-", "marker": "."} if line else {"linestyle": "none", "marker": "x"}
     handles = [
         Line2D([], [], color=_RUN_COLOUR, label="run", **style),
-        Line2D([], [], color=_FAILED_COLOUR, label="failed run (≤ baseline)", **failed_style),
+        Line2D([], [], color=_FAILED_COLOUR, label="failed run", **failed_style),
     ]
     if baseline is not None:
         handles.append(
