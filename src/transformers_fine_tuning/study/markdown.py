@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .costs import StudyCosts, render_costs
+from .formatting import band, number, p_value
 from .verdict import HINT_BELOW, verdicts
 
 if TYPE_CHECKING:
@@ -32,24 +33,8 @@ EXPLANATION = (
 )
 
 
-def _number(value: float | None, digits: int = 4) -> str:
-    if value is None or math.isnan(value):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
-def _p(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "–"
-    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
-
-
-def _band(low: float, high: float, digits: int = 4) -> str:
-    return "–" if math.isnan(low) else f"[{_number(low, digits)}, {_number(high, digits)}]"
-
-
 def _signed(value: float, low: float, high: float, digits: int = 4) -> str:
-    return "–" if math.isnan(value) else f"{value:+.{digits}f} {_band(low, high, digits)}"
+    return "–" if math.isnan(value) else f"{value:+.{digits}f} {band(low, high, digits)}"
 
 
 def _hours(seconds: float | None) -> str:
@@ -67,7 +52,7 @@ def _heading(first: GroupSummary) -> list[str]:
     if first.metric:
         heading += f": {first.metric} on {first.split}"
     if first.constant_baseline is not None:
-        heading += f" (best constant predictor {_number(first.constant_baseline)})"
+        heading += f" (best constant predictor {number(first.constant_baseline)})"
     return [heading, ""]
 
 
@@ -83,12 +68,12 @@ def _distribution(group: Sequence[GroupSummary]) -> list[str]:
         name += " ⚠" if d.degenerate and d.n else ""
         name += " ≡" if d.zero_spread and not d.degenerate else ""
         failed = f"{d.failed_runs}" + (f" ({s.pruned} pruned)" if s.pruned else "")
-        failed += f" {_band(d.failure_rate_low, d.failure_rate_high, 2)}" if d.n else ""
-        mean_ci = _band(d.ci_low, d.ci_high) + (" †" if 1 < d.n < HINT_BELOW else "")
+        failed += f" {band(d.failure_rate_low, d.failure_rate_high, 2)}" if d.n else ""
+        mean_ci = band(d.ci_low, d.ci_high) + (" †" if 1 < d.n < HINT_BELOW else "")
         lines.append(
-            f"| {name} | {d.n}{f' ({s.unscored} unscored)' if s.unscored else ''} | {_number(d.mean)} | "
-            f"{_number(d.std)} | {_number(d.std_not_failed)} | {_number(d.median)} | {_number(d.minimum)} | "
-            f"{_number(d.maximum)} | {failed} | {mean_ci} | {s.errors} | {s.unfinished} |"
+            f"| {name} | {d.n}{f' ({s.unscored} unscored)' if s.unscored else ''} | {number(d.mean)} | "
+            f"{number(d.std)} | {number(d.std_not_failed)} | {number(d.median)} | {number(d.minimum)} | "
+            f"{number(d.maximum)} | {failed} | {mean_ci} | {s.errors} | {s.unfinished} |"
         )
     flagged = [
         s for s in group if s.description.n and (s.description.degenerate or s.description.zero_spread)
@@ -125,17 +110,17 @@ def _comparisons(group: Sequence[GroupSummary]) -> list[str]:
         ratio = (
             "– (degenerate)"
             if d.degenerate or (base and base.description.degenerate)
-            else _number(c.std_ratio, 2)
+            else number(c.std_ratio, 2)
         )
         seeds = f"{c.seeds_for_shift or '–'}, {c.seeds_for_failure_rates or '–'}"
         lines.append(
-            f"| {s.recipe} | {_number(c.superiority, 2)} {_band(c.superiority_low, c.superiority_high, 2)} | "
+            f"| {s.recipe} | {number(c.superiority, 2)} {band(c.superiority_low, c.superiority_high, 2)} | "
             f"{_signed(c.shift, c.shift_low, c.shift_high)} | "
             f"{_signed(c.mean_difference, c.mean_difference_low, c.mean_difference_high)} | "
-            f"{_p(c.mann_whitney_p)} ({_p(c.mann_whitney_p_holm)}) | {d.failed_runs}/{d.n} vs {base_failed} | "
+            f"{p_value(c.mann_whitney_p)} ({p_value(c.mann_whitney_p_holm)}) | {d.failed_runs}/{d.n} vs {base_failed} | "
             f"{_signed(c.failure_difference, c.failure_difference_low, c.failure_difference_high, 2)} | "
-            f"{_p(c.fisher_p)} ({_p(c.fisher_p_holm)}) | {ratio} | "
-            f"{_p(c.brown_forsythe_p)} ({_p(c.brown_forsythe_p_holm)}) | {_number(c.aso_epsilon, 2)} | {seeds} |"
+            f"{p_value(c.fisher_p)} ({p_value(c.fisher_p_holm)}) | {ratio} | "
+            f"{p_value(c.brown_forsythe_p)} ({p_value(c.brown_forsythe_p_holm)}) | {number(c.aso_epsilon, 2)} | {seeds} |"
         )
     m = compared[0].comparison.comparisons
     lines += [
@@ -157,8 +142,8 @@ def _expected_cells(s: GroupSummary, counts: Sequence[int]) -> list[str]:
             cells.append("–")
             continue
         i = s.expected_max.n.index(k)
-        value, low, high = _number(s.expected_max.mean[i]), s.expected_max.low[i], s.expected_max.high[i]
-        cells.append(value if k == 1 or math.isnan(low) else f"{value} {_band(low, high, 3)}")
+        value, low, high = number(s.expected_max.mean[i]), s.expected_max.low[i], s.expected_max.high[i]
+        cells.append(value if k == 1 or math.isnan(low) else f"{value} {band(low, high, 3)}")
     return cells
 
 
@@ -168,7 +153,7 @@ def _what_runs_buy(group: Sequence[GroupSummary], target: float | None) -> list[
         return []
     counts = _shown_counts(max(len(s.expected_max.n) for s in curves))
     header = " | ".join(f"E[best of {k}]" for k in counts)
-    reach = "" if target is None else f" | runs to reach {_number(target)}"
+    reach = "" if target is None else f" | runs to reach {number(target)}"
     lines = [
         "",
         f"| recipe | {header}{reach} | ΔE[best of n] vs baseline [95 % CI] | P(≥ 1 success in n) [95 % CI] | "
@@ -195,13 +180,11 @@ def _what_runs_buy(group: Sequence[GroupSummary], target: float | None) -> list[
         )
         within = s.success_within
         success = (
-            "–" if within is None else f"{_number(within.estimate, 3)} {_band(within.low, within.high, 3)}"
+            "–" if within is None else f"{number(within.estimate, 3)} {band(within.low, within.high, 3)}"
         )
         estimate, pessimistic = s.runs_for_success
         runs = "never" if estimate is None else f"{estimate} (pessimistic: {pessimistic or 'never'})"
-        churn = (
-            "–" if s.churn is None else f"{_number(s.churn.mean, 3)} {_band(s.churn.low, s.churn.high, 3)}"
-        )
+        churn = "–" if s.churn is None else f"{number(s.churn.mean, 3)} {band(s.churn.low, s.churn.high, 3)}"
         lines.append(
             f"| {s.recipe} | {cells} | {delta} | {success} | {runs} | {churn} | {_hours(s.compute_s)} | "
             f"{_hours(s.compute_per_success_s)} |"
@@ -234,7 +217,7 @@ def _noise_floor(group: Sequence[GroupSummary]) -> list[str]:
         assert f is not None
         note = "" if f.exceeds else " (within the dev set's noise)"
         lines.append(
-            f"| {s.recipe} | {_number(f.seed_std)} | {_number(f.floor_std)} | {_number(f.ratio, 2)}{note} | {_p(f.p_value)} |"
+            f"| {s.recipe} | {number(f.seed_std)} | {number(f.floor_std)} | {number(f.ratio, 2)}{note} | {p_value(f.p_value)} |"
         )
     lines += [
         "",
@@ -258,7 +241,7 @@ def _variance_table(group: Sequence[GroupSummary]) -> list[str]:
     for s in crossed:
         v = s.variance
         assert v is not None
-        shares = " | ".join(f"{_number(v.shares[name], 2)} {_band(*v.intervals[name], 2)}" for name in names)
+        shares = " | ".join(f"{number(v.shares[name], 2)} {band(*v.intervals[name], 2)}" for name in names)
         levels = " × ".join(f"{v.levels[name]} {name}" for name in v.factors)
         lines.append(f"| {s.recipe} | {v.runs} | {levels} | {shares} |")
     lines += [

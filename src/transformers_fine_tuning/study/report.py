@@ -256,12 +256,14 @@ def summarize(
         task_runs = [run for run in runs if run.task == task]
         completed = [run for run in task_runs if run.status == COMPLETED and score_of(run) is not None]
         base_values, base_failed = _scores([run for run in completed if run.recipe == baseline])
+        constant = constant_baseline_of(completed)
         groups = [
             _group(
                 task,
                 recipe,
                 [run for run in completed if run.recipe == recipe],
                 [run for run in task_runs if run.recipe == recipe],
+                constant_baseline=constant,
                 baseline=baseline,
                 against=(base_values, base_failed),
                 n_resamples=n_resamples,
@@ -269,7 +271,6 @@ def summarize(
             )
             for recipe in order_by([run.recipe for run in task_runs], recipes)
         ]
-        groups = [replace(g, constant_baseline=constant_baseline_of(completed)) for g in groups]
         compared = [g for g in groups if g.comparison is not None]
         adjusted = iter(_adjusted([g.comparison for g in compared]))
         summaries += [g if g.comparison is None else replace(g, comparison=next(adjusted)) for g in groups]
@@ -286,6 +287,7 @@ def _group(
     group: list[RunRecord],
     recipe_runs: list[RunRecord],
     *,
+    constant_baseline: float | None,
     baseline: str,
     against: tuple[list[float], list[bool]],
     n_resamples: int,
@@ -302,7 +304,7 @@ def _group(
         recipe=recipe,
         metric=metric,
         split=split,
-        constant_baseline=None,
+        constant_baseline=constant_baseline,
         baseline_recipe=baseline,
         description=description,
         comparison=None if recipe == baseline or not against[0] else compare(values, failed, *against),

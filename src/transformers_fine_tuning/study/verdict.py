@@ -24,6 +24,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .formatting import band, number, p_value
+
 if TYPE_CHECKING:
     from .report import GroupSummary
 
@@ -32,20 +34,6 @@ __all__ = ["verdict", "verdicts"]
 ALPHA = 0.05
 HINT_BELOW = 10
 """With fewer runs per recipe than this the verdict is called a hint."""
-
-
-def _number(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
-def _p(value: float) -> str:
-    if math.isnan(value):
-        return "–"
-    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
-
-
-def _interval(low: float, high: float, digits: int = 4) -> str:
-    return "–" if math.isnan(low) else f"[{_number(low, digits)}, {_number(high, digits)}]"
 
 
 def _leaders(group: Sequence[GroupSummary], value: Callable[[GroupSummary], float]) -> list[GroupSummary]:
@@ -60,15 +48,13 @@ def _names(group: Sequence[GroupSummary]) -> str:
 
 
 def _best_of_n(leaders: list[GroupSummary], n: int, base: GroupSummary | None, base_name: str) -> str:
-    text = f"best expected score of the best of {n} runs: {_names(leaders)} ({_number(leaders[0].expected_max.at(n))})"
-    if base is None:
+    text = f"best expected score of the best of {n} runs: {_names(leaders)} ({number(leaders[0].expected_max.at(n))})"
+    if base is None or len(leaders) > 1:
         return text
-    if len(leaders) > 1 or leaders[0].comparison is None:
-        return text + (
-            " — the baseline itself" if leaders[0].comparison is None and len(leaders) == 1 else ""
-        )
     c = leaders[0].comparison
-    delta = f"ΔE[best of {c.expected_max_n}] = {c.expected_max_difference:+.4f}, 95 % CI " + _interval(
+    if c is None:
+        return text + " — the baseline itself"
+    delta = f"ΔE[best of {c.expected_max_n}] = {c.expected_max_difference:+.4f}, 95 % CI " + band(
         c.expected_max_difference_low, c.expected_max_difference_high
     )
     if c.expected_max_difference_low > 0:
@@ -77,14 +63,14 @@ def _best_of_n(leaders: list[GroupSummary], n: int, base: GroupSummary | None, b
 
 
 def _single_run(leaders: list[GroupSummary], base: GroupSummary | None, base_name: str) -> str:
-    text = f"of a single run: {_names(leaders)} (mean {_number(leaders[0].description.mean)})"
+    text = f"of a single run: {_names(leaders)} (mean {number(leaders[0].description.mean)})"
     if base is None or len(leaders) > 1:
         return text
     c = leaders[0].comparison
     if c is None:
         return text + " — the baseline itself"
-    odds = f"P({leaders[0].recipe} > {base_name}) = {_number(c.superiority, 2)} {_interval(c.superiority_low, c.superiority_high, 2)}"
-    tests = f"Mann–Whitney p = {_p(c.mann_whitney_p)}, Holm {_p(c.mann_whitney_p_holm)} over {c.comparisons}"
+    odds = f"P({leaders[0].recipe} > {base_name}) = {number(c.superiority, 2)} {band(c.superiority_low, c.superiority_high, 2)}"
+    tests = f"Mann–Whitney p = {p_value(c.mann_whitney_p)}, Holm {p_value(c.mann_whitney_p_holm)} over {c.comparisons}"
     if c.mann_whitney_p_holm < ALPHA and c.direction > 0:
         return f"{text}, its scores higher than {base_name}'s beyond chance ({odds}; {tests})"
     if c.mann_whitney_p_holm < ALPHA and c.direction < 0:
@@ -105,7 +91,7 @@ def _failures(group: Sequence[GroupSummary], base: GroupSummary, base_name: str)
         told.append(
             f"{s.recipe} fails {how} often than {base_name} ({s.description.failed_runs}/{s.description.n} vs "
             f"{base.description.failed_runs}/{base.description.n}, difference "
-            f"{_interval(c.failure_difference_low, c.failure_difference_high, 2)}, Fisher Holm p = {_p(c.fisher_p_holm)})"
+            f"{band(c.failure_difference_low, c.failure_difference_high, 2)}, Fisher Holm p = {p_value(c.fisher_p_holm)})"
         )
     if told:
         return "; ".join(told)
