@@ -247,7 +247,7 @@ def test_resume_from_checkpoint_continues_bit_for_bit_with_original_anchors(tmp_
         ),
         (
             {"callbacks": [L2SPCallback(0.1)], "args_overrides": {"optim": "adafactor"}},
-            "conflicts with --optim",
+            r"conflicts with TrainingArguments\(optim=.adafactor.\)\. Use optimizer_cls_and_kwargs",
         ),
         ({"callbacks": [ReinitCallback(2), FreezeCallback(1)]}, "overlap"),
         ({"callbacks": [LLRDCallback(0.9), LLRDCallback(0.8)]}, "once"),

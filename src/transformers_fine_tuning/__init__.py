@@ -79,7 +79,14 @@ from .diagnostics import (
 )
 from .optim import AdamWL2SP, param_groups
 from .r3f import r3f_term, symmetric_kl
-from .surgery import MixoutLinear, apply_mixout, apply_noisytune, freeze_bottom_layers, reinit_top_layers
+from .surgery import (
+    MixoutLinear,
+    apply_mixout,
+    apply_noisytune,
+    freeze_bottom_layers,
+    reinit_top_layers,
+    strip_mixout,
+)
 from .transformers import TrainerOptimizerInit, build_fine_tuning_optimizer
 
 __version__ = "0.1.0"
@@ -128,6 +135,7 @@ __all__ = [
     "r3f_term",
     "register_layer_map",
     "reinit_top_layers",
+    "strip_mixout",
     "swa_weight",
     "symmetric_kl",
     "wise_ft_interpolate",

@@ -92,7 +92,7 @@ def head_modules(model: nn.Module, layer_map: LayerMap | None = None) -> list[st
     return [
         name
         for name, child in model.named_children()
-        if any(layout.is_head(f"{name}.{param}") for param, _ in child.named_parameters())
+        if any(layout.is_novel(f"{name}.{param}") for param, _ in child.named_parameters())
     ]
 
 

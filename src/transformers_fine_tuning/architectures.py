@@ -20,13 +20,20 @@ Depth convention (used by LLRD, Zhang et al. 2021, "Revisiting Few-sample BERT F
 With LLRD decay ξ and base learning rate η, depth d gets η·ξ^(L+1-d): the head η, the top layer η·ξ, …,
 the embeddings η·ξ^(L+1).
 
-*Novel* parameters are those outside the backbone (the task head that ``AutoModelForSequenceClassification``
-adds: BERT's ``classifier``, RoBERTa/ELECTRA's ``classifier.dense`` + ``out_proj``, DistilBERT's
-``pre_classifier``, DeBERTa's ``pooler`` + ``classifier``, ModernBERT's ``classifier``) and adapter parameters
-(LoRA's ``lora_A``/``lora_B``, which have no pretrained value). The backbone's own pooler (BERT, ALBERT,
-ERNIE, Megatron-BERT) is pretrained, and so is ModernBERT's ``head`` — its pooler, which sits beside the
-backbone in the task model and comes from the masked-LM checkpoint. Re-initialised parameters become novel
-too (see ``surgery.reinit_top_layers``).
+*Novel* parameters are those with no pretrained value: what ``from_pretrained`` did not find in the
+checkpoint and had to initialise (its loading report's MISSING and mismatched keys), for any head class — a
+sequence classifier's ``classifier``, a QA model's ``qa_outputs``; a masked-LM head loaded from a masked-LM
+checkpoint, or a head loaded from a checkpoint already fine-tuned, is pretrained. transformers (≥ 5) marks every
+tensor it loaded (``_is_hf_initialized``); :func:`model_layout` reads that mark and remembers it per model, so it
+holds after the model moves to an XLA device. A model no checkpoint was loaded into (built from a config, or
+weights loaded by hand) has no such record: there the parameters outside the backbone (and its pooler) are the
+novel ones, and the layout says so (``ModelLayout.novelty``, logged once). Adapter parameters (LoRA's
+``lora_A``/``lora_B``) are novel, and so are re-initialised ones (see ``surgery.reinit_top_layers``); ``novel=``
+adds names (or module prefixes) of your own.
+
+**Your own module** around a transformers model (a ``PoolerClassifier`` over ``AutoModel``, a
+``SentenceTransformer``): the backbone is the outermost ``PreTrainedModel`` inside it (``0.model`` of a
+SentenceTransformer); what lies outside it is the head, at depth L + 1.
 
 **ALBERT** shares one set of layer weights across all ``num_hidden_layers`` layers (Lan et al. 2020): its
 stack is ``num_hidden_groups`` layer *groups* (1 in every released checkpoint), each applied
@@ -43,6 +50,7 @@ it adapts (``…layer.3.attention.self.query.lora_A.default.weight`` is at depth
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import logging
 import weakref
@@ -52,14 +60,17 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 __all__ = [
     "LAYER_MAPS",
     "LayerMap",
     "ModelLayout",
     "discover_layer_map",
+    "input_embeddings",
     "model_layout",
     "register_layer_map",
+    "remember_loaded_parameters",
     "unwrap_adapters",
 ]
 
@@ -136,6 +147,9 @@ class ModelLayout:
         after_prefixes: full dotted prefixes of the backbone modules applied after the stack (depth L).
         adapter_marker: the part of a name that marks an adapter parameter (PEFT's ``"lora_"``), or
             ``None`` for a model without adapters.
+        novel: names of the parameters with no pretrained value (see the module docstring).
+        novelty: how ``novel`` is known: ``"checkpoint"`` (what ``from_pretrained`` initialised) or
+            ``"structure"`` (no loading record: the parameters outside the backbone).
     """
 
     num_layers: int
@@ -145,6 +159,8 @@ class ModelLayout:
     layer_map: LayerMap
     after_prefixes: tuple[str, ...] = ()
     adapter_marker: str | None = None
+    novel: frozenset[str] = frozenset()
+    novelty: str = "structure"
 
     def depth(self, name: str) -> int:
         """Depth of the parameter called ``name`` (see the module docstring): 0 … L + 1."""
@@ -177,6 +193,10 @@ class ModelLayout:
         """True for an adapter's own parameters (LoRA's ``lora_A``/``lora_B``): new, with no pretrained value."""
         return self.adapter_marker is not None and self.adapter_marker in name
 
+    def is_novel(self, name: str) -> bool:
+        """True for a parameter with no pretrained value: not in the checkpoint (the new head), or an adapter's."""
+        return name in self.novel or self.is_adapter(name)
+
     def depth_name(self, depth: int) -> str:
         """Readable name of a depth, used in optimizer group names."""
         if depth == 0:
@@ -186,9 +206,59 @@ class ModelLayout:
         return f"layer_{depth - 1}"
 
 
+def _is_transformers_model(module: nn.Module) -> bool:
+    return isinstance(module, PreTrainedModel)
+
+
+def _owner_path(model: nn.Module) -> str:
+    """Path of the transformers model that holds the encoder: ``""`` for a transformers model itself (or a module
+    that holds none, taken as the model), else the outermost ``PreTrainedModel`` inside a module of your own
+    (``"encoder"`` of a ``PoolerClassifier``, ``"0.model"`` of a SentenceTransformer).
+
+    Raises:
+        ValueError: the module holds several transformers models side by side.
+    """
+    if _is_transformers_model(model) or not isinstance(model, nn.Module):
+        return ""
+    found: list[str] = []
+    for name, module in model.named_modules():
+        if name and _is_transformers_model(module) and not any(name.startswith(f"{o}.") for o in found):
+            found.append(name)
+    if len(found) <= 1:
+        return found[0] if found else ""  # none: the module is taken as the model itself
+    what = type(model).__name__
+    raise ValueError(
+        f"{what} holds several transformers models side by side ({', '.join(found)}): which one is the encoder "
+        "to fine-tune is ambiguous. Fine-tune one at a time, or pass layer_map=LayerMap(...) and call the "
+        "functions on that submodule."
+    )
+
+
+def _owner(model: nn.Module) -> nn.Module:
+    path = _owner_path(model)
+    return model.get_submodule(path) if path else model
+
+
 def _backbone_prefix(model: nn.Module) -> str:
-    prefix = getattr(model, "base_model_prefix", "")
-    return f"{prefix}." if prefix and isinstance(getattr(model, prefix, None), nn.Module) else ""
+    """Dotted prefix (ending with ``"."``, or ``""``) of the backbone: the owner's ``base_model_prefix`` child."""
+    owner_path = _owner_path(model)
+    owner = model.get_submodule(owner_path) if owner_path else model
+    prefix = getattr(owner, "base_model_prefix", "")
+    inner = f"{prefix}." if prefix and isinstance(getattr(owner, prefix, None), nn.Module) else ""
+    return f"{owner_path}.{inner}" if owner_path else inner
+
+
+def input_embeddings(model: nn.Module) -> nn.Module:
+    """The token-embedding module of ``model``'s encoder (``get_input_embeddings()``), found through adapter
+    wrappers and modules of your own around a transformers model."""
+    inner, _, _ = unwrap_adapters(model)
+    getter = getattr(inner, "get_input_embeddings", None)
+    if callable(getter):
+        try:
+            return getter()
+        except (AttributeError, NotImplementedError):
+            pass
+    return _owner(inner).get_input_embeddings()
 
 
 def unwrap_adapters(model: nn.Module) -> tuple[nn.Module, str, str | None]:
@@ -214,7 +284,46 @@ def _supported() -> str:
 
 
 def _model_type(model: nn.Module) -> str | None:
-    return getattr(getattr(model, "config", None), "model_type", None)
+    config = getattr(model, "config", None)
+    if config is None and isinstance(model, nn.Module) and not _is_transformers_model(model):
+        try:
+            config = getattr(_owner(model), "config", None)
+        except ValueError:
+            return None
+    return getattr(config, "model_type", None)
+
+
+# ---- novelty: what has no pretrained value --------------------------------------------------------------
+
+#: Per model, the names of the parameters from_pretrained initialised, read while its loading marks are there.
+_LOADED_NOVEL: weakref.WeakKeyDictionary[nn.Module, frozenset[str]] = weakref.WeakKeyDictionary()
+_NOVELTY_LOGGED: set[tuple[str, frozenset[str]]] = set()
+
+
+def _novel_from_checkpoint(model: nn.Module) -> frozenset[str] | None:
+    """The parameters of ``model`` that ``from_pretrained`` did not load, or ``None`` when nothing was loaded.
+
+    transformers marks each tensor it loads (``_is_hf_initialized``). The answer is remembered per model, so it
+    survives what drops the marks (a move to an XLA device makes new tensors); a re-initialised parameter loses
+    its mark and counts as novel from then on.
+    """
+    named = list(model.named_parameters())
+    loaded = [getattr(param, "_is_hf_initialized", False) for _, param in named]
+    if any(loaded):
+        novel = frozenset(name for (name, _), mark in zip(named, loaded, strict=True) if not mark)
+        _LOADED_NOVEL[model] = novel
+        return novel
+    remembered = _LOADED_NOVEL.get(model)
+    if remembered is None:
+        return None
+    names = {name for name, _ in named}
+    return frozenset(remembered & names)
+
+
+def remember_loaded_parameters(model: nn.Module) -> None:
+    """Record what ``from_pretrained`` loaded into ``model`` before anything drops its marks (a move to an XLA
+    device). :class:`~transformers_fine_tuning.TrainerOptimizerInit` calls it before placing the model."""
+    _novel_from_checkpoint(model)
 
 
 def model_layout(model: nn.Module, layer_map: LayerMap | None = None, *, strict: bool = False) -> ModelLayout:
@@ -247,6 +356,8 @@ def model_layout(model: nn.Module, layer_map: LayerMap | None = None, *, strict:
         else:
             layer_map = _discovered(inner)
     backbone = _backbone_prefix(inner)
+    owner_path = _owner_path(inner)
+    owner_prefix = f"{owner_path}." if owner_path else ""
     layers_path = backbone + layer_map.layers
     try:
         stack = inner.get_submodule(layers_path)
@@ -269,10 +380,11 @@ def model_layout(model: nn.Module, layer_map: LayerMap | None = None, *, strict:
             ) from error
     pooler = None
     if layer_map.pooler:
-        pooler = layer_map.pooler if layer_map.pooler_beside_backbone else backbone + layer_map.pooler
+        beside = owner_prefix + layer_map.pooler
+        pooler = beside if layer_map.pooler_beside_backbone else backbone + layer_map.pooler
         if not any(n.startswith(pooler + ".") for n, _ in inner.named_parameters()):
             pooler = None  # e.g. RobertaForSequenceClassification is built without its pretrained pooler
-    return ModelLayout(
+    layout = ModelLayout(
         num_layers=len(stack),
         backbone_prefix=wrapper + backbone,
         layers_prefix=wrapper + layers_path + ".",
@@ -281,6 +393,27 @@ def model_layout(model: nn.Module, layer_map: LayerMap | None = None, *, strict:
         after_prefixes=tuple(f"{wrapper}{backbone}{path}." for path in layer_map.after_layers),
         adapter_marker=marker,
     )
+    return _with_novelty(model, layout)
+
+
+def _with_novelty(model: nn.Module, layout: ModelLayout) -> ModelLayout:
+    """``layout`` with its novel parameters: from the checkpoint's loading record, else by structure (logged)."""
+    from_checkpoint = _novel_from_checkpoint(model)
+    if from_checkpoint is not None:
+        return dataclasses.replace(layout, novel=from_checkpoint, novelty="checkpoint")
+    outside = frozenset(name for name, _ in model.named_parameters() if layout.is_head(name))
+    key = (type(model).__name__, outside)
+    if key not in _NOVELTY_LOGGED:
+        _NOVELTY_LOGGED.add(key)
+        logger.info(
+            "%s carries no record of a checkpoint load (built from a config, or its weights loaded by hand): the "
+            "%d parameters outside its backbone %r are treated as new (%s). Pass novel=[...] to add others.",
+            type(model).__name__,
+            len(outside),
+            layout.backbone_prefix,
+            ", ".join(sorted(outside)[:6]) + (" …" if len(outside) > 6 else ""),
+        )
+    return dataclasses.replace(layout, novel=outside, novelty="structure")
 
 
 # ---- discovery: the layer map of a model type outside the table, found from the model itself -------------
@@ -433,6 +566,50 @@ def _pooler_beside_backbone(model: nn.Module, backbone: str) -> list[str]:
     return found
 
 
+def _span(trace: _Trace, path: str) -> tuple[int, int] | None:
+    """When the module at ``path`` ran in the traced pass: the first start and last end of it and of everything
+    inside it (a model that calls a block's ``forward`` directly fires no hook of the block itself)."""
+    inside = [name for name in trace.first_start if name == path or name.startswith(f"{path}.")]
+    if not inside:
+        return None
+    return min(trace.first_start[n] for n in inside), max(trace.last_end.get(n, -1) for n in inside)
+
+
+def _verify(
+    owner: nn.Module, trace: _Trace, prefix: str, layers: str, after: tuple[str, ...], entry: str, what: str
+) -> None:
+    """Refuse a discovered map that the traced pass contradicts: the input embeddings run before the first
+    layer, the layers run in their list's order, nothing found "after the stack" is the embeddings."""
+    size = len(owner.get_submodule(prefix + layers))
+    spans = [_span(trace, f"{prefix}{layers}.{index}") for index in range(size)]
+    problems = []
+    if all(span is not None for span in spans):
+        starts = [span[0] for span in spans]
+        if starts != sorted(starts):
+            problems.append(f"its layers ran in the order {sorted(range(size), key=starts.__getitem__)}")
+    embeddings = next(
+        (name for name, module in owner.named_modules() if module is _safe_input_embeddings(owner)), None
+    )
+    if embeddings is not None and spans[0] is not None:
+        span = _span(trace, embeddings)
+        if span is not None and span[0] > spans[0][0]:
+            problems.append(f"its input embeddings ({embeddings}) ran after the first layer")
+        if any(f"{embeddings}.".startswith(f"{prefix}{path}.") for path in after):
+            problems.append(f"its input embeddings ({embeddings}) were found after the stack")
+    if problems:
+        raise ValueError(
+            f"The layer map discovered for {what} does not hold up: {'; '.join(problems)}. Add its entry to the "
+            f"table before fine-tuning it: {entry}"
+        )
+
+
+def _safe_input_embeddings(model: nn.Module) -> nn.Module | None:
+    try:
+        return model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
 def discover_layer_map(model: nn.Module) -> LayerMap:
     """Find the layer map of ``model`` from its modules and one forward pass, for a model type outside the table.
 
@@ -453,7 +630,7 @@ def discover_layer_map(model: nn.Module) -> LayerMap:
         ValueError: an encoder–decoder model, no candidate stack, or several; the message names the
             candidates and the fix (``layer_map=LayerMap(...)``).
     """
-    inner, _, _ = unwrap_adapters(model)
+    inner = _owner(unwrap_adapters(model)[0])
     backbone_path = _backbone_prefix(inner)[:-1]
     backbone = inner.get_submodule(backbone_path) if backbone_path else inner
     prefix = f"{backbone_path}." if backbone_path else ""
@@ -479,7 +656,7 @@ def discover_layer_map(model: nn.Module) -> LayerMap:
         )
     trace = _trace_forward(inner)
     if trace is not None:
-        called = [path for path in candidates if f"{prefix}{path}.0" in trace.calls]
+        called = [path for path in candidates if _span(trace, f"{prefix}{path}.0") is not None]
         candidates = called or candidates
     if not candidates:
         raise ValueError(
@@ -504,7 +681,7 @@ def discover_layer_map(model: nn.Module) -> LayerMap:
     if trace is not None:
         blocks = [f"{prefix}{layers}.{index}" for index in range(len(stack))]
         shared = any(trace.calls.get(block, 0) > 1 for block in blocks)
-        stack_end = max(trace.last_end.get(block, -1) for block in blocks)
+        stack_end = max((span[1] for block in blocks if (span := _span(trace, block))), default=-1)
         inner_paths = tuple(
             f"{path}." for path in (layers, pooler) if path and not (path == pooler and beside)
         )
@@ -517,6 +694,12 @@ def discover_layer_map(model: nn.Module) -> LayerMap:
         ]
         after = [name for name in owners if trace.first_start.get(f"{prefix}{name}", -1) > stack_end]
         after = _topmost(after, owners, inner_paths)
+        entry = (
+            f"register_layer_map({_model_type(inner)!r}, LayerMap(layers={layers!r}"
+            + (f", pooler={pooler!r}" if pooler else "")
+            + "))"
+        )
+        _verify(inner, trace, prefix, layers, after, entry, what)
     return LayerMap(
         layers=layers,
         pooler=pooler,

@@ -30,14 +30,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["NOISE_TYPES", "noisy_embedding_forward", "r3f_term", "symmetric_kl"]
+from .architectures import input_embeddings
+
+__all__ = ["NOISE_TYPES", "noisy_embedding_forward", "output_logits", "r3f_term", "symmetric_kl"]
 
 NOISE_TYPES = ("normal", "uniform")
 """R3F's noise distributions: N(0, σ²) and U(−σ, σ)."""
 
 
-def symmetric_kl(logits: Tensor, other_logits: Tensor, *, problem_type: str | None = None) -> Tensor:
+def symmetric_kl(
+    logits: Tensor, other_logits: Tensor, *, problem_type: str | None = None, mask: Tensor | None = None
+) -> Tensor:
     """KL(P ‖ Q) + KL(Q ‖ P) of the predictions two sets of logits make, averaged over the batch (dim 0).
+
+    Logits with a position axis (token classification, masked LM: batch × tokens × classes) give one prediction
+    per token: their divergences are summed over the tokens where ``mask`` (the attention mask, batch × tokens)
+    is 1 — padding adds nothing — as the KL of independent per-token predictions is their sum.
 
     * classification (``single_label_classification``, the default): P, Q the softmax distributions,
       KL_S = Σ_c (p_c − q_c)·(log p_c − log q_c);
@@ -59,6 +67,12 @@ def symmetric_kl(logits: Tensor, other_logits: Tensor, *, problem_type: str | No
     else:
         log_p, log_q = F.log_softmax(first, dim=-1), F.log_softmax(second, dim=-1)
         per_example = (log_p.exp() - log_q.exp()) * (log_p - log_q)
+    if mask is not None:
+        if per_example.dim() != 3 or tuple(mask.shape) != tuple(per_example.shape[:2]):
+            raise ValueError(
+                f"a mask of shape {tuple(mask.shape)} needs batch × tokens × classes logits, got {tuple(first.shape)}"
+            )
+        per_example = per_example.sum(dim=-1) * mask.to(per_example.dtype)
     return per_example.reshape(batch, -1).sum(dim=1).mean()
 
 
@@ -67,7 +81,8 @@ def noisy_embedding_forward(
 ) -> Any:
     """The model's outputs on ``inputs`` with noise added to its input (token) embeddings, detached.
 
-    The noise goes in through a forward hook on ``model.get_input_embeddings()``, so every architecture computes
+    The noise goes in through a forward hook on the encoder's token embeddings (``get_input_embeddings()``, also
+    through a module of your own around a transformers model), so every architecture computes
     positions, token types and masks from ``input_ids`` exactly as in the clean pass. It is drawn on the
     embeddings' device from the global RNG (seeded like dropout; restored with a checkpoint's RNG state).
     ``labels`` are left out of the inputs (no second task loss).
@@ -84,7 +99,7 @@ def noisy_embedding_forward(
             perturbation = torch.empty_like(output).uniform_(-eps, eps)
         return output.detach() + perturbation
 
-    handle = model.get_input_embeddings().register_forward_hook(add_noise)
+    handle = input_embeddings(model).register_forward_hook(add_noise)
     try:
         return model(**{key: value for key, value in inputs.items() if key != "labels"})
     finally:
@@ -102,11 +117,26 @@ def r3f_term(
 ) -> Tensor:
     """R3F's regulariser KL_S(f(x) ‖ f(x + z)) (Eq. 3, without λ) for the clean pass's ``logits`` on ``inputs``.
 
-    ``problem_type`` defaults to the model config's (``regression`` when it has one label).
+    ``problem_type`` defaults to the model config's (``regression`` when it has one label). Per-token logits
+    (token classification, masked LM) are compared on the tokens of the attention mask (see :func:`symmetric_kl`).
     """
     noisy = noisy_embedding_forward(model, inputs, eps=eps, noise=noise)
-    noisy_logits = noisy["logits"] if isinstance(noisy, Mapping) else noisy[0]
-    return symmetric_kl(logits, noisy_logits, problem_type=problem_type or _problem_type(model))
+    noisy_logits = output_logits(noisy, index=0)
+    mask = inputs.get("attention_mask") if logits.dim() == 3 else None
+    return symmetric_kl(logits, noisy_logits, problem_type=problem_type or _problem_type(model), mask=mask)
+
+
+def output_logits(outputs: Any, *, index: int) -> Tensor:
+    """The ``logits`` of a model's outputs (a ``ModelOutput``/dict, else the tuple entry at ``index``); refused,
+    naming what the outputs hold, when there are none (a QA model's ``start_logits``/``end_logits``)."""
+    if isinstance(outputs, Mapping):
+        if "logits" not in outputs:
+            raise ValueError(
+                f"R3F compares the model's `logits`, but its outputs hold {sorted(outputs.keys())}: a model whose "
+                "outputs have no single `logits` (question answering: start_logits, end_logits) is not supported."
+            )
+        return outputs["logits"]
+    return outputs[index]
 
 
 def _problem_type(model: nn.Module) -> str:

@@ -27,7 +27,14 @@ from torch import Tensor, nn
 
 from .architectures import LayerMap, ModelLayout, model_layout
 
-__all__ = ["MixoutLinear", "apply_mixout", "apply_noisytune", "freeze_bottom_layers", "reinit_top_layers"]
+__all__ = [
+    "MixoutLinear",
+    "apply_mixout",
+    "apply_noisytune",
+    "freeze_bottom_layers",
+    "reinit_top_layers",
+    "strip_mixout",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +65,24 @@ def _warn_shared(layout: ModelLayout, num_layers: int, what: str) -> None:
         )
 
 
+def _initializer(model: nn.Module, path: str):
+    """``_init_weights`` of the innermost transformers model holding the module at ``path`` — the backbone's own
+    initializer (BERT's N(0, 0.02²)) also inside a module of your own — or ``None`` for none."""
+    parts = path.split(".")
+    for cut in range(len(parts), -1, -1):
+        owner = model.get_submodule(".".join(parts[:cut])) if cut else model
+        init_weights = getattr(owner, "_init_weights", None)
+        if callable(init_weights):
+            return init_weights
+    return None
+
+
 @torch.no_grad()
-def _reinitialize(model: nn.Module, module: nn.Module) -> None:
-    """Re-draw ``module``'s weights with the model's own initializer (``PreTrainedModel._init_weights``)."""
-    init_weights = getattr(model, "_init_weights", None)
+def _reinitialize(model: nn.Module, path: str) -> None:
+    """Re-draw the weights of the module at ``path`` with the model's own initializer
+    (``PreTrainedModel._init_weights``)."""
+    module = model.get_submodule(path)
+    init_weights = _initializer(model, path)
     for submodule in module.modules():
         # transformers >= 5 marks loaded tensors as initialised and its init functions skip them: clear it.
         for tensor in (*submodule.parameters(recurse=False), *submodule.buffers(recurse=False), submodule):
@@ -80,7 +101,8 @@ def reinit_top_layers(
 
     Zhang et al. 2021 (Sec. 5.2) find the top layers of pretrained BERT specialised to the pretraining task
     and re-drawing them — with BERT's own N(0, 0.02²) for weights, zeros for biases, ones for LayerNorm
-    gains — makes few-sample fine-tuning more stable. The draw uses the global torch RNG, so it follows the
+    gains — makes few-sample fine-tuning more stable. The initializer is the transformers model's own
+    (``_init_weights``), also when it sits inside a module of your own. The draw uses the global torch RNG, so it follows the
     seed set before it (the Trainer's ``--seed``).
 
     The re-initialised parameters are *novel* from then on: pass the returned names as ``novel=`` to
@@ -112,8 +134,25 @@ def reinit_top_layers(
     if reinit_pooler and layout.pooler_prefix is not None:
         prefixes.append(layout.pooler_prefix)
     for prefix in prefixes:
-        _reinitialize(model, model.get_submodule(prefix[:-1]))
+        _reinitialize(model, prefix[:-1])
     return [name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))]
+
+
+def _refuse_tied_embeddings(model: nn.Module, layout: ModelLayout) -> None:
+    """Freezing the embeddings of a model whose head shares their matrix (a masked-LM decoder tied to the word
+    embeddings) would freeze that head too: refused, with the two ways out."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    for shared in names.values():
+        embedding = [name for name in shared if layout.depth(name) == 0]
+        outside = [name for name in shared if layout.depth(name) != 0]
+        if len(shared) > 1 and embedding and outside:
+            raise ValueError(
+                f"Cannot freeze the embeddings: {embedding[0]} is tied to {outside[0]} (the same tensor), so the "
+                "head would be frozen with them. Freeze the layers only (embeddings=False / --freeze_embeddings "
+                "false), or untie them first (config.tie_word_embeddings=False) and freeze the embeddings alone."
+            )
 
 
 def freeze_bottom_layers(
@@ -126,6 +165,9 @@ def freeze_bottom_layers(
     removes them from the optimizer). For ALBERT (one shared layer group), ``num_layers=1`` freezes the
     whole shared encoder.
 
+    Refused when the embeddings share their matrix with a head (a masked-LM decoder tied to the word
+    embeddings): freezing one would freeze the other.
+
     Under adapters (PEFT) the pretrained weights are frozen already; what is frozen here is what still
     trains at those depths — the adapters of the bottom layers, which then stay at their initialisation
     (LoRA's B = 0: those layers stay exactly pretrained), as if only the upper layers had been adapted.
@@ -136,6 +178,8 @@ def freeze_bottom_layers(
     layout = model_layout(model, layer_map)
     _check_num_layers(num_layers, layout, "freeze")
     _warn_shared(layout, num_layers, "freezing")
+    if embeddings:
+        _refuse_tied_embeddings(model, layout)
     frozen = []
     for name, param in model.named_parameters():
         depth = layout.depth(name)
@@ -160,8 +204,10 @@ class MixoutLinear(nn.Linear):
         mixout(w; u, p) = ((1 − M) ⊙ w + M ⊙ u − p·u) / (1 − p),   M ~ Bernoulli(p)
                         = u + dropout(w − u, p)
 
-    which is how it is computed. In evaluation mode the layer is a plain Linear. The target is a persistent
-    buffer (``mixout_target``), so checkpoints resume with the original pretrained target.
+    which is how it is computed. In evaluation mode the layer is a plain Linear. The target (``mixout_target``)
+    is a non-persistent buffer: a saved model or checkpoint holds the plain Linear's weight and bias only, so
+    it loads in transformers without Mixout (no unexpected keys) and gives the same outputs; a resumed run
+    recomputes the target from the pretrained model it starts from, as it was.
     """
 
     def __init__(self, linear: nn.Linear, p: float, target: Tensor | None = None) -> None:
@@ -170,7 +216,7 @@ class MixoutLinear(nn.Linear):
         self.bias = linear.bias
         self.p = p
         source = linear.weight if target is None else target
-        self.register_buffer("mixout_target", source.detach().clone())
+        self.register_buffer("mixout_target", source.detach().clone(), persistent=False)
 
     def forward(self, input: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
@@ -210,12 +256,29 @@ def apply_mixout(
     excluded = set(exclude)
     replaced = []
     for name, module in list(model.named_modules()):
-        if type(module) is not nn.Linear or layout.is_head(f"{name}.weight") or f"{name}.weight" in excluded:
+        if type(module) is not nn.Linear or layout.is_novel(f"{name}.weight") or f"{name}.weight" in excluded:
             continue
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, MixoutLinear(module, p))
         replaced.append(name)
     return replaced
+
+
+def strip_mixout(model: nn.Module) -> list[str]:
+    """Put a plain ``nn.Linear`` back in place of every :class:`MixoutLinear` (the same parameters, the target
+    dropped): for exporting a model trained with Mixout to code that does not import this package. Saving
+    needs no stripping — the target is not saved. Returns the names of the restored modules."""
+    restored = []
+    for name, module in list(model.named_modules()):
+        if isinstance(module, MixoutLinear):
+            linear = nn.Linear(
+                module.in_features, module.out_features, bias=module.bias is not None, device="meta"
+            )
+            linear.weight, linear.bias = module.weight, module.bias
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, linear)
+            restored.append(name)
+    return restored
 
 
 @torch.no_grad()
@@ -271,7 +334,7 @@ def apply_noisytune(
     targets = [
         (name, param)
         for name, param in model.named_parameters()
-        if param.requires_grad and param.numel() >= 2 and not layout.is_head(name) and name not in excluded
+        if param.requires_grad and param.numel() >= 2 and not layout.is_novel(name) and name not in excluded
     ]
     # every std at once: one host synchronisation (one graph on XLA), not one per parameter
     stds = torch.stack([param.float().std() for _, param in targets]).tolist() if targets else []

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 from transformers import TrainerCallback
 
-from ..architectures import LayerMap, ModelLayout
+from ..architectures import LayerMap, ModelLayout, model_layout
 from ..optim.adamwl2sp import AdamWL2SP
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "LossTermCallback",
     "OptimizerSetup",
     "keeps_anchors",
+    "prepare_fine_tuning",
 ]
 
 #: ``--optim`` values for which a run that needs anchors may switch to AdamWL2SP without surprising anyone.
@@ -185,16 +186,30 @@ class FineTuningCallback(TrainerCallback):
 
     @staticmethod
     def _check_anchors(name: str, optimizer: OptimizerSetup) -> None:
+        command_line = name.startswith("--")  # the fine-tune job's flags, else Python
         if optimizer.optimizer_cls is not None and not issubclass(optimizer.optimizer_cls, AdamWL2SP):
+            fix = (
+                "--optim adamw_l2sp"
+                if command_line
+                else "optimizer_cls_and_kwargs=(transformers_fine_tuning.AdamWL2SP, {...})"
+            )
             raise ValueError(
                 f"{name} needs an optimizer that keeps L2-SP anchors, but {optimizer.optimizer_cls.__name__} was "
-                "given. Use --optim adamw_l2sp (optimizer_cls_and_kwargs=(AdamWL2SP, {...})), or leave the "
-                "optimizer unset."
+                f"given. Use {fix}, or leave the optimizer unset."
             )
         if optimizer.optimizer_cls is None and optimizer.optim not in ADAMW_OPTIMS:
+            given = (
+                f"--optim {optimizer.optim}"
+                if command_line
+                else f"TrainingArguments(optim={optimizer.optim!r})"
+            )
+            fix = (
+                "--optim adamw_l2sp (or drop --optim)"
+                if command_line
+                else "optimizer_cls_and_kwargs=(transformers_fine_tuning.AdamWL2SP, {...}) (or leave optim unset)"
+            )
             raise ValueError(
-                f"{name} needs AdamWL2SP, which conflicts with --optim {optimizer.optim}. Use --optim adamw_l2sp "
-                "(or drop --optim), or drop the L2-SP option."
+                f"{name} needs AdamWL2SP, which conflicts with {given}. Use {fix}, or drop {name}."
             )
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
@@ -233,6 +248,57 @@ class FineTuningCallback(TrainerCallback):
                 "would silently ignore it. Use TrainerOptimizerInit(...) with the same arguments, or call the "
                 "functional form (e.g. reinit_top_layers, param_groups) in your own loop."
             )
+
+
+def prepare_fine_tuning(
+    model: nn.Module,
+    callbacks: list[FineTuningCallback],
+    optimizer: OptimizerSetup,
+    *,
+    plan: FineTuningPlan | None = None,
+    layer_map: LayerMap | None = None,
+    strict: bool = False,
+    novel: tuple[str, ...] | list[str] = (),
+    trainer: Any = None,
+) -> FineTuningPlan:
+    """Check every fine-tuning callback against ``model``, then run the surgery of those not run on it yet.
+
+    The one sequence every route runs (:class:`~transformers_fine_tuning.TrainerOptimizerInit`, and
+    :func:`~transformers_fine_tuning.build_fine_tuning_optimizer` called by hand): the layout is resolved once
+    (explicit, from the table, or discovered) and used by every callback; the checks run in surgery order before
+    anything is changed, so a conflict fails before the model is touched; then each callback's surgery, once per
+    model. ``plan``: the plan already made for this model (its checks are not repeated).
+    """
+    callbacks = sorted(callbacks, key=lambda callback: callback.surgery_stage)
+    if plan is None:
+        plan = FineTuningPlan(layer_map=layer_map, trainer=trainer, novel=_names_under(model, novel))
+        if callbacks:
+            layout = model_layout(model, layer_map, strict=strict)
+            plan.layer_map = layout.layer_map  # resolved once, explicit from here on
+            for callback in callbacks:
+                callback.check(plan, layout, optimizer)
+    for callback in callbacks:
+        if id(callback) not in plan.prepared:
+            callback.prepare_model(model, plan)
+            plan.prepared.add(id(callback))
+            callback.bind()
+    return plan
+
+
+def _names_under(model: nn.Module, entries: tuple[str, ...] | list[str]) -> set[str]:
+    """The parameter names given, or inside the modules named (``"classifier"``); an entry matching nothing is
+    refused, naming the model's top-level modules."""
+    names = [name for name, _ in model.named_parameters()]
+    found: set[str] = set()
+    for entry in entries:
+        matched = [name for name in names if name == entry or name.startswith(f"{entry}.")]
+        if not matched:
+            children = ", ".join(name for name, _ in model.named_children())
+            raise ValueError(
+                f"novel={entry!r} names no parameter or module of {type(model).__name__} (its modules: {children})."
+            )
+        found.update(matched)
+    return found
 
 
 class LossTermCallback(FineTuningCallback):

@@ -29,7 +29,7 @@ from ..averaging import (
     swa_weight,
     wise_ft_interpolate,
 )
-from ..r3f import NOISE_TYPES, r3f_term
+from ..r3f import NOISE_TYPES, output_logits, r3f_term
 from .base import FineTuningCallback, FineTuningPlan, LossTermCallback, OptimizerSetup, keeps_anchors
 from .fine_tuning import _refuse_adapters
 
@@ -51,10 +51,7 @@ def _pretrained_names(model: nn.Module, plan: FineTuningPlan, layout: ModelLayou
     return [
         name
         for name, param in model.named_parameters()
-        if param.requires_grad
-        and not layout.is_head(name)
-        and not layout.is_adapter(name)
-        and name not in plan.novel
+        if param.requires_grad and not layout.is_novel(name) and name not in plan.novel
     ]
 
 
@@ -312,10 +309,23 @@ class R3FCallback(LossTermCallback):
     def _arguments(self) -> str:
         return f"{self.strength}, eps={self.eps}, noise={self.noise!r}"
 
+    def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
+        """Refuse, at construction, a head whose outputs have no single ``logits`` (question answering)."""
+        from transformers.models.auto import modeling_auto
+
+        inner = getattr(model, "get_base_model", lambda: model)()
+        qa_classes = set(modeling_auto.MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES.values())
+        if type(inner).__name__ in qa_classes:
+            raise ValueError(
+                f"{self.describe()} compares the model's `logits`, but {type(inner).__name__} outputs start_logits "
+                "and end_logits: R3F is supported for heads with one `logits` (sequence and token classification, "
+                "multiple choice, masked LM). Drop it for question answering."
+            )
+
     def loss_term(
         self, model: nn.Module, inputs: dict[str, Any], outputs: Any, loss: Tensor
     ) -> Tensor | None:
-        logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[1]
+        logits = output_logits(outputs, index=1)
         return self.strength * r3f_term(model, inputs, logits, eps=self.eps, noise=self.noise)
 
 

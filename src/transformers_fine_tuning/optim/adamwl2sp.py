@@ -145,6 +145,8 @@ class AdamWL2SP(Optimizer):
         self._explicit_anchors = dict(anchors) if anchors is not None else None
         self._used_anchor_keys: set[int | str] = set()
         super().__init__(params, defaults)
+        if self._explicit_anchors is None:
+            self._refuse_new_parameters_anchored()
         if self._explicit_anchors is not None:
             unused = [key for key in self._explicit_anchors if _anchor_key(key) not in self._used_anchor_keys]
             unknown = [key for key in unused if not self._is_optimized(key)]
@@ -155,6 +157,30 @@ class AdamWL2SP(Optimizer):
                     "are the parameters themselves, or their names when the groups carry `param_names`."
                 )
         del self._explicit_anchors, self._used_anchor_keys
+
+    def _refuse_new_parameters_anchored(self) -> None:
+        """Refuse to pull toward its starting point a parameter that ``from_pretrained`` initialised (not in the
+        checkpoint: a new head), in groups given without names — the groups a plain ``Trainer`` builds, which do
+        not tell the head from the backbone. transformers (≥ 5) marks what it loaded (``_is_hf_initialized``);
+        the refusal needs some parameters marked, so a model never loaded from a checkpoint is not judged."""
+        unnamed = [group for group in self.param_groups if group["l2sp"] > 0.0 and "param_names" not in group]
+        every = [param for group in self.param_groups for param in group["params"]]
+        if not unnamed or not any(getattr(param, "_is_hf_initialized", False) for param in every):
+            return
+        new = [
+            tuple(param.shape)
+            for group in unnamed
+            for param in group["params"]
+            if not getattr(param, "_is_hf_initialized", False)
+        ]
+        if new:
+            raise ValueError(
+                f"AdamWL2SP would pull {len(new)} parameters that from_pretrained newly initialised (not in the "
+                f"checkpoint: the new head, shapes {new[:4]}) toward their random starting values. L2-SP anchors "
+                "pretrained weights only: build the groups with transformers_fine_tuning.param_groups(model, lr=..., "
+                "l2sp=...), or use TrainerOptimizerInit (or optimizers=(build_fine_tuning_optimizer(model, args, "
+                "[L2SPCallback(...)]), None) with a plain Trainer), which give the head no anchor."
+            )
 
     def _is_optimized(self, key: Tensor | str) -> bool:
         for group in self.param_groups:

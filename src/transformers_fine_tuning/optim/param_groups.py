@@ -51,9 +51,11 @@ def param_groups(
     The split, per trainable parameter (frozen ones — ``requires_grad=False`` — are left out):
 
     * **decay / no decay**: biases and LayerNorm parameters get no weight decay;
-    * **pretrained / novel**: the task head (everything outside the backbone), adapter parameters (LoRA's
-      ``lora_A``/``lora_B`` under a PEFT model) and the parameters named in ``novel`` (e.g. re-initialised
-      layers) are *novel*: they get ``novel_weight_decay`` toward zero and no L2-SP, since pulling a random
+    * **pretrained / novel**: what has no pretrained value — what ``from_pretrained`` did not find in the
+      checkpoint (the new head of any head class; a model built without a checkpoint load: everything outside
+      the backbone, see :mod:`~transformers_fine_tuning.architectures`), adapter parameters (LoRA's
+      ``lora_A``/``lora_B`` under a PEFT model) and the parameters named in ``novel`` (names or module prefixes,
+      e.g. re-initialised layers) — is *novel*: it gets ``novel_weight_decay`` toward zero and no L2-SP, since pulling a random
       initialisation toward itself regularises nothing. Pretrained parameters
       get ``weight_decay`` (decay parameters only) and ``l2sp`` (all of them: pulling a bias or a LayerNorm
       gain toward its pretrained value is harmless, unlike pulling it toward zero). This is the L2-SP
@@ -77,7 +79,8 @@ def param_groups(
         novel_weight_decay: λ_wd for novel decay parameters (default: ``weight_decay``).
         l2sp: λ_sp for pretrained parameters; only :class:`AdamWL2SP` honours it.
         layer_decay: ξ for LLRD, in (0, 1]; ``None`` for one learning rate.
-        novel: names of backbone parameters to treat as novel (re-initialised ones).
+        novel: names (or module prefixes) of further parameters to treat as novel (re-initialised ones, a head
+            of your own loaded by hand).
         layer_map: layout for an architecture outside the table (overrides discovery).
     """
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
@@ -94,7 +97,7 @@ def param_groups(
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_novel = name in novel or (layout is not None and (layout.is_head(name) or layout.is_adapter(name)))
+        is_novel = _matches(name, novel) or (layout is not None and layout.is_novel(name))
         decays = name not in exempt
         depth = layout.depth(name) if (layout is not None and layer_decay is not None) else -1
         key = (depth, is_novel, decays)
@@ -111,6 +114,11 @@ def param_groups(
         groups[key]["params"].append(param)
         groups[key]["param_names"].append(name)
     return [groups[key] for key in sorted(groups)]
+
+
+def _matches(name: str, novel: set[str]) -> bool:
+    """``name`` is in ``novel``, or inside a module named there (``"classifier"`` covers ``classifier.weight``)."""
+    return name in novel or any(name.startswith(f"{entry}.") for entry in novel)
 
 
 def _optional_layout(model: nn.Module) -> ModelLayout | None:

@@ -19,6 +19,7 @@ construction, with the list of values that work (:data:`OWN_PARAMETER_OPTIMS`).
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.training_args import OptimizerNames
 
-from ..callbacks.base import FineTuningCallback, FineTuningPlan, OptimizerSetup
+from ..architectures import LayerMap
+from ..callbacks.base import FineTuningCallback, FineTuningPlan, OptimizerSetup, prepare_fine_tuning
 from ..optim.adamwl2sp import AdamWL2SP
 from ..optim.param_groups import param_groups
 
@@ -67,6 +69,11 @@ def optimizer_setup(
     )
 
 
+#: The plans of the models prepared by :func:`build_fine_tuning_optimizer` called by hand: surgery runs once per
+#: model and callback, however often the optimizer is rebuilt.
+_PLANS: weakref.WeakKeyDictionary[nn.Module, FineTuningPlan] = weakref.WeakKeyDictionary()
+
+
 def build_fine_tuning_optimizer(
     model: nn.Module,
     args: TrainingArguments,
@@ -74,8 +81,17 @@ def build_fine_tuning_optimizer(
     *,
     optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None = None,
     plan: FineTuningPlan | None = None,
+    layer_map: LayerMap | None = None,
+    novel: Sequence[str] = (),
 ) -> torch.optim.Optimizer:
     """The optimizer of a fine-tuning run (see the module docstring).
+
+    Called by hand (no ``plan``: a plain ``Trainer``'s ``optimizers=(build_fine_tuning_optimizer(model, args,
+    callbacks), None)``, or your own loop), it first runs the callbacks' checks and surgery on ``model`` — once
+    per model and callback (re-initialisation, freezing, Mixout, NoisyTune change the model here) — so every
+    route gives the same model and groups. Callbacks that act while the model trains (R3F's loss term, weight
+    averaging, WiSE-FT) are refused there, naming the route that runs them. ``layer_map`` and ``novel``: as for
+    :class:`~transformers_fine_tuning.TrainerOptimizerInit`.
 
     ``lr``, ``weight_decay`` and ``l2sp`` — from ``optimizer_cls_and_kwargs``, else from ``args`` — become
     per-group values, adjusted by the callbacks' :meth:`~FineTuningCallback.param_group_options`; betas and ε
@@ -86,9 +102,12 @@ def build_fine_tuning_optimizer(
 
     Raises:
         ValueError: ``--optim`` chooses its own parameters (:data:`OWN_PARAMETER_OPTIMS`) — build it the
-            Trainer's way, no fine-tuning groups are needed then unless a callback shapes them.
+            Trainer's way, no fine-tuning groups are needed then unless a callback shapes them; a group value the
+            optimizer class does not take (``l2sp`` on ``torch.optim.AdamW``); a callback that acts while the
+            model trains, called by hand.
     """
-    plan = plan or FineTuningPlan()
+    if plan is None:
+        plan = _prepare_by_hand(model, args, callbacks, optimizer_cls_and_kwargs, layer_map, novel)
     optimizer_cls, kwargs = _optimizer_cls_and_kwargs(model, args, callbacks, optimizer_cls_and_kwargs)
     group_options = {key: kwargs.pop(key) for key in GROUP_KEYS if key in kwargs}
     base_lr = group_options.pop("lr", args.learning_rate)
@@ -96,6 +115,7 @@ def build_fine_tuning_optimizer(
     for callback in callbacks:
         group_options.update(callback.param_group_options())
     groups = param_groups(model, lr=base_lr, novel=plan.novel, layer_map=plan.layer_map, **group_options)
+    _check_group_keys(optimizer_cls, groups)
     clean = plan.anchors and isinstance(optimizer_cls, type) and issubclass(optimizer_cls, AdamWL2SP)
     if clean and "anchors" not in kwargs:
         kwargs["anchors"] = {
@@ -107,6 +127,54 @@ def build_fine_tuning_optimizer(
     optimizer = optimizer_cls(groups, **kwargs)
     plan.anchors.clear()
     return optimizer
+
+
+def _prepare_by_hand(
+    model: nn.Module,
+    args: TrainingArguments,
+    callbacks: Sequence[FineTuningCallback],
+    optimizer_cls_and_kwargs: tuple[type, dict[str, Any]] | None,
+    layer_map: LayerMap | None,
+    novel: Sequence[str],
+) -> FineTuningPlan:
+    """Checks and surgery for a call by hand, once per model (:data:`_PLANS`)."""
+    during = [callback.describe() for callback in callbacks if not callback.needs_optimizer_build]
+    if during:
+        raise ValueError(
+            f"{', '.join(during)} act while the model trains (a loss term, the weights evaluations see, a change "
+            "after training), which an optimizer cannot do. Pass them to TrainerOptimizerInit(callbacks=[...]), "
+            "or use their functional forms in your own loop (r3f_term, WeightAverage, wise_ft_interpolate)."
+        )
+    setup = optimizer_setup(args, optimizer_cls_and_kwargs=optimizer_cls_and_kwargs)
+    plan = prepare_fine_tuning(
+        model, list(callbacks), setup, plan=_PLANS.get(model), layer_map=layer_map, novel=tuple(novel)
+    )
+    _PLANS[model] = plan
+    return plan
+
+
+def _check_group_keys(optimizer_cls: type, groups: list[dict[str, Any]]) -> None:
+    """Refuse a per-group value the optimizer class does not take (it would ignore it without a word): L2-SP's
+    ``l2sp`` on anything but AdamWL2SP, ``weight_decay`` on an optimizer without one."""
+    try:
+        parameters = inspect.signature(optimizer_cls).parameters
+    except (TypeError, ValueError):  # a factory or builtin without a signature: nothing to check against
+        return
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    for key, unused in (("l2sp", 0.0), ("weight_decay", 0.0)):
+        if key in parameters:
+            continue
+        if any(group.get(key, unused) != unused for group in groups):
+            fix = (
+                "L2-SP needs optimizer_cls_and_kwargs=(transformers_fine_tuning.AdamWL2SP, {...})"
+                if key == "l2sp"
+                else "set weight_decay to 0, or use an optimizer that takes it"
+            )
+            raise ValueError(
+                f"{optimizer_cls.__name__} takes no {key!r}, but the fine-tuning groups set it: it would be "
+                f"ignored. {fix[0].upper()}{fix[1:]}."
+            )
 
 
 def _optimizer_cls_and_kwargs(

@@ -21,8 +21,14 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
-from ..architectures import LayerMap, model_layout
-from ..callbacks.base import FineTuningCallback, FineTuningPlan, LossTermCallback, OptimizerSetup
+from ..architectures import LayerMap, remember_loaded_parameters
+from ..callbacks.base import (
+    FineTuningCallback,
+    FineTuningPlan,
+    LossTermCallback,
+    OptimizerSetup,
+    prepare_fine_tuning,
+)
 from ..diagnostics.base import DiagnosticCallback
 from ..optim.adamwl2sp import AdamWL2SP
 from .optimizer import build_fine_tuning_optimizer, optimizer_setup
@@ -53,6 +59,9 @@ class TrainerOptimizerInit(Trainer):
             the map discovered from the model).
         strict_layer_map: refuse a model type outside the table (with fine-tuning callbacks) instead of
             discovering its layout.
+        novel: names (or module prefixes) of parameters with no pretrained value beyond those the model's
+            loading record gives (a head of your own loaded by hand): no L2-SP anchor, no Mixout, no NoisyTune,
+            weight decay toward zero.
 
     The layout is resolved once per model (explicit, from the table, or discovered) and used by every
     callback. A PEFT model (e.g. LoRA) works as any other: adapters have the depth of the layer they adapt.
@@ -79,11 +88,16 @@ class TrainerOptimizerInit(Trainer):
         optimizers_init: tuple[OptimizerFactory, SchedulerFactory | None] | None = None,
         layer_map: LayerMap | None = None,
         strict_layer_map: bool = False,
+        novel: tuple[str, ...] | list[str] = (),
         **kwargs: Any,
     ) -> None:
         self.optimizers_init = optimizers_init
         self.layer_map = layer_map
         self.strict_layer_map = strict_layer_map
+        self.novel = tuple(novel)
+        model = kwargs.get("model", args[0] if args else None)
+        if isinstance(model, nn.Module):  # before the Trainer moves it: an XLA move drops the loading marks
+            remember_loaded_parameters(model)
         self._plans: weakref.WeakKeyDictionary[nn.Module, FineTuningPlan] = weakref.WeakKeyDictionary()
         self._diagnostics: list[DiagnosticCallback] = []
         self._loss_terms: list[LossTermCallback] = []
@@ -148,29 +162,23 @@ class TrainerOptimizerInit(Trainer):
     def _prepare_model(self, model: nn.Module) -> FineTuningPlan:
         """Check every fine-tuning callback against ``model`` and run its surgery, once per model, in stage
         order: conflicts fail here, at construction, before anything is changed or trained."""
-        plan = self._plans.get(model)
-        callbacks = self._fine_tuning_callbacks()
-        if plan is None:
-            layer_map = self.layer_map
-            plan = FineTuningPlan(layer_map=layer_map, trainer=self)
-            if (
-                callbacks
-            ):  # the layout is resolved once (table, explicit or discovered), explicit from here on
-                layout = model_layout(model, layer_map, strict=self.strict_layer_map)
-                plan.layer_map = layout.layer_map
-                setup = self._optimizer_setup()
-                for callback in callbacks:
-                    callback.check(plan, layout, setup)
-            self._plans[model] = plan
-        for callback in callbacks:
-            if id(callback) not in plan.prepared:
-                callback.prepare_model(model, plan)
-                plan.prepared.add(id(callback))
+        plan = prepare_fine_tuning(
+            model,
+            self._fine_tuning_callbacks(),
+            self._optimizer_setup(),
+            plan=self._plans.get(model),
+            layer_map=self.layer_map,
+            strict=self.strict_layer_map,
+            novel=self.novel,
+            trainer=self,
+        )
+        self._plans[model] = plan
         return plan
 
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """Build a fresh model with ``model_init`` and give it the fine-tuning surgery again."""
         model = super().call_model_init(trial)
+        remember_loaded_parameters(model)
         if hasattr(self, "callback_handler"):  # during Trainer.__init__, __init__ prepares it afterwards
             self._prepare_model(model)
         return model
