@@ -97,11 +97,9 @@ def test_killed_run_resumes_bit_identical_with_pretrained_anchors(tmp_path, mini
                 assert torch.equal(anchor, pretrained[name.removeprefix("bert.")]), name
                 checked += 1
     assert checked == sum(1 for name in pretrained if name != "embeddings.position_ids")
-    # and the Mixout targets travelled with the checkpoints: the pretrained weights too
-    assert torch.equal(
-        final_got["bert.encoder.layer.0.attention.self.query.mixout_target"],
-        pretrained["encoder.layer.0.attention.self.query.weight"],
-    )
+    # the Mixout targets are not saved (the model loads without Mixout); the resumed run recomputed them from
+    # the pretrained model, so it ended bitwise where the uninterrupted one did (above)
+    assert not any("mixout" in name for name in final_got)
 
 
 # -- the decisions, before any training ------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 
 from torch import nn
 
-from .architectures import LayerMap, model_layout, unwrap_adapters
+from .architectures import LayerMap, _model_type, model_layout, unwrap_adapters
 
 __all__ = ["LORA_TARGET_MODULES", "PEFT_INSTALL", "apply_lora", "head_modules", "peft_available"]
 
@@ -82,9 +82,10 @@ def _import_peft() -> Any:
 
 
 def head_modules(model: nn.Module, layer_map: LayerMap | None = None) -> list[str]:
-    """Names of the task model's children that make up the new head: outside the backbone, with parameters,
-    not a pretrained pooler (``["classifier"]`` for BERT, ``["pre_classifier", "classifier"]`` for DistilBERT,
-    ``["pooler", "classifier"]`` for DeBERTa, ``["classifier"]`` for ModernBERT, whose ``head`` is pretrained).
+    """Names of the task model's children that hold the new head: parameters with no pretrained value (not in the
+    checkpoint; see :mod:`~transformers_fine_tuning.architectures`) — ``["classifier"]`` for BERT,
+    ``["pre_classifier", "classifier"]`` for DistilBERT, ``["pooler", "classifier"]`` for DeBERTa, ``["classifier"]``
+    for ModernBERT, whose ``head`` is pretrained, none for a masked LM loaded from its checkpoint.
 
     These are the modules an adapted model trains in full (PEFT's ``modules_to_save``): they start random.
     """
@@ -109,7 +110,8 @@ def apply_lora(
     """Wrap ``model`` with rank-``r`` LoRA adapters (Hu et al. 2022, Eq. 3); everything else is frozen.
 
     Args:
-        model: a transformers model (a sequence classifier for the fine-tune job), not yet adapted.
+        model: a transformers model (a sequence classifier for the fine-tune job), or a module of your own
+            around one, not yet adapted.
         r: the rank r ≥ 1.
         alpha: α; the update is scaled by α/r (default α = r, scale 1 — Hu et al.'s RoBERTa setting, r = α = 8).
         dropout: dropout on the adapters' input.
@@ -130,7 +132,7 @@ def apply_lora(
     if unwrap_adapters(model)[2] is not None:
         raise ValueError("The model already has adapters (a PEFT model); apply LoRA to the plain model.")
     peft = _import_peft()
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    model_type = _model_type(model)  # also of the transformers model inside a module of your own
     targets = (
         list(target_modules) if target_modules else list(LORA_TARGET_MODULES.get(model_type, ())) or None
     )

@@ -85,7 +85,8 @@ def noisy_embedding_forward(
     through a module of your own around a transformers model), so every architecture computes
     positions, token types and masks from ``input_ids`` exactly as in the clean pass. It is drawn on the
     embeddings' device from the global RNG (seeded like dropout; restored with a checkpoint's RNG state).
-    ``labels`` are left out of the inputs (no second task loss).
+    The inputs go in whole, ``labels`` too: a module of your own may need them to run (its loss), and the
+    loss the noisy pass computes is not used (only its logits are).
     """
     if noise not in NOISE_TYPES:
         raise ValueError(f"R3F noise must be one of {', '.join(NOISE_TYPES)}, got {noise!r}")
@@ -101,7 +102,7 @@ def noisy_embedding_forward(
 
     handle = input_embeddings(model).register_forward_hook(add_noise)
     try:
-        return model(**{key: value for key, value in inputs.items() if key != "labels"})
+        return model(**inputs)
     finally:
         handle.remove()
 
