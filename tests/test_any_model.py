@@ -341,6 +341,12 @@ def test_wise_ft_at_alpha_zero_restores_the_pretrained_backbone_under_the_traine
             torch.testing.assert_close(param.detach(), loaded[name], rtol=0, atol=1e-7, msg=name)
 
 
+def test_wise_ft_refuses_a_checkpoint_your_module_cannot_load(checkpoint, tmp_path):
+    model, _ = _wrapper(checkpoint)
+    with pytest.raises(ValueError, match=r"cannot load .*Leave pretrained unset"):
+        _trainer(model, tmp_path, [WiSEFTCallback(0.5, pretrained=checkpoint)], "trainer", HEADS[-1])
+
+
 @pytest.mark.parametrize("head", HEADS, ids=HEAD_IDS)
 def test_ema_ends_every_head_on_the_average_of_its_iterates(checkpoint, tmp_path, head):
     model, _ = head.build(checkpoint)
@@ -419,12 +425,17 @@ def test_a_plain_trainer_with_adamwl2sp_refuses_to_anchor_the_new_head(checkpoin
 
 
 def test_a_pretrained_head_is_anchored_by_a_plain_trainer(checkpoint, tmp_path):
-    model, missing = HEADS[4].build(
-        checkpoint
-    )  # masked LM: everything but the missing bias came from the checkpoint
-    trainable = [param for name, param in model.named_parameters() if name not in missing]
-    optimizer = AdamWL2SP([{"params": trainable, "l2sp": 0.1}], lr=LR)
-    assert all(torch.equal(optimizer.state[param]["anchor"], param) for param in trainable)
+    model, missing = HEADS[4].build(checkpoint)  # masked LM: every parameter came from the checkpoint
+    assert not missing
+    trainer = transformers.Trainer(
+        model=model,
+        args=training_args(tmp_path),
+        train_dataset=_examples("masked_lm"),
+        optimizer_cls_and_kwargs=(AdamWL2SP, {"l2sp": 0.1}),
+    )
+    optimizer = _optimizer(trainer)
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    assert params and all(torch.equal(optimizer.state[param]["anchor"], param) for param in params)
 
 
 def test_group_keys_the_optimizer_ignores_are_refused(checkpoint, tmp_path):

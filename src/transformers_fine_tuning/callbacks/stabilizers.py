@@ -415,6 +415,12 @@ class WiSEFTCallback(FineTuningCallback):
             self.source = "mapping" if isinstance(self.pretrained, Mapping) else "checkpoint"
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
+        if self.source == "checkpoint" and not callable(getattr(type(model), "from_pretrained", None)):
+            raise ValueError(
+                f"{self.describe()}: pretrained={self.pretrained!r} is a checkpoint, which {type(model).__name__} "
+                "cannot load (no from_pretrained: a module of your own). Leave pretrained unset (a copy of θ₀ is "
+                "taken before training), or give a mapping name → tensor."
+            )
         self._names = _pretrained_names(model, plan)
         if self.source == "copy":
             named = dict(model.named_parameters())
