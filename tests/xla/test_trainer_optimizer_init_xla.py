@@ -230,3 +230,34 @@ def test_pretrained_minilm_trains_with_l2sp_on_xla(minilm_path, xla_training_arg
     # Every parameter of the pretrained backbone is anchored; the new head is not.
     assert anchored == {name for name in pretrained if name.startswith("bert.")}
     assert "anchor" not in optimizer.state[trainer.model.classifier.weight]
+
+
+def test_a_pretrained_masked_lm_head_stays_pretrained_after_the_move_to_xla(xla_training_args, tmp_path):
+    """What from_pretrained loaded is read before the Trainer moves the model (the move makes new tensors): the
+    masked-LM head of a masked-LM checkpoint is anchored on XLA, as on the CPU."""
+    from tiny_models import tiny_config
+
+    torch.manual_seed(0)
+    transformers.BertForPreTraining(tiny_config("bert", num_layers=2)).save_pretrained(tmp_path / "ckpt")
+    model = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "ckpt")
+    pretrained = _snapshot(model)
+    generator = torch.Generator().manual_seed(1)
+    dataset = []
+    for _ in range(8):
+        ids = torch.randint(5, 99, (8,), generator=generator)
+        labels = torch.full((8,), -100)
+        labels[2] = ids[2]
+        dataset.append({"input_ids": ids, "labels": labels})
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=xla_training_args(max_steps=1, per_device_train_batch_size=4),
+        train_dataset=dataset,
+        callbacks=[L2SPCallback(0.1)],
+    )
+    trainer.train()
+    optimizer = _unwrapped(trainer.optimizer)
+    anchored = {
+        name for group in optimizer.param_groups for name in group["param_names"] if group["l2sp"] > 0
+    }
+    assert "cls.predictions.transform.dense.weight" in anchored
+    assert anchored == set(pretrained)  # nothing was new: every parameter came from the checkpoint
