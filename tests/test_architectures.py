@@ -206,3 +206,25 @@ def test_ambiguous_and_encoder_decoder_models_name_candidates_and_fix():
         ValueError, match=r"encoder–decoder model.*'encoder.block' \(2 × T5Block\); 'decoder.block'"
     ):
         model_layout(t5)
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_the_checkpoints_new_parameters_are_the_tables_new_head(model_type, tmp_path):
+    """Saved as its family's pretraining model (else masked LM) and loaded as a sequence classifier, each family's
+    missing keys — what from_pretrained initialised — are exactly the new head of the table, found by structure
+    for a model built from a config."""
+    from transformers.models.auto import modeling_auto
+
+    config = tiny_config(model_type, num_layers=2)
+    pretraining = modeling_auto.MODEL_FOR_PRETRAINING_MAPPING_NAMES.get(
+        model_type
+    ) or modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES.get(model_type)
+    torch.manual_seed(0)
+    getattr(transformers, pretraining)(config).save_pretrained(tmp_path)
+    loaded, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+        tmp_path, output_loading_info=True
+    )
+    from_checkpoint = model_layout(loaded)
+    by_structure = model_layout(transformers.AutoModelForSequenceClassification.from_config(config))
+    assert from_checkpoint.novelty == "checkpoint" and by_structure.novelty == "structure"
+    assert set(from_checkpoint.novel) == set(info["missing_keys"]) == set(by_structure.novel) != set()
