@@ -299,6 +299,17 @@ class FineTuningArguments:
     layer_decay: float | None = field(
         default=None, metadata={"help": "Layer-wise learning-rate decay ξ in (0, 1]."}
     )
+    layer_decay_floor: float | None = field(
+        default=None,
+        metadata={"help": "With --layer_decay: the lowest learning-rate scale a depth gets, in (0, 1]."},
+    )
+    layer_decay_freeze_below: float | None = field(
+        default=None,
+        metadata={
+            "help": "With --layer_decay: freeze the depths whose scale is below this, in (0, 1] (out of the "
+            "optimizer instead of a learning rate of ~0)."
+        },
+    )
     freeze_layers: int = field(default=0, metadata={"help": "Freeze the bottom N encoder layers."})
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the embeddings."})
     mixout: float = field(
@@ -422,6 +433,15 @@ class FineTuningArguments:
             ("--mixout", self.mixout, 0 <= self.mixout < 1, "in [0, 1)"),
         )
         check_ranges(
+            *(
+                (flag, value, value is None or 0 < value <= 1, "in (0, 1]")
+                for flag, value in (
+                    ("--layer_decay_floor", self.layer_decay_floor),
+                    ("--layer_decay_freeze_below", self.layer_decay_freeze_below),
+                )
+            )
+        )
+        check_ranges(
             ("--noisytune", self.noisytune, self.noisytune >= 0, ">= 0"),
             ("--ema_decay", self.ema_decay, self.ema_decay is None or 0 < self.ema_decay < 1, "in (0, 1)"),
             (
@@ -533,6 +553,16 @@ class FineTuningArguments:
                     "--wise_ft_alphas",
                 ),
                 (
+                    "--layer_decay_floor",
+                    self.layer_decay_floor is not None and self.layer_decay is None,
+                    "--layer_decay",
+                ),
+                (
+                    "--layer_decay_freeze_below",
+                    self.layer_decay_freeze_below is not None and self.layer_decay is None,
+                    "--layer_decay",
+                ),
+                (
                     "--wise_ft_held_out_seed",
                     self.wise_ft_held_out_seed != 0 and self.wise_ft_alphas is None,
                     "--wise_ft_alphas",
@@ -634,7 +664,10 @@ class FineTuningArguments:
         if self.mixout > 0:
             callbacks.append(_named(MixoutCallback(self.mixout), f"--mixout {self.mixout}"))
         if self.layer_decay is not None:
-            callbacks.append(_named(LLRDCallback(self.layer_decay), f"--layer_decay {self.layer_decay}"))
+            callback = LLRDCallback(
+                self.layer_decay, floor=self.layer_decay_floor, freeze_below=self.layer_decay_freeze_below
+            )
+            callbacks.append(_named(callback, f"--layer_decay {self.layer_decay}"))
         if self.l2sp_pretrained > 0:
             callback = L2SPCallback(self.l2sp_pretrained, head_weight_decay=self.l2sp_head_weight_decay)
             callbacks.append(_named(callback, f"--l2sp_pretrained {self.l2sp_pretrained}"))

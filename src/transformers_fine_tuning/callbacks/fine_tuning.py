@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import surgery
 from ..architectures import ModelLayout
+from ..optim.param_groups import frozen_depths
 from .base import FineTuningCallback, FineTuningPlan, OptimizerSetup
 
 __all__ = ["FreezeCallback", "L2SPCallback", "LLRDCallback", "MixoutCallback", "ReinitCallback"]
@@ -128,19 +129,63 @@ class MixoutCallback(FineTuningCallback):
 class LLRDCallback(FineTuningCallback):
     """Layer-wise learning-rate decay ξ: head η, top layer η·ξ, …, embeddings η·ξ^(L+1) (Zhang et al. 2021).
 
-    See :func:`transformers_fine_tuning.param_groups` (``layer_decay``).
+    See :func:`transformers_fine_tuning.param_groups` (``layer_decay``). ``floor``: the lowest scale a depth gets
+    (timm's ``min_scale``), so the bottom of a deep model still learns. ``freeze_below``: the depths whose
+    scale (after the floor) is below it are frozen — out of the optimizer, bitwise unchanged — instead of
+    trained at a rate of ~0 that still costs optimizer memory and time (timm's ``no_opt_scale``); they are a
+    bottom run, the embeddings first (:func:`~transformers_fine_tuning.optim.param_groups.frozen_depths`).
+    Frozen depths that a :class:`ReinitCallback` re-initialises are refused.
     """
 
-    def __init__(self, decay: float) -> None:
+    surgery_stage = 1  # its freezing runs with FreezeCallback's, after re-initialisation
+
+    def __init__(
+        self, decay: float, *, floor: float | None = None, freeze_below: float | None = None
+    ) -> None:
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"LLRDCallback: decay must be in (0, 1], got {decay}.")
+        for name, value in (("floor", floor), ("freeze_below", freeze_below)):
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ValueError(f"LLRDCallback: {name} must be in (0, 1], got {value}.")
         self.decay = decay
+        self.floor = floor
+        self.freeze_below = freeze_below
+        self.frozen_depths = 0
 
     def _arguments(self) -> str:
-        return f"{self.decay}"
+        extra = "".join(
+            f", {name}={value}"
+            for name, value in (("floor", self.floor), ("freeze_below", self.freeze_below))
+            if value is not None
+        )
+        return f"{self.decay}{extra}"
+
+    def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
+        super().check(plan, layout, optimizer)
+        self.frozen_depths = frozen_depths(layout.num_layers, self.decay, self.floor, self.freeze_below)
+        frozen_layers = set(
+            range(self.frozen_depths - 1)
+        )  # depth 0 is the embeddings, depth d is layer d − 1
+        if frozen_layers & plan.reinit_layers:
+            reinit = next(cb for cb in plan.checked if isinstance(cb, ReinitCallback))
+            raise ValueError(
+                f"{reinit.describe()} and {self.describe()} overlap on a {layout.num_layers}-layer model: the "
+                f"threshold freezes the embeddings and the bottom {self.frozen_depths - 1} layers, so a "
+                "re-initialised layer would stay frozen at its random values. Lower the threshold or re-initialise "
+                "fewer layers."
+            )
+
+    def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
+        if self.frozen_depths:
+            surgery.freeze_bottom_layers(
+                model, self.frozen_depths - 1, embeddings=True, layer_map=plan.layer_map
+            )
 
     def param_group_options(self) -> dict[str, Any]:
-        return {"layer_decay": self.decay}
+        options: dict[str, Any] = {"layer_decay": self.decay}
+        if self.floor is not None:
+            options["layer_decay_floor"] = self.floor
+        return options
 
 
 class L2SPCallback(FineTuningCallback):

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..architectures import LayerMap, ModelLayout, model_layout
 
-__all__ = ["no_decay_parameter_names", "param_groups"]
+__all__ = ["frozen_depths", "layer_scale", "no_decay_parameter_names", "param_groups"]
 
 # The rule of ``transformers.Trainer.get_decay_parameter_names``: biases and normalisation weights are not
 # decayed (decaying a LayerNorm gain toward zero is not a regulariser, it is damage).
@@ -35,6 +35,27 @@ def no_decay_parameter_names(model: nn.Module) -> set[str]:
     return exempt
 
 
+def layer_scale(depth: int, num_layers: int, decay: float, floor: float | None = None) -> float:
+    """The learning-rate scale of depth ``depth`` under LLRD: ξ^(L+1−d), at least ``floor`` (timm's ``min_scale``).
+
+    The floor keeps the bottom of a deep model learning (ξ = 0.8 over 24 layers leaves the embeddings
+    0.8^25 ≈ 0.004 of η without one)."""
+    scale = decay ** (num_layers + 1 - depth)
+    return scale if floor is None else max(scale, floor)
+
+
+def frozen_depths(num_layers: int, decay: float, floor: float | None, freeze_below: float | None) -> int:
+    """How many depth units from the bottom (0 = embeddings, 1 = the first layer, …) LLRD's freeze threshold
+    freezes: those whose scale :func:`layer_scale` is below ``freeze_below`` (timm's ``no_opt_scale``) — a
+    learning rate of ~0 that would still cost optimizer memory and time. Scales grow with depth, so they are
+    a bottom run; the head (depth L + 1, scale 1) is never frozen."""
+    if freeze_below is None:
+        return 0
+    return sum(
+        1 for depth in range(num_layers + 1) if layer_scale(depth, num_layers, decay, floor) < freeze_below
+    )
+
+
 def param_groups(
     model: nn.Module,
     *,
@@ -43,6 +64,7 @@ def param_groups(
     novel_weight_decay: float | None = None,
     l2sp: float = 0.0,
     layer_decay: float | None = None,
+    layer_decay_floor: float | None = None,
     novel: Iterable[str] = (),
     layer_map: LayerMap | None = None,
 ) -> list[dict[str, Any]]:
@@ -61,8 +83,10 @@ def param_groups(
       gain toward its pretrained value is harmless, unlike pulling it toward zero). This is the L2-SP
       penalty of Li et al. 2018, Eq. 3: α/2·‖w_S − w⁰_S‖² + β/2·‖w_S̄‖².
     * **depth** (only with ``layer_decay`` ξ): the group at depth d (0 = embeddings … L + 1 = pooler and
-      head) gets ``lr`` · ξ^(L+1−d) — layer-wise learning-rate decay as in Zhang et al. 2021, Sec. 5.3. An
-      adapter has the depth of the layer it adapts.
+      head) gets ``lr`` · ξ^(L+1−d) — layer-wise learning-rate decay as in Zhang et al. 2021, Sec. 5.3 —, or
+      ``lr`` · ``layer_decay_floor`` where that is larger (:func:`layer_scale`). An adapter has the depth of
+      the layer it adapts. (Freezing the depths whose scale is below a threshold is surgery, not grouping:
+      :class:`~transformers_fine_tuning.LLRDCallback`'s ``freeze_below``.)
 
     Groups are named ``[<depth>_]<pretrained|novel>_<decay|no_decay>`` (e.g. ``layer_3_pretrained_decay``),
     carry ``param_names``, and come in depth order; empty groups are dropped.
@@ -79,12 +103,18 @@ def param_groups(
         novel_weight_decay: λ_wd for novel decay parameters (default: ``weight_decay``).
         l2sp: λ_sp for pretrained parameters; only :class:`AdamWL2SP` honours it.
         layer_decay: ξ for LLRD, in (0, 1]; ``None`` for one learning rate.
+        layer_decay_floor: the lowest scale LLRD gives, in (0, 1] (with ``layer_decay`` only).
         novel: names (or module prefixes) of further parameters to treat as novel (re-initialised ones, a head
             of your own loaded by hand).
         layer_map: layout for an architecture outside the table (overrides discovery).
     """
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
+    if layer_decay_floor is not None and (layer_decay is None or not 0.0 < layer_decay_floor <= 1.0):
+        raise ValueError(
+            f"layer_decay_floor must be in (0, 1] and comes with layer_decay, got {layer_decay_floor} "
+            f"(layer_decay={layer_decay})."
+        )
     novel_weight_decay = weight_decay if novel_weight_decay is None else novel_weight_decay
     needs_layout = l2sp > 0.0 or layer_decay is not None or novel_weight_decay != weight_decay
     layout = (
@@ -102,7 +132,11 @@ def param_groups(
         depth = layout.depth(name) if (layout is not None and layer_decay is not None) else -1
         key = (depth, is_novel, decays)
         if key not in groups:
-            group_lr = lr if depth < 0 else lr * layer_decay ** (layout.num_layers + 1 - depth)
+            group_lr = (
+                lr
+                if depth < 0
+                else lr * layer_scale(depth, layout.num_layers, layer_decay, layer_decay_floor)
+            )
             groups[key] = {
                 "name": _group_name(layout, depth, is_novel, decays),
                 "params": [],
