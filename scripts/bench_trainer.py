@@ -119,9 +119,11 @@ def fine_tuning_callbacks() -> list[TrainerCallback]:
 
 def adamw_on_fine_tuning_groups(model: PreTrainedModel, args: TrainingArguments) -> torch.optim.AdamW:
     """torch's fused AdamW on the parameter groups that :func:`fine_tuning_callbacks` make, without the L2-SP pull:
-    the package's own optimizer builder, with AdamW chosen (it ignores the groups' ``l2sp``)."""
+    the package's own optimizer builder, with AdamW chosen and the callbacks but L2-SP (L2-SP does not split the
+    groups further; AdamW would refuse its ``l2sp``)."""
+    callbacks = [cb for cb in fine_tuning_callbacks() if not isinstance(cb, L2SPCallback)]
     return build_fine_tuning_optimizer(
-        model, args, fine_tuning_callbacks(), optimizer_cls_and_kwargs=(torch.optim.AdamW, {"fused": True})
+        model, args, callbacks, optimizer_cls_and_kwargs=(torch.optim.AdamW, {"fused": True})
     )
 
 

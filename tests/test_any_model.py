@@ -165,12 +165,25 @@ def test_novel_is_what_the_checkpoint_did_not_hold(checkpoint, head):
         assert layout.depth("backbone.embeddings.word_embeddings.weight") == 0
 
 
+class _BuiltFromAConfig(nn.Module):
+    """A module of your own around a backbone built from a config: no checkpoint was loaded. (Its own class, so
+    that the once-per-model-type log is this test's to read.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = transformers.BertModel(tiny_config("bert", num_layers=NUM_LAYERS))
+        self.head = nn.Linear(32, 2)
+
+
 def test_a_model_built_from_a_config_says_what_it_treats_as_new(caplog):
-    model = transformers.BertForSequenceClassification(tiny_config("bert", num_layers=NUM_LAYERS))
     with caplog.at_level("INFO", logger="transformers_fine_tuning.architectures"):
-        layout = model_layout(model)
-    assert layout.novelty == "structure" and set(layout.novel) == {"classifier.weight", "classifier.bias"}
-    assert "treated as new (classifier.bias, classifier.weight)" in caplog.text
+        layout = model_layout(_BuiltFromAConfig())
+    assert layout.novelty == "structure" and set(layout.novel) == {"head.weight", "head.bias"}
+    assert "treated as new (head.bias, head.weight)" in caplog.text
+    plain = model_layout(
+        transformers.BertForSequenceClassification(tiny_config("bert", num_layers=NUM_LAYERS))
+    )
+    assert plain.novelty == "structure" and set(plain.novel) == {"classifier.weight", "classifier.bias"}
 
 
 def test_novel_names_of_your_own_join_the_novel_groups(checkpoint, tmp_path):
