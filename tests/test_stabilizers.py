@@ -783,6 +783,8 @@ def test_the_job_holds_out_training_data_for_wise_ft_and_records_alpha(tmp_path,
         ("swa", "SWACallback", "Alg. 1"),
         ("r3f", "R3FCallback", "Eq. 3"),
         ("wise-ft", "WiSEFTCallback", "Eq. 1"),
+        ("lp-ft", "LPFTCallback", "Kumar"),
+        ("gradual-unfreezing", "GradualUnfreezingCallback", "Sec. 3.3"),
     ],
 )
 def test_each_recipe_cites_its_paper_and_builds_its_callback(recipe, callback, cited):

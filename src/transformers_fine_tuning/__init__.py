@@ -1,7 +1,7 @@
 """Stable fine-tuning of pretrained encoders with the Hugging Face Trainer.
 
 AdamW with L2-SP, layer-wise learning-rate decay, re-initialisation, freezing, Mixout, LoRA, NoisyTune, weight
-averaging (EMA, SWA), R3F and WiSE-FT, each one argument away, a Trainer that builds its optimizer after the model is on its device (CPU, CUDA, TPU), and seed studies
+averaging (EMA, SWA), R3F, WiSE-FT, LP-FT and gradual unfreezing, each one argument away, a Trainer that builds its optimizer after the model is on its device (CPU, CUDA, TPU), and seed studies
 that show the distribution of runs.
 
 The package, in the direction the data flows (a module never reaches back up)::
@@ -20,7 +20,8 @@ The package, in the direction the data flows (a module never reaches back up)::
     averaging.py      weight space: EMA and SWA of the training iterates, WiSE-FT's interpolation with θ₀
     r3f.py            R3F's symmetric KL between predictions on clean and noisy input embeddings
     callbacks/        the techniques as Trainer callbacks: check against the plan, surgery, group shaping,
-                      loss terms (LossTermCallback), evaluation weights, checkpoint state, after training
+                      loss terms (LossTermCallback), evaluation weights, checkpoint state, after training,
+                      unfreezing schedules (LP-FT, gradual unfreezing)
     diagnostics/      gradient norms, loss spikes, the non-finite guard, the early-failure and dev-failure tests
     seeds.py          one seed per source of randomness: head, data order, dropout, training subset
     transformers/     TrainerOptimizerInit, and build_fine_tuning_optimizer that it (or any loop) calls
@@ -56,9 +57,11 @@ from .callbacks import (
     FineTuningCallback,
     FineTuningPlan,
     FreezeCallback,
+    GradualUnfreezingCallback,
     L2SPCallback,
     LLRDCallback,
     LossTermCallback,
+    LPFTCallback,
     MixoutCallback,
     NoisyTuneCallback,
     R3FCallback,
@@ -102,8 +105,10 @@ __all__ = [
     "FineTuningPlan",
     "FreezeCallback",
     "GradNormCallback",
+    "GradualUnfreezingCallback",
     "L2SPCallback",
     "LLRDCallback",
+    "LPFTCallback",
     "LayerMap",
     "LossSpikeCallback",
     "LossTermCallback",

@@ -31,8 +31,10 @@ from .callbacks import (
     EMACallback,
     FineTuningCallback,
     FreezeCallback,
+    GradualUnfreezingCallback,
     L2SPCallback,
     LLRDCallback,
+    LPFTCallback,
     MixoutCallback,
     NoisyTuneCallback,
     R3FCallback,
@@ -412,6 +414,30 @@ class FineTuningArguments:
             "help": "With --wise_ft_alphas: the seed that draws the held-out examples (fixed across --seed)."
         },
     )
+    lp_ft_head_steps: float | None = field(
+        default=None,
+        metadata={
+            "help": "LP-FT (Kumar et al. 2022): train the new head alone for this many optimizer steps (below 1: a "
+            "share of the run), then everything."
+        },
+    )
+    lp_ft_head_lr: float | None = field(
+        default=None, metadata={"help": "With --lp_ft_head_steps: the head's learning rate during the probe."}
+    )
+    gradual_unfreeze: float | None = field(
+        default=None,
+        metadata={
+            "help": "Gradual unfreezing (Howard & Ruder 2018): the head first, then one more depth from the top "
+            "every this many optimizer steps (below 1: a share of the run)."
+        },
+    )
+    unfreeze_warmup: float = field(
+        default=0.0,
+        metadata={
+            "help": "With --lp_ft_head_steps or --gradual_unfreeze: the warm-up of each group that thaws, in steps "
+            "(below 1: a share of the run)."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -431,6 +457,17 @@ class FineTuningArguments:
                 "in (0, 1]",
             ),
             ("--mixout", self.mixout, 0 <= self.mixout < 1, "in [0, 1)"),
+        )
+        check_ranges(
+            *(
+                (flag, value, value is None or value > 0, "> 0")
+                for flag, value in (
+                    ("--lp_ft_head_steps", self.lp_ft_head_steps),
+                    ("--lp_ft_head_lr", self.lp_ft_head_lr),
+                    ("--gradual_unfreeze", self.gradual_unfreeze),
+                )
+            ),
+            ("--unfreeze_warmup", self.unfreeze_warmup, self.unfreeze_warmup >= 0, ">= 0"),
         )
         check_ranges(
             *(
@@ -536,6 +573,10 @@ class FineTuningArguments:
         ]
         if len(averages) > 1:
             raise ValueError(f"{' and '.join(averages)}: one weight average at a time; give one of them.")
+        if self.lp_ft_head_steps is not None and self.gradual_unfreeze is not None:
+            raise ValueError(
+                "--lp_ft_head_steps and --gradual_unfreeze: one unfreezing schedule at a time; give one of them."
+            )
         alone = [
             (flag, needs)
             for flag, used, needs in (
@@ -556,6 +597,18 @@ class FineTuningArguments:
                     "--layer_decay_floor",
                     self.layer_decay_floor is not None and self.layer_decay is None,
                     "--layer_decay",
+                ),
+                (
+                    "--lp_ft_head_lr",
+                    self.lp_ft_head_lr is not None and self.lp_ft_head_steps is None,
+                    "--lp_ft_head_steps",
+                ),
+                (
+                    "--unfreeze_warmup",
+                    self.unfreeze_warmup > 0
+                    and self.lp_ft_head_steps is None
+                    and self.gradual_unfreeze is None,
+                    "--lp_ft_head_steps or --gradual_unfreeze",
                 ),
                 (
                     "--layer_decay_freeze_below",
@@ -668,6 +721,14 @@ class FineTuningArguments:
                 self.layer_decay, floor=self.layer_decay_floor, freeze_below=self.layer_decay_freeze_below
             )
             callbacks.append(_named(callback, f"--layer_decay {self.layer_decay}"))
+        if self.lp_ft_head_steps is not None:
+            callback = LPFTCallback(
+                self.lp_ft_head_steps, head_lr=self.lp_ft_head_lr, warmup=self.unfreeze_warmup
+            )
+            callbacks.append(_named(callback, f"--lp_ft_head_steps {self.lp_ft_head_steps}"))
+        if self.gradual_unfreeze is not None:
+            callback = GradualUnfreezingCallback(self.gradual_unfreeze, warmup=self.unfreeze_warmup)
+            callbacks.append(_named(callback, f"--gradual_unfreeze {self.gradual_unfreeze}"))
         if self.l2sp_pretrained > 0:
             callback = L2SPCallback(self.l2sp_pretrained, head_weight_decay=self.l2sp_head_weight_decay)
             callbacks.append(_named(callback, f"--l2sp_pretrained {self.l2sp_pretrained}"))

@@ -10,20 +10,24 @@ from .stabilizers import (
     WeightAveragingCallback,
     WiSEFTCallback,
 )
+from .unfreezing import GradualUnfreezingCallback, LPFTCallback, UnfreezingCallback
 
 __all__ = [
     "EMACallback",
     "FineTuningCallback",
     "FineTuningPlan",
     "FreezeCallback",
+    "GradualUnfreezingCallback",
     "L2SPCallback",
     "LLRDCallback",
+    "LPFTCallback",
     "LossTermCallback",
     "MixoutCallback",
     "NoisyTuneCallback",
     "R3FCallback",
     "ReinitCallback",
     "SWACallback",
+    "UnfreezingCallback",
     "WeightAveragingCallback",
     "WiSEFTCallback",
 ]

@@ -65,6 +65,7 @@ def param_groups(
     l2sp: float = 0.0,
     layer_decay: float | None = None,
     layer_decay_floor: float | None = None,
+    by_depth: bool = False,
     novel: Iterable[str] = (),
     layer_map: LayerMap | None = None,
 ) -> list[dict[str, Any]]:
@@ -104,6 +105,8 @@ def param_groups(
         l2sp: λ_sp for pretrained parameters; only :class:`AdamWL2SP` honours it.
         layer_decay: ξ for LLRD, in (0, 1]; ``None`` for one learning rate.
         layer_decay_floor: the lowest scale LLRD gives, in (0, 1] (with ``layer_decay`` only).
+        by_depth: split the groups by depth without scaling their rates (what a schedule that treats each depth
+            on its own needs: gradual unfreezing); implied by ``layer_decay``.
         novel: names (or module prefixes) of further parameters to treat as novel (re-initialised ones, a head
             of your own loaded by hand).
         layer_map: layout for an architecture outside the table (overrides discovery).
@@ -116,7 +119,7 @@ def param_groups(
             f"(layer_decay={layer_decay})."
         )
     novel_weight_decay = weight_decay if novel_weight_decay is None else novel_weight_decay
-    needs_layout = l2sp > 0.0 or layer_decay is not None or novel_weight_decay != weight_decay
+    needs_layout = l2sp > 0.0 or layer_decay is not None or by_depth or novel_weight_decay != weight_decay
     layout = (
         model_layout(model, layer_map) if (needs_layout or layer_map is not None) else _optional_layout(model)
     )
@@ -129,12 +132,12 @@ def param_groups(
             continue
         is_novel = _matches(name, novel) or (layout is not None and layout.is_novel(name))
         decays = name not in exempt
-        depth = layout.depth(name) if (layout is not None and layer_decay is not None) else -1
+        depth = layout.depth(name) if (layout is not None and (layer_decay is not None or by_depth)) else -1
         key = (depth, is_novel, decays)
         if key not in groups:
             group_lr = (
                 lr
-                if depth < 0
+                if depth < 0 or layer_decay is None
                 else lr * layer_scale(depth, layout.num_layers, layer_decay, layer_decay_floor)
             )
             groups[key] = {
