@@ -785,6 +785,7 @@ def test_the_job_holds_out_training_data_for_wise_ft_and_records_alpha(tmp_path,
         ("wise-ft", "WiSEFTCallback", "Eq. 1"),
         ("lp-ft", "LPFTCallback", "Kumar"),
         ("gradual-unfreezing", "GradualUnfreezingCallback", "Sec. 3.3"),
+        ("spd", "L2SPCallback", "Alg. 1"),
     ],
 )
 def test_each_recipe_cites_its_paper_and_builds_its_callback(recipe, callback, cited):

@@ -294,6 +294,14 @@ class FineTuningArguments:
         default=False,
         metadata={"help": "Add the L2-SP gradient before Adam's moments instead of decoupling it."},
     )
+    l2sp_selective: bool = field(
+        default=False,
+        metadata={
+            "help": "Selective Projection Decay (Tian et al. 2024) instead of the pull at every step: a tensor "
+            "moving away from its pretrained value along its gradient is projected back; --l2sp_pretrained is "
+            "its λ in (0, 1]."
+        },
+    )
     reinit_layers: int = field(default=0, metadata={"help": "Re-initialise the top N encoder layers."})
     reinit_pooler: bool = field(
         default=True, metadata={"help": "With --reinit_layers: re-initialise the pooler too."}
@@ -519,12 +527,19 @@ class FineTuningArguments:
                 for flag, used in (
                     ("--l2sp_pretrained", self.l2sp_pretrained > 0),
                     ("--l2sp_coupled", self.l2sp_coupled),
+                    ("--l2sp_selective", self.l2sp_selective),
                     ("--bias_correction false", not self.bias_correction),
                 )
                 if used
             ]
             if needs:
                 raise ValueError(f"{' and '.join(needs)} need(s) --optim {ADAMW_L2SP}.")
+        if self.l2sp_selective and (self.l2sp_coupled or not 0 < self.l2sp_pretrained <= 1):
+            raise ValueError(
+                "--l2sp_selective applies Selective Projection Decay with --l2sp_pretrained as its λ in (0, 1], "
+                f"got {self.l2sp_pretrained:g}"
+                + (" and --l2sp_coupled (another form of the pull: give one)." if self.l2sp_coupled else ".")
+            )
         if self.l2sp_head_weight_decay > 0 and self.l2sp_pretrained == 0:
             raise ValueError(
                 "--l2sp_head_weight_decay applies with L2-SP only: set --l2sp_pretrained too, or use "
@@ -764,7 +779,11 @@ class FineTuningArguments:
         """``optimizer_cls_and_kwargs`` for the Trainer (``--optim adamw_l2sp``), else ``None``: ``--optim``."""
         if not adamw_l2sp:
             return None
-        return AdamWL2SP, {"bias_correction": self.bias_correction, "coupled": self.l2sp_coupled}
+        return AdamWL2SP, {
+            "bias_correction": self.bias_correction,
+            "coupled": self.l2sp_coupled,
+            "selective": self.l2sp_selective,
+        }
 
     def apply_adapters(self, model: PreTrainedModel) -> nn.Module:
         """``model`` wrapped with the LoRA adapters ``--lora_r`` asks for (a ``peft.PeftModel``), else ``model``.
@@ -1127,7 +1146,7 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
     fine_tuning, training = arguments.fine_tuning, arguments.training
     fine_tuning.check(training.adamw_l2sp)
     pull = training.learning_rate * fine_tuning.l2sp_pretrained
-    if pull > 1 and not fine_tuning.l2sp_coupled:
+    if pull > 1 and not (fine_tuning.l2sp_coupled or fine_tuning.l2sp_selective):
         raise ValueError(
             f"--learning_rate {training.learning_rate:g} × --l2sp_pretrained {fine_tuning.l2sp_pretrained:g} = "
             f"{pull:g} > 1: the decoupled pull θ ← θ − lr·λ·(θ − θ₀) would overshoot the pretrained weights at every "

@@ -27,6 +27,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
+from .spd import spd_before_step, spd_project
+
 __all__ = ["AdamWL2SP"]
 
 AnchorMapping = Mapping[Tensor, Tensor] | Mapping[str, Tensor]
@@ -92,6 +94,9 @@ class AdamWL2SP(Optimizer):
             group with ``l2sp > 0``.
         bias_correction: Adam's bias correction of both moments; ``False`` gives BERTAdam.
         coupled: add the L2-SP gradient before the moments instead of pulling the weights directly.
+        selective: Selective Projection Decay (Tian et al. 2024, :mod:`~transformers_fine_tuning.optim.spd`)
+            instead of the pull at every step: after the step, a tensor whose gradient points away from its
+            anchor is projected back by λ·r (the share of the step that moved it away), ``l2sp`` = λ in (0, 1].
         foreach: ``True`` for the multi-tensor kernel, ``False`` for the single-tensor loop.
         maximize: maximise the objective instead of minimising it.
         fused: ``True`` for PyTorch's fused AdamW kernel after a foreach L2-SP pull, for every setting (it needs
@@ -115,6 +120,7 @@ class AdamWL2SP(Optimizer):
         anchors: AnchorMapping | None = None,
         bias_correction: bool = True,
         coupled: bool = False,
+        selective: bool = False,
         foreach: bool | None = None,
         maximize: bool = False,
         fused: bool | None = None,
@@ -138,6 +144,7 @@ class AdamWL2SP(Optimizer):
             "l2sp": l2sp,
             "bias_correction": bias_correction,
             "coupled": coupled,
+            "selective": selective,
             "foreach": foreach,
             "maximize": maximize,
             "fused": fused,
@@ -197,6 +204,7 @@ class AdamWL2SP(Optimizer):
             group.setdefault("l2sp", 0.0)
             group.setdefault("bias_correction", True)
             group.setdefault("coupled", False)
+            group.setdefault("selective", False)
             group.setdefault("foreach", None)
             group.setdefault("maximize", False)
             group.setdefault("fused", False)
@@ -208,7 +216,16 @@ class AdamWL2SP(Optimizer):
         group["fused"] = self._resolve_fused(group)
         if group["l2sp"] < 0.0:
             raise ValueError(f"Invalid l2sp value: {group['l2sp']} (must be >= 0)")
-        if not group["coupled"] and group["lr"] * group["l2sp"] > 1.0:
+        if group["selective"] and group["coupled"]:
+            raise ValueError(
+                "selective=True (Selective Projection Decay) and coupled=True are two forms of the pull: pick one."
+            )
+        if group["selective"] and group["l2sp"] > 1.0:
+            raise ValueError(
+                f"l2sp = {group['l2sp']:g} > 1 with selective=True: the projection θ − λ·r·(θ − θ₀) would overshoot "
+                "the anchor (r ≤ 1). Use λ in (0, 1]."
+            )
+        if not group["coupled"] and not group["selective"] and group["lr"] * group["l2sp"] > 1.0:
             raise ValueError(
                 f"lr * l2sp = {group['lr'] * group['l2sp']:g} > 1: the decoupled pull θ ← θ − lr·l2sp·(θ − θ₀) "
                 "would overshoot the anchor every step and diverge. Lower l2sp (typical values are 0.01 to 1 "
@@ -323,6 +340,11 @@ class AdamWL2SP(Optimizer):
             params, grads, exp_avgs, exp_avg_sqs, steps, anchors = self._init_group(group)
             if not params:
                 continue
+            selective = group["selective"] and group["l2sp"] > 0.0
+            if (
+                selective
+            ):  # Selective Projection Decay: the kernel steps without the pull, the projection follows
+                before = spd_before_step(params, grads, anchors, maximize=group["maximize"])
             if group["fused"]:
                 kernel = _fused_adamw_l2sp
             elif group["foreach"] is False:
@@ -342,11 +364,13 @@ class AdamWL2SP(Optimizer):
                 beta2=beta2,
                 eps=group["eps"],
                 weight_decay=group["weight_decay"],
-                l2sp=group["l2sp"],
+                l2sp=0.0 if selective else group["l2sp"],
                 bias_correction=group["bias_correction"],
                 coupled=group["coupled"],
                 maximize=group["maximize"],
             )
+            if selective:
+                spd_project(params, anchors, before, group["l2sp"])
         return loss
 
 
