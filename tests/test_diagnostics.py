@@ -11,6 +11,7 @@ import torch
 import transformers
 
 from transformers_fine_tuning import (
+    AdamWL2SP,
     EarlyFailureCallback,
     GradNormCallback,
     LossSpikeCallback,
@@ -193,3 +194,87 @@ def test_diagnostics_refuse_a_plain_trainer(tmp_path):
     )
     with pytest.raises(RuntimeError, match="TrainerOptimizerInit"):
         trainer.train()
+
+
+class NanOnSteps:
+    """A forward hook on the classifier that turns the logits to NaN on the given training forward passes."""
+
+    def __init__(self, model, calls):
+        self.count, self.calls = 0, set(calls)
+        model.classifier.register_forward_hook(self)
+
+    def __call__(self, module, inputs, output):
+        if module.training:
+            self.count += 1
+            if self.count in self.calls:
+                return output * float("nan")
+        return output
+
+
+class RatesAt(transformers.TrainerCallback):
+    """Each step's learning rate as the update used it; the optimizer's moments at the end of step 4."""
+
+    def __init__(self):
+        self.rates, self.moments_at_4 = {}, None
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        if state.global_step == 4:
+            self.moments_at_4 = [
+                optimizer.state[p]["exp_avg"].clone() for g in optimizer.param_groups for p in g["params"]
+            ]
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.rates[state.global_step + 1] = optimizer.param_groups[0]["lr"]
+
+
+def test_a_diverging_run_rolls_back_to_its_last_snapshot_at_a_lower_rate_and_recovers(tmp_path):
+    model = no_dropout_bert()
+    NanOnSteps(model, calls=[5])  # step 5's forward pass diverges
+    guard = NonFiniteGuardCallback(rollbacks=2, lr_factor=0.5, snapshot_every=2)
+    at_4, rates = WeightsAt(4), RatesAt()
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=args_for(tmp_path, max_steps=8, lr_scheduler_type="constant"),
+        train_dataset=FirstTokenTask(),
+        callbacks=[guard, at_4, rates],
+        optimizer_cls_and_kwargs=(AdamWL2SP, {"l2sp": 0.1}),
+    )
+    snapshots = []
+    original = guard._roll_back
+
+    def spy(step, loss, grad_norm, model, optimizer, scheduler):
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        original(step, loss, grad_norm, model, optimizer, scheduler)
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        inner = getattr(optimizer, "optimizer", optimizer)
+        snapshots.append([inner.state[p]["exp_avg"].clone() for g in inner.param_groups for p in g["params"]])
+
+    guard._roll_back = spy
+    trainer.train()
+    assert trainer.state.global_step == 8  # it recovered and ran to the end
+    assert guard.event is None and len(guard.rollbacks) == 1
+    record = guard.rollbacks[0]
+    assert (record["step"], record["restored_step"], record["lr_factor"]) == (5, 4, 0.5)
+    assert math.isnan(record["loss"])
+    # restored: the weights of step 4's snapshot (step 5's update was never applied either way)
+    assert all(torch.equal(snapshots[1][name], at_4.weights[name]) for name in at_4.weights)
+    assert all(torch.equal(got, want) for got, want in zip(snapshots[2], rates.moments_at_4, strict=True))
+    assert rates.rates[4] == pytest.approx(1e-3) and rates.rates[6] == pytest.approx(
+        5e-4
+    )  # halved from then on
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert guard.report()["rollbacks"] == guard.rollbacks
+
+
+def test_more_divergences_than_roll_backs_stop_the_run(tmp_path):
+    model = no_dropout_bert()
+    NanOnSteps(model, calls=[3, 5])
+    guard = NonFiniteGuardCallback(rollbacks=1, snapshot_every=1, save_state=False)
+    trainer = TrainerOptimizerInit(
+        model=model, args=args_for(tmp_path, max_steps=10), train_dataset=FirstTokenTask(), callbacks=[guard]
+    )
+    trainer.train()
+    assert [r["step"] for r in guard.rollbacks] == [3] and guard.event["step"] == 5
+    assert trainer.state.global_step == 5  # stopped at the second divergence
+    with pytest.raises(ValueError, match="rollbacks must be >= 0"):
+        NonFiniteGuardCallback(rollbacks=-1)

@@ -843,8 +843,33 @@ class DiagnosticsArguments:
             "choices": list(PRUNING_TESTS),
         },
     )
+    rollback_on_divergence: int = field(
+        default=0,
+        metadata={
+            "help": "On a NaN or infinite loss or gradient, roll back to the last good state (weights and optimizer) "
+            "at a lower learning rate and go on, up to this many times, instead of stopping the run."
+        },
+    )
+    rollback_lr_factor: float = field(
+        default=0.5,
+        metadata={"help": "With --rollback_on_divergence: the learning rates' factor at each roll-back."},
+    )
+    rollback_every: int = field(
+        default=10,
+        metadata={"help": "With --rollback_on_divergence: the optimizer steps between in-memory snapshots."},
+    )
 
     def __post_init__(self) -> None:
+        check_ranges(
+            (
+                "--rollback_on_divergence",
+                self.rollback_on_divergence,
+                self.rollback_on_divergence >= 0,
+                ">= 0",
+            ),
+            ("--rollback_lr_factor", self.rollback_lr_factor, 0 < self.rollback_lr_factor <= 1, "in (0, 1]"),
+            ("--rollback_every", self.rollback_every, self.rollback_every >= 1, ">= 1"),
+        )
         check_ranges(
             (
                 "--grad_norm_steps",
@@ -877,6 +902,11 @@ class DiagnosticsArguments:
         """
         callbacks: list[TrainerCallback] = []
         prune_loss, prune_dev = self.prune in ("loss", "both"), self.prune in ("dev", "both")
+        guard = NonFiniteGuardCallback(
+            rollbacks=self.rollback_on_divergence,
+            lr_factor=self.rollback_lr_factor,
+            snapshot_every=self.rollback_every,
+        )
         if self.diagnostics:
             callbacks += [
                 GradNormCallback(every=self.grad_norm_steps),
@@ -885,8 +915,10 @@ class DiagnosticsArguments:
                     threshold=self.loss_spike_threshold,
                     save_checkpoint=self.save_spike_checkpoints,
                 ),
-                NonFiniteGuardCallback(),
+                guard,
             ]
+        elif self.rollback_on_divergence:
+            callbacks.append(guard)
         if self.diagnostics or prune_loss:
             stop = self.stop_early_failure or prune_loss
             callbacks.append(EarlyFailureCallback(prior_loss, after=self.early_failure_after, stop=stop))

@@ -1,4 +1,5 @@
-"""Stop a run whose loss or gradients have turned NaN or infinite — at once, with a message and a trace."""
+"""Stop a run whose loss or gradients have turned NaN or infinite — at once, with a message and a trace — or roll
+it back to its last good state at a lower learning rate and go on."""
 
 from __future__ import annotations
 
@@ -24,21 +25,55 @@ _LIKELY_CAUSES = (
 
 
 class NonFiniteGuardCallback(DiagnosticCallback):
-    """Stop training at the first step whose loss or gradient norm is NaN or infinite.
+    """Stop training at the first step whose loss or gradient norm is NaN or infinite — or roll back and retry.
 
     The check runs after the backward pass and before the optimizer update, so the bad update is never
     applied: the gradients are dropped (an optimizer skips parameters without one), training stops, and the
     weights stay those of the last good step. With ``save_state`` those weights and the optimizer state go to
     ``<output_dir>/non-finite-step-<t>/`` with ``event.json`` (step, loss, gradient norm, the message).
     The fine-tune job then marks the run failed in ``results.json``.
+
+    With ``rollbacks=k`` the first k non-finite steps do not stop the run, as trainers of large runs do: the
+    weights and the optimizer's state go back to the last good in-memory snapshot (taken every
+    ``snapshot_every`` optimizer steps, on the host: one copy of the weights and of the optimizer's moments;
+    L2-SP anchors never change and are not copied), every learning rate — and the schedule's base
+    rates — is multiplied by ``lr_factor``, and training goes on with the next batches (the step counter is not
+    rewound). Each roll-back is recorded (:attr:`rollbacks`, ``results.json``'s ``diagnostics``); the k + 1-th
+    non-finite step stops the run as above.
     """
 
     needs_step_loss = True
 
-    def __init__(self, save_state: bool = True) -> None:
+    def __init__(
+        self,
+        save_state: bool = True,
+        *,
+        rollbacks: int = 0,
+        lr_factor: float = 0.5,
+        snapshot_every: int = 10,
+    ) -> None:
+        if rollbacks < 0 or not 0.0 < lr_factor <= 1.0 or snapshot_every < 1:
+            raise ValueError(
+                "NonFiniteGuardCallback: rollbacks must be >= 0, lr_factor in (0, 1] and snapshot_every >= 1, got "
+                f"{rollbacks}, {lr_factor}, {snapshot_every}."
+            )
         super().__init__()
         self.save_state = save_state
+        self.max_rollbacks = rollbacks
+        self.lr_factor = lr_factor
+        self.snapshot_every = snapshot_every
         self.event: dict[str, Any] | None = None
+        self.rollbacks: list[dict[str, Any]] = []
+        self._snapshot: _Snapshot | None = None
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        super().on_train_begin(args, state, control, model=model, optimizer=optimizer, **kwargs)
+        if self.max_rollbacks:
+            self._snapshot = _Snapshot.take(model, optimizer, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.max_rollbacks and state.global_step % self.snapshot_every == 0:
+            self._snapshot = _Snapshot.take(model, optimizer, state.global_step)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
         loss = self.take_step_loss()
@@ -47,6 +82,9 @@ class NonFiniteGuardCallback(DiagnosticCallback):
         if math.isfinite(loss) and math.isfinite(grad_norm):
             return
         step = state.global_step + 1
+        if len(self.rollbacks) < self.max_rollbacks and self._snapshot is not None:
+            self._roll_back(step, loss, grad_norm, model, optimizer, kwargs.get("lr_scheduler"))
+            return
         what = " and ".join(
             name for name, value in (("loss", loss), ("gradient norm", grad_norm)) if not math.isfinite(value)
         )
@@ -69,5 +107,79 @@ class NonFiniteGuardCallback(DiagnosticCallback):
         control.should_training_stop = True
         control.should_log = True
 
+    def _roll_back(self, step, loss, grad_norm, model, optimizer, scheduler) -> None:
+        for param in model.parameters():
+            param.grad = None
+        self._snapshot.restore(model, optimizer)
+        inner = getattr(optimizer, "optimizer", optimizer)
+        for group in inner.param_groups:
+            group["lr"] *= self.lr_factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= self.lr_factor
+        if scheduler is not None and hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = [lr * self.lr_factor for lr in scheduler.base_lrs]
+        record = {
+            "step": step,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "restored_step": self._snapshot.step,
+            "lr_factor": self.lr_factor ** (len(self.rollbacks) + 1),
+        }
+        self.rollbacks.append(record)
+        logger.warning(
+            "Non-finite loss or gradient at step %d: rolled back to the weights and optimizer state of step %d, "
+            "learning rates × %g (roll-back %d of %d).",
+            step,
+            self._snapshot.step,
+            self.lr_factor,
+            len(self.rollbacks),
+            self.max_rollbacks,
+        )
+        self._pending["non_finite/rollback_step"] = float(step)
+
     def report(self) -> dict[str, Any]:
-        return {"non_finite": self.event}
+        return {"non_finite": self.event, "rollbacks": list(self.rollbacks)}
+
+
+class _Snapshot:
+    """The weights (frozen ones too: an unfreezing schedule may thaw them before a roll-back) and the optimizer's
+    per-parameter state at one step, on the host."""
+
+    def __init__(self, step: int, weights: list[torch.Tensor], states: list[dict[str, Any] | None]) -> None:
+        self.step, self.weights, self.states = step, weights, states
+
+    @classmethod
+    @torch.no_grad()
+    def take(cls, model, optimizer, step: int) -> _Snapshot:
+        params = list(model.parameters())
+        inner = getattr(optimizer, "optimizer", optimizer)
+        states = []
+        for param in params:
+            state = inner.state.get(param) if inner is not None else None
+            states.append(
+                None
+                if not state
+                else {key: _host_copy(value) for key, value in state.items() if key != "anchor"}
+            )
+        return cls(step, [param.detach().to("cpu", copy=True) for param in params], states)
+
+    @torch.no_grad()
+    def restore(self, model, optimizer) -> None:
+        params = list(model.parameters())
+        inner = getattr(optimizer, "optimizer", optimizer)
+        for param, weight, saved in zip(params, self.weights, self.states, strict=True):
+            param.copy_(weight)
+            state = inner.state.get(param)
+            if state is None:
+                continue
+            for key in [key for key in state if key != "anchor" and (saved is None or key not in saved)]:
+                del state[key]  # created after the snapshot: the optimizer starts it again
+            for key, value in (saved or {}).items():
+                if torch.is_tensor(value) and torch.is_tensor(state.get(key)):
+                    state[key].copy_(value)
+                else:
+                    state[key] = value
+
+
+def _host_copy(value: Any) -> Any:
+    return value.detach().to("cpu", copy=True) if torch.is_tensor(value) else value
