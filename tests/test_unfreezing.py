@@ -137,13 +137,21 @@ def test_what_cannot_work_is_refused(tmp_path):
 
 
 @pytest.mark.skipif(not peft_available(), reason="needs PEFT")
-def test_lp_ft_under_adapters_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="under adapters"):
-        TrainerOptimizerInit(
-            model=apply_lora(tiny_model("bert", num_layers=2), 2),
-            args=training_args(tmp_path),
-            callbacks=[LPFTCallback(2)],
-        )
+def test_lp_ft_under_lora_probes_with_the_head_then_trains_the_adapters(tmp_path):
+    model = apply_lora(tiny_model("bert", num_layers=2), 2)
+    recorder = Recorder()
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=training_args(tmp_path, max_steps=4, lr_scheduler_type="constant"),
+        train_dataset=FirstTokenTask(),
+        callbacks=[LPFTCallback(2), recorder],
+    )
+    trainer.train()
+    layout = model_layout(model)
+    for step in (1, 2):
+        changed = _changed(recorder, step)
+        assert changed and all("modules_to_save" in name for name in changed), step
+    assert any(layout.is_adapter(name) for name in _changed(recorder, 4))  # B moves once its gradients flow
 
 
 def test_the_flags(tmp_path):

@@ -123,7 +123,8 @@ class LPFTCallback(UnfreezingCallback):
 
     The head is what lies outside the backbone (the classifier of any head class, a head of your own); the
     backbone, its pooler included, is frozen during the probe. With L2-SP the backbone is anchored to its
-    pretrained weights from the start; with LLRD each depth keeps its rate.
+    pretrained weights from the start; with LLRD each depth keeps its rate; under LoRA the probe trains the head
+    (PEFT's ``modules_to_save``) and the adapters join after it.
     """
 
     def __init__(self, head_steps: float, *, head_lr: float | None = None, warmup: float = 0.0) -> None:
@@ -139,14 +140,6 @@ class LPFTCallback(UnfreezingCallback):
     def _arguments(self) -> str:
         extra = f", head_lr={self.head_lr}" if self.head_lr is not None else ""
         return f"{self.head_steps}{extra}" + (f", warmup={self.warmup}" if self.warmup else "")
-
-    def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
-        super().check(plan, layout, optimizer)
-        if layout.adapter_marker is not None:
-            raise ValueError(
-                f"{self.describe()}: under adapters (PEFT) only the adapters and the head train; freeze the "
-                "adapters for the probe yourself, or drop one of the two."
-            )
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._head_until = _steps(self.head_steps, state.max_steps)
