@@ -116,6 +116,15 @@ def test_gradual_unfreezing_thaws_one_depth_per_stage_from_the_top_with_its_own_
     assert optimizer.param_groups[layer_1]["lr"] == pytest.approx(scheduled)  # given back to the scheduler
 
 
+def test_a_run_that_ends_before_its_last_stage_leaves_nothing_frozen(tmp_path):
+    trainer, recorder = _train(tmp_path, [GradualUnfreezingCallback(3)], max_steps=4)
+    layout = model_layout(trainer.model)
+    assert all(
+        layout.depth(name) >= 2 for name in _changed(recorder, 4)
+    )  # the embeddings never thawed in time
+    assert all(param.requires_grad for param in trainer.model.parameters())
+
+
 def test_what_cannot_work_is_refused(tmp_path):
     model = tiny_model("bert", num_layers=2)
     with pytest.raises(ValueError, match="one unfreezing schedule at a time"):

@@ -110,6 +110,13 @@ class UnfreezingCallback(FineTuningCallback):
                 group["lr"] = lr
             self._scheduled = None
 
+    def on_train_end(self, args, state, control, optimizer=None, **kwargs):
+        """Every group trainable again: a run that ends before its last stage leaves no parameter frozen behind
+        (the model as it was built, for evaluation, saving and another ``train()``)."""
+        inner = getattr(optimizer, "optimizer", optimizer)
+        if inner is not None and self._thaw:
+            self._set_trainable(inner, max(self._thaw))
+
     def _set_trainable(self, optimizer, step: int) -> None:
         for group, thaw in zip(optimizer.param_groups, self._thaw, strict=True):
             for param in group["params"]:
