@@ -28,6 +28,7 @@ checks, so a new technique needs no change to the Trainer.
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -46,6 +47,7 @@ __all__ = [
     "OptimizerSetup",
     "keeps_anchors",
     "prepare_fine_tuning",
+    "steps_of",
 ]
 
 #: ``--optim`` values for which a run that needs anchors may switch to AdamWL2SP without surprising anyone.
@@ -103,6 +105,12 @@ class FineTuningPlan:
     prepared: set[int] = field(default_factory=set)
     anchors: dict[str, Tensor] = field(default_factory=dict)
     trainer: Any = None
+
+
+def steps_of(value: float, max_steps: int) -> int:
+    """A number of optimizer steps given as ``--warmup_steps`` is: as given from 1 up, below 1 a share of the
+    run's ``max_steps`` (rounded down)."""
+    return int(value) if value >= 1 else math.floor(value * max_steps)
 
 
 def keeps_anchors(plan: FineTuningPlan, optimizer: OptimizerSetup) -> bool:

@@ -10,7 +10,6 @@ training starts from.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -30,7 +29,14 @@ from ..averaging import (
     wise_ft_interpolate,
 )
 from ..r3f import NOISE_TYPES, output_logits, r3f_term
-from .base import FineTuningCallback, FineTuningPlan, LossTermCallback, OptimizerSetup, keeps_anchors
+from .base import (
+    FineTuningCallback,
+    FineTuningPlan,
+    LossTermCallback,
+    OptimizerSetup,
+    keeps_anchors,
+    steps_of,
+)
 from .fine_tuning import _refuse_adapters
 
 __all__ = [
@@ -271,7 +277,7 @@ class SWACallback(WeightAveragingCallback):
         )
 
     def _begin(self, max_steps: int) -> None:
-        self.start_step = int(self.start) if self.start >= 1 else math.floor(self.start * max_steps)
+        self.start_step = steps_of(self.start, max_steps)
         if self.start_step + self.every > max_steps:
             raise ValueError(
                 f"{self.describe()}: averaging from step {self.start_step + self.every} of a {max_steps}-step run "

@@ -17,20 +17,14 @@ run's optimizer steps, as ``--warmup_steps``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from torch import nn
 
 from ..architectures import ModelLayout, model_layout
-from .base import FineTuningCallback, FineTuningPlan, OptimizerSetup
+from .base import FineTuningCallback, FineTuningPlan, OptimizerSetup, steps_of
 
 __all__ = ["GradualUnfreezingCallback", "LPFTCallback", "UnfreezingCallback"]
-
-
-def _steps(value: float, max_steps: int) -> int:
-    """A number of optimizer steps: as given from 1 up, a share of ``max_steps`` below 1."""
-    return int(value) if value >= 1 else math.floor(value * max_steps)
 
 
 class UnfreezingCallback(FineTuningCallback):
@@ -84,7 +78,7 @@ class UnfreezingCallback(FineTuningCallback):
             self.thaw_step(layout, group.get("param_names", []), state.max_steps)
             for group in optimizer.param_groups
         ]
-        self._warmup_steps = _steps(self.warmup, state.max_steps)
+        self._warmup_steps = steps_of(self.warmup, state.max_steps)
         self._set_trainable(optimizer, state.global_step)  # a resumed run picks up where its stages were
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
@@ -149,7 +143,7 @@ class LPFTCallback(UnfreezingCallback):
         return f"{self.head_steps}{extra}" + (f", warmup={self.warmup}" if self.warmup else "")
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._head_until = _steps(self.head_steps, state.max_steps)
+        self._head_until = steps_of(self.head_steps, state.max_steps)
         if not 0 < self._head_until < state.max_steps:
             raise ValueError(
                 f"{self.describe()}: a probe of {self._head_until} of the run's {state.max_steps} steps leaves "
@@ -190,4 +184,4 @@ class GradualUnfreezingCallback(UnfreezingCallback):
         if not names:
             return 0
         from_top = layout.num_layers + 1 - layout.depth(names[0])  # 0 for the head, L + 1 for the embeddings
-        return (from_top // self.depths_per_stage) * _steps(self.stage_steps, max_steps)
+        return (from_top // self.depths_per_stage) * steps_of(self.stage_steps, max_steps)
