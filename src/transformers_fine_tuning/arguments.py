@@ -416,6 +416,16 @@ class FineTuningArguments:
             "choose α (default 0.1)."
         },
     )
+    best_held_out: float | None = field(
+        default=None,
+        metadata={
+            "help": "The share of the training split set aside (not trained on) and evaluated at every evaluation "
+            "to choose the run's best evaluation, reported beside the final one (results.json 'best')."
+        },
+    )
+    best_held_out_seed: int = field(
+        default=0, metadata={"help": "With --best_held_out: the seed that draws the held-out examples."}
+    )
     wise_ft_held_out_seed: int = field(
         default=0,
         metadata={
@@ -511,6 +521,12 @@ class FineTuningArguments:
                 self.wise_ft_held_out is None or 0 < self.wise_ft_held_out < 1,
                 "in (0, 1)",
             ),
+            (
+                "--best_held_out",
+                self.best_held_out,
+                self.best_held_out is None or 0 < self.best_held_out < 1,
+                "in (0, 1)",
+            ),
         )
         if self.l2sp_novel is not None:
             warnings.warn(
@@ -588,6 +604,11 @@ class FineTuningArguments:
         ]
         if len(averages) > 1:
             raise ValueError(f"{' and '.join(averages)}: one weight average at a time; give one of them.")
+        if self.best_held_out is not None and self.wise_ft_alphas is not None:
+            raise ValueError(
+                "--best_held_out and --wise_ft_alphas each hold out part of the training data; give one of them "
+                "(WiSE-FT's α is already chosen on its own held-out split)."
+            )
         if self.lp_ft_head_steps is not None and self.gradual_unfreeze is not None:
             raise ValueError(
                 "--lp_ft_head_steps and --gradual_unfreeze: one unfreezing schedule at a time; give one of them."

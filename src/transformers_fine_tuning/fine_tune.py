@@ -34,6 +34,7 @@ from transformers import DataCollatorWithPadding, default_data_collator, set_see
 from transformers.utils import is_torch_xla_available
 
 from .arguments import DataArguments, FineTuneArguments, parse_fine_tune_args, xla_launch_requested
+from .best import BEST_HELD_OUT, best_score
 from .callbacks import WiSEFTCallback
 from .data import load_task_and_datasets
 from .diagnostics import DiagnosticCallback, prior_loss
@@ -170,22 +171,39 @@ WISE_FT_HELD_OUT = "wise_ft_held_out"
 """The split of training examples set aside to choose WiSE-FT's α (``--wise_ft_alphas``): never trained on."""
 
 
-def _hold_out_for_wise_ft(raw: DatasetDict, args: FineTuneArguments) -> DatasetDict:
-    """``raw`` with ``--wise_ft_held_out`` of its training split moved to :data:`WISE_FT_HELD_OUT` (drawn with
-    ``--wise_ft_held_out_seed``; both parts keep the file's order), when WiSE-FT is to choose α."""
-    share = args.fine_tuning.wise_ft_held_out_share
-    if share is None:
+def _hold_out(raw: DatasetDict, args: FineTuneArguments) -> DatasetDict:
+    """``raw`` with a share of its training split moved to a held-out split, never trained on (both parts keep
+    the file's order): :data:`WISE_FT_HELD_OUT` to choose WiSE-FT's α (``--wise_ft_held_out``), or
+    :data:`~.best.BEST_HELD_OUT` to choose the best evaluation (``--best_held_out``)."""
+    fine_tuning = args.fine_tuning
+    if fine_tuning.wise_ft_held_out_share is not None:
+        split, share, seed, flag, why = (
+            WISE_FT_HELD_OUT,
+            fine_tuning.wise_ft_held_out_share,
+            fine_tuning.wise_ft_held_out_seed,
+            "--wise_ft_held_out",
+            "to choose WiSE-FT's α",
+        )
+    elif fine_tuning.best_held_out is not None:
+        split, share, seed, flag, why = (
+            BEST_HELD_OUT,
+            fine_tuning.best_held_out,
+            fine_tuning.best_held_out_seed,
+            "--best_held_out",
+            "to choose the best evaluation",
+        )
+    else:
         return raw
     train = raw["train"]
     size = round(share * len(train))
     if not 0 < size < len(train):
         raise ValueError(
-            f"--wise_ft_held_out {share}: {size} of the {len(train)} training examples would be held out to "
-            "choose WiSE-FT's α; hold out at least one and train on the rest."
+            f"{flag} {share}: {size} of the {len(train)} training examples would be held out {why}; hold out at "
+            "least one and train on the rest."
         )
-    held = subset_indices(len(train), size, args.fine_tuning.wise_ft_held_out_seed)
+    held = subset_indices(len(train), size, seed)
     kept = sorted(set(range(len(train))) - set(held))
-    return DatasetDict({**raw, "train": train.select(kept), WISE_FT_HELD_OUT: train.select(held)})
+    return DatasetDict({**raw, "train": train.select(kept), split: train.select(held)})
 
 
 def _evaluation_order(
@@ -243,7 +261,9 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
             for split, limit in limits.items()
         }
     )
-    raw = _hold_out_for_wise_ft(raw, args)
+    raw = _hold_out(raw, args)
+    if BEST_HELD_OUT in raw:  # evaluated with the others at every evaluation, after the main split
+        eval_splits.append(BEST_HELD_OUT)
     stopwatch.lap("data_s")
 
     if training.data_seed is None:  # the data order gets its own generator, whatever re-seeds the others
@@ -415,6 +435,7 @@ def _results(
     pruned = next((test for test in PRUNED if (diagnostics.get(test) or {}).get("stopped")), None)
     predictions = setup.predictions.predictions_at(step) if metrics else {}
     judged = bool(metrics)
+    evaluations = evaluations_from_log(trainer.state.log_history, eval_splits)
     results = RunResults(
         status="completed" if judged else "interrupted",
         task=task.name,
@@ -432,7 +453,13 @@ def _results(
         stopped_early="non_finite" if non_finite else pruned,
         metrics=metrics,
         constant_baseline=setup.constant_baselines,
-        evaluations=evaluations_from_log(trainer.state.log_history, eval_splits),
+        evaluations=evaluations,
+        best=best_score(
+            evaluations,
+            task.main_metric,
+            main_split,
+            select_on=BEST_HELD_OUT if BEST_HELD_OUT in eval_splits else None,
+        ),
         train_loss_history=losses_from_log(trainer.state.log_history),
         train_metrics=train_metrics,
         num_examples={split: len(setup.raw[split]) for split in setup.raw},

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from .atomic import write_text_atomic
+from .best import BestScore, best_score
 from .failure import Failure, constant_baseline_from_majority, judge
 
 __all__ = [
@@ -204,6 +205,9 @@ class RunResults:
         per_class_f1: per evaluation split, the final F1 of each class by label name (classification).
         wise_ft: WiSE-FT's α and held-out scores, ``None`` without WiSE-FT; the final metrics are then the
             interpolated model's.
+        best: the best evaluation of the main metric during training beside the final one (:mod:`.best`),
+            chosen on the held-out split when ``--best_held_out`` set one aside, else on the reported split
+            (``optimistic``); files written before it get it from their evaluations when read.
         timings: where the run's time went, in seconds (see :mod:`.timings`): ``startup_s`` (interpreter and
             imports), ``parse_s``, ``data_s``, ``model_s``, ``tokenize_s``, ``trainer_s`` (building the Trainer),
             ``training_s`` (the training loop without its evaluations), ``evaluation_s`` (the evaluations during
@@ -247,6 +251,7 @@ class RunResults:
     per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)
     wise_ft: WiseFT | None = None
     timings: dict[str, Any] = field(default_factory=dict)
+    best: BestScore | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -313,6 +318,14 @@ class RunResults:
             values["wise_ft"] = None if wise_ft is None else WiseFT(**wise_ft)
             failure = values.get("failure")
             values["failure"] = None if failure is None else Failure(**failure)
+            best = values.get("best")
+            values["best"] = (
+                BestScore(**best)
+                if best is not None
+                else best_score(
+                    values["evaluations"], values["main_metric"].name, values["main_metric"].split
+                )
+            )
             values["schema_version"] = SCHEMA_VERSION
             values = {key: value for key, value in values.items() if key in known or key in renamed.values()}
             return cls(**(_upgrade_failure(values) if version < 3 else values))

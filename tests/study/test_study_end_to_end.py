@@ -83,6 +83,17 @@ def test_tiny_study_from_command_to_table_and_plots(write_study, capsys):
     )
     assert main(["summary", str(path), "--baseline", "nope"]) == 2
     assert "baseline recipe 'nope' is not in the study" in capsys.readouterr().err
+    # the best evaluation of each run instead of its final one (here chosen on dev itself: the summary says so)
+    assert main(["summary", str(path), "--score", "best", "--resamples", "999"]) == 0
+    best_md = (spec.output_dir / "summary.md").read_text()
+    assert "best evaluation during training" in best_md and "optimistic" in best_md
+    best_rows = {row["recipe"]: row for row in csv.DictReader((spec.output_dir / "summary.csv").open())}
+    for recipe, row in best_rows.items():
+        chosen = [run for run in runs if run.recipe == recipe]
+        best = [
+            max(e.metrics["accuracy"] for e in run.evaluations if e.split == "validation") for run in chosen
+        ]
+        assert float(row["mean"]) == pytest.approx(sum(best) / len(best))
     (spec.output_dir / "plots" / "rte-final.png").unlink()
     assert main(["plot", str(spec.store_path)]) == 0
     assert (spec.output_dir / "plots" / "rte-final.png").is_file()

@@ -26,6 +26,7 @@ from ..results import PRUNING_TESTS
 from .backends import BACKENDS, ExecutionOptions
 from .pipeline import counts_line, rebuild_store, run_study, study_directory, write_plots, write_summary
 from .pruning import measure_pruning, measure_relative_pruning, render_pruning
+from .scores import SCORES
 from .spec import STORE_FILE, StudySpec, load_spec
 from .store import COMPLETED, CRASHED, ERROR, PENDING, RUNNING, StudyStore
 from .worker import interrupt_on_sigterm
@@ -200,6 +201,12 @@ def _parser() -> argparse.ArgumentParser:
                 type=float,
                 help="how many runs are expected to reach it (default: the study's)",
             )
+            command.add_argument(
+                "--score",
+                choices=SCORES,
+                help="each run's final score, or its best evaluation during training (default: the study's, "
+                "else final)",
+            )
     return parser
 
 
@@ -343,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                 baseline=options.baseline,
                 n_resamples=options.resamples,
                 target_score=options.target_score,
+                score=options.score,
             ):
                 print(f"wrote {path}")
         elif options.command == "pruning":

@@ -20,6 +20,7 @@ from .plots import plot_paths, plot_study
 from .progress import Progress
 from .report import write_report
 from .runner import finished_results, validate_cells
+from .scores import score_note, scored_runs
 from .sequential import next_runs_per_recipe, sequential_state
 from .spec import STORE_FILE, Restarts, RunCell, StudySpec, UntilDecided, load_spec, parse_seeds
 from .store import COMPLETED, PENDING, RUNNING, RunRecord, StoreCounts, StudyStore
@@ -246,11 +247,12 @@ def write_summary(
     baseline: str | None = None,
     n_resamples: int = 9999,
     target_score: float | None = None,
+    score: str | None = None,
 ) -> tuple[Path, Path]:
     """Write ``summary.md``, ``summary.csv`` and ``expected_max.csv`` into the study's directory from its store.
 
-    ``baseline`` overrides the study's baseline recipe, ``target_score`` its target score. The Markdown links
-    the plots already drawn.
+    ``baseline`` overrides the study's baseline recipe, ``target_score`` its target score, ``score`` its score
+    (``final`` or ``best``, :mod:`.scores`). The Markdown links the plots already drawn.
     """
     study_dir = study_directory(study)
     with StudyStore(study_dir / STORE_FILE) as store:
@@ -272,6 +274,8 @@ def write_summary(
         ]
         for task in {run.task for run in runs}
     }
+    score = score or spec.get("score") or "final"
+    runs = scored_runs(runs, score)
     rule = spec.get("until_decided")
     notes = {}
     if rule:
@@ -283,6 +287,10 @@ def write_summary(
             notes[task] = sequential_state(
                 task_runs, recipes, baseline, max(maximum, per_recipe), rule
             ).sentence(rule)
+    note = score_note(runs, score)
+    if note:
+        for task in dict.fromkeys(run.task for run in runs):
+            notes[task] = f"{notes[task]} {note}" if task in notes else note
     return write_report(
         runs,
         study_dir,

@@ -21,6 +21,7 @@ the study's shared arguments and the cell's seeds. The file::
     restarts: {successes: 1, max_runs: 10}   # optional: per task × recipe, draw seeds in order until this
                                        # many runs did not fail, at most max_runs runs
     target_score: 0.65                 # optional: the summary says how many runs reach it (expected best)
+    score: best                        # optional: summarise each run's best evaluation, not its final one
     until_decided: {round: 4}          # optional: seeds in rounds of 4 a recipe until every comparison with
                                        # the baseline is decided (alpha spending), at most `seeds`
     arguments:                         # fine-tune flags shared by every run
@@ -87,6 +88,9 @@ _AXIS_ARGUMENTS = {"subset_seeds": "train_subset_seed", "dropout_seeds": "dropou
 _PATH_ARGUMENTS = ("data_dir", "train_file", "validation_file", "cache_dir")
 _MAYBE_PATH_ARGUMENTS = ("model_name_or_path", "tokenizer_name", "dataset_name")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+SCORES = ("final", "best")
+"""The scores a study can summarise: each run's final one, or its best evaluation during training (:mod:`.scores`)."""
+
 _KNOWN_KEYS = {
     "name",
     "output_dir",
@@ -102,6 +106,7 @@ _KNOWN_KEYS = {
     "restarts",
     "target_score",
     "until_decided",
+    "score",
 }
 
 
@@ -219,6 +224,7 @@ class StudySpec:
     restarts: Restarts | None = None
     target_score: float | None = None
     until_decided: UntilDecided | None = None
+    score: str = "final"
 
     @property
     def store_path(self) -> Path:
@@ -302,6 +308,7 @@ class StudySpec:
             "restarts": None if self.restarts is None else vars(self.restarts),
             "target_score": self.target_score,
             "until_decided": None if self.until_decided is None else vars(self.until_decided),
+            "score": self.score,
         }
 
 
@@ -541,7 +548,17 @@ def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study"
         restarts=_restarts(mapping.get("restarts")),
         target_score=None if mapping.get("target_score") is None else float(mapping["target_score"]),
         until_decided=_until_decided(mapping.get("until_decided"), mapping.get("restarts")),
+        score=_score(mapping.get("score")),
     )
+
+
+def _score(value: Any) -> str:
+    score = "final" if value is None else str(value)
+    if score not in SCORES:
+        raise ValueError(
+            f"score: {value!r} is not one of {', '.join(SCORES)} (a run's final score, or its best)"
+        )
+    return score
 
 
 def _until_decided(value: Any, restarts: Any) -> UntilDecided | None:
