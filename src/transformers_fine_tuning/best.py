@@ -2,8 +2,7 @@
 
 Papers and users disagree on reporting the model at the end of training or the best one seen on dev. The best on
 dev, reported on dev, is optimistic: the split chose it. A careful report gives both, the best chosen on a split
-that is not the one reported (Dodge et al. 2020, Sec. 3; the held-out part of the training data, as WiSE-FT's α
-is chosen). :func:`best_score` finds it in a run's evaluations; ``results.json`` keeps it as ``best`` and a seed
+that is not the one reported (a held-out part of the training data, as WiSE-FT's α is chosen). :func:`best_score` finds it in a run's evaluations; ``results.json`` keeps it as ``best`` and a seed
 study summarises either score (``tft-study summary --score best``).
 """
 
