@@ -97,7 +97,9 @@ def test_length_sorted_evaluation_of_a_regression_task(tmp_path, tiny_bert_dir, 
     assert sorted_results.predictions["validation"] == pytest.approx(
         plain_results.predictions["validation"], abs=1e-5
     )
-    assert sorted_results.main_metric.value == pytest.approx(plain_results.main_metric.value, abs=1e-5)
+    # the correlation of a few dozen scores amplifies their rounding: 1.2e-5 apart once, on a loaded 2-core CPU;
+    # scores out of order would be ~0.1 apart
+    assert sorted_results.main_metric.value == pytest.approx(plain_results.main_metric.value, abs=1e-4)
 
 
 def test_timings_cover_the_run_and_sum_to_its_wall_time(tmp_path, tiny_bert_dir):

@@ -30,6 +30,7 @@ The package, in the direction the data flows (a module never reaches back up)::
     interrupt.py      SIGTERM/SIGINT during training: a checkpoint at the next step boundary, then stop
     timings.py        where a run's time goes, phase by phase
     failure.py        what a failed run is, defined once: the rules, in order, and the verdict results.json records
+    best.py           the best evaluation beside the last: its step, and the split that chose it
     results.py        the results.json schema: its one writer and one reader (atomic.py: files written whole)
     fine_tune.py      the job: parse → prepare → run → results.json (tft-fine-tune)
     study/            seed studies: spec → store → backends → statistics → report and plots (tft-study)
