@@ -318,14 +318,11 @@ class RunResults:
             values["wise_ft"] = None if wise_ft is None else WiseFT(**wise_ft)
             failure = values.get("failure")
             values["failure"] = None if failure is None else Failure(**failure)
-            best = values.get("best")
-            values["best"] = (
-                BestScore(**best)
-                if best is not None
-                else best_score(
-                    values["evaluations"], values["main_metric"].name, values["main_metric"].split
-                )
-            )
+            if "best" not in values:  # a file written before ``best``: from its evaluations
+                main = values["main_metric"]
+                values["best"] = best_score(values["evaluations"], main.name, main.split)
+            elif values["best"] is not None:
+                values["best"] = BestScore(**values["best"])
             values["schema_version"] = SCHEMA_VERSION
             values = {key: value for key, value in values.items() if key in known or key in renamed.values()}
             return cls(**(_upgrade_failure(values) if version < 3 else values))
