@@ -239,26 +239,33 @@ def _owner(model: nn.Module) -> nn.Module:
     return model.get_submodule(path) if path else model
 
 
-def _backbone_prefix(model: nn.Module) -> str:
-    """Dotted prefix (ending with ``"."``, or ``""``) of the backbone: the owner's ``base_model_prefix`` child."""
-    owner_path = _owner_path(model)
+def _backbone_prefix(model: nn.Module, owner_path: str | None = None) -> str:
+    """Dotted prefix (ending with ``"."``, or ``""``) of the backbone: the owner's ``base_model_prefix`` child.
+    ``owner_path``: :func:`_owner_path` of ``model``, when the caller has it already."""
+    owner_path = _owner_path(model) if owner_path is None else owner_path
     owner = model.get_submodule(owner_path) if owner_path else model
     prefix = getattr(owner, "base_model_prefix", "")
     inner = f"{prefix}." if prefix and isinstance(getattr(owner, prefix, None), nn.Module) else ""
     return f"{owner_path}.{inner}" if owner_path else inner
 
 
+def _safe_input_embeddings(model: nn.Module) -> nn.Module | None:
+    """``model.get_input_embeddings()``, or ``None`` where the model has none (a module of your own)."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if not callable(getter):
+        return None
+    try:
+        return getter()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
 def input_embeddings(model: nn.Module) -> nn.Module:
     """The token-embedding module of ``model``'s encoder (``get_input_embeddings()``), found through adapter
     wrappers and modules of your own around a transformers model."""
     inner, _, _ = unwrap_adapters(model)
-    getter = getattr(inner, "get_input_embeddings", None)
-    if callable(getter):
-        try:
-            return getter()
-        except (AttributeError, NotImplementedError):
-            pass
-    return _owner(inner).get_input_embeddings()
+    embeddings = _safe_input_embeddings(inner)
+    return _owner(inner).get_input_embeddings() if embeddings is None else embeddings
 
 
 def unwrap_adapters(model: nn.Module) -> tuple[nn.Module, str, str | None]:
@@ -355,8 +362,8 @@ def model_layout(model: nn.Module, layer_map: LayerMap | None = None, *, strict:
             )
         else:
             layer_map = _discovered(inner)
-    backbone = _backbone_prefix(inner)
     owner_path = _owner_path(inner)
+    backbone = _backbone_prefix(inner, owner_path)
     owner_prefix = f"{owner_path}." if owner_path else ""
     layers_path = backbone + layer_map.layers
     try:
@@ -587,9 +594,8 @@ def _verify(
         starts = [span[0] for span in spans]
         if starts != sorted(starts):
             problems.append(f"its layers ran in the order {sorted(range(size), key=starts.__getitem__)}")
-    embeddings = next(
-        (name for name, module in owner.named_modules() if module is _safe_input_embeddings(owner)), None
-    )
+    embedding_module = _safe_input_embeddings(owner)
+    embeddings = next((name for name, module in owner.named_modules() if module is embedding_module), None)
     if embeddings is not None and spans[0] is not None:
         span = _span(trace, embeddings)
         if span is not None and span[0] > spans[0][0]:
@@ -601,13 +607,6 @@ def _verify(
             f"The layer map discovered for {what} does not hold up: {'; '.join(problems)}. Add its entry to the "
             f"table before fine-tuning it: {entry}"
         )
-
-
-def _safe_input_embeddings(model: nn.Module) -> nn.Module | None:
-    try:
-        return model.get_input_embeddings()
-    except (AttributeError, NotImplementedError):
-        return None
 
 
 def discover_layer_map(model: nn.Module) -> LayerMap:

@@ -38,6 +38,7 @@ from transformers import TrainerCallback
 
 from ..architectures import LayerMap, ModelLayout, model_layout
 from ..optim.adamwl2sp import AdamWL2SP
+from ..optim.param_groups import names_under
 
 __all__ = [
     "ADAMW_OPTIMS",
@@ -296,17 +297,14 @@ def prepare_fine_tuning(
 def _names_under(model: nn.Module, entries: tuple[str, ...] | list[str]) -> set[str]:
     """The parameter names given, or inside the modules named (``"classifier"``); an entry matching nothing is
     refused, naming the model's top-level modules."""
-    names = [name for name, _ in model.named_parameters()]
-    found: set[str] = set()
-    for entry in entries:
-        matched = [name for name in names if name == entry or name.startswith(f"{entry}.")]
-        if not matched:
-            children = ", ".join(name for name, _ in model.named_children())
-            raise ValueError(
-                f"novel={entry!r} names no parameter or module of {type(model).__name__} (its modules: {children})."
-            )
-        found.update(matched)
-    return found
+    matched = names_under((name for name, _ in model.named_parameters()), entries)
+    unmatched = next((entry for entry, found in matched.items() if not found), None)
+    if unmatched is not None:
+        children = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(
+            f"novel={unmatched!r} names no parameter or module of {type(model).__name__} (its modules: {children})."
+        )
+    return set().union(*matched.values())
 
 
 class LossTermCallback(FineTuningCallback):

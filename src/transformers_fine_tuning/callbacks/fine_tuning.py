@@ -29,6 +29,19 @@ def _refuse_adapters(name: str, layout: ModelLayout, why: str) -> None:
         raise ValueError(f"{name} cannot act on a model with adapters (PEFT): {why} Drop one of the two.")
 
 
+def _refuse_frozen_reinit(
+    plan: FineTuningPlan, layout: ModelLayout, name: str, bottom_layers: int, how: str, fix: str
+) -> None:
+    """Refuse freezing the bottom ``bottom_layers`` layers where a :class:`ReinitCallback` re-initialises one: it
+    would stay frozen at its random values. ``how`` says how ``name`` comes to freeze them."""
+    if set(range(bottom_layers)) & plan.reinit_layers:
+        reinit = next(cb for cb in plan.checked if isinstance(cb, ReinitCallback))
+        raise ValueError(
+            f"{reinit.describe()} and {name} overlap on a {layout.num_layers}-layer model: {how}a re-initialised "
+            f"layer would stay frozen at its random values. {fix}"
+        )
+
+
 class ReinitCallback(FineTuningCallback):
     """Re-initialise the top ``num_layers`` layers and the pooler (Zhang et al. 2021, Sec. 5.2).
 
@@ -87,13 +100,9 @@ class FreezeCallback(FineTuningCallback):
     def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
         super().check(plan, layout, optimizer)
         _check_layers(self.describe(), self.num_layers, layout)
-        frozen = set(range(self.num_layers))
-        if frozen & plan.reinit_layers:
-            reinit = next(cb for cb in plan.checked if isinstance(cb, ReinitCallback))
-            raise ValueError(
-                f"{reinit.describe()} and {self.describe()} overlap on a {layout.num_layers}-layer model: a "
-                "re-initialised layer would stay frozen at its random values. Re-initialise or freeze fewer layers."
-            )
+        _refuse_frozen_reinit(
+            plan, layout, self.describe(), self.num_layers, "", "Re-initialise or freeze fewer layers."
+        )
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
         surgery.freeze_bottom_layers(
@@ -163,17 +172,15 @@ class LLRDCallback(FineTuningCallback):
     def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
         super().check(plan, layout, optimizer)
         self.frozen_depths = frozen_depths(layout.num_layers, self.decay, self.floor, self.freeze_below)
-        frozen_layers = set(
-            range(self.frozen_depths - 1)
-        )  # depth 0 is the embeddings, depth d is layer d − 1
-        if frozen_layers & plan.reinit_layers:
-            reinit = next(cb for cb in plan.checked if isinstance(cb, ReinitCallback))
-            raise ValueError(
-                f"{reinit.describe()} and {self.describe()} overlap on a {layout.num_layers}-layer model: the "
-                f"threshold freezes the embeddings and the bottom {self.frozen_depths - 1} layers, so a "
-                "re-initialised layer would stay frozen at its random values. Lower the threshold or re-initialise "
-                "fewer layers."
-            )
+        layers = max(self.frozen_depths - 1, 0)  # depth 0 is the embeddings, depth d is layer d − 1
+        _refuse_frozen_reinit(
+            plan,
+            layout,
+            self.describe(),
+            layers,
+            f"the threshold freezes the embeddings and the bottom {layers} layers, so ",
+            "Lower the threshold or re-initialise fewer layers.",
+        )
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
         if self.frozen_depths:

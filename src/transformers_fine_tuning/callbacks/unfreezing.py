@@ -33,8 +33,6 @@ class UnfreezingCallback(FineTuningCallback):
     A subclass says when each group thaws (:meth:`thaw_step`); this class freezes, thaws and ramps.
     """
 
-    needs_optimizer_build = True
-
     def __init__(self, *, warmup: float = 0.0) -> None:
         if not warmup >= 0.0:
             raise ValueError(f"{type(self).__name__}: warmup must be >= 0, got {warmup}.")

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..architectures import LayerMap, ModelLayout, model_layout
 
-__all__ = ["frozen_depths", "layer_scale", "no_decay_parameter_names", "param_groups"]
+__all__ = ["frozen_depths", "layer_scale", "names_under", "no_decay_parameter_names", "param_groups"]
 
 # The rule of ``transformers.Trainer.get_decay_parameter_names``: biases and normalisation weights are not
 # decayed (decaying a LayerNorm gain toward zero is not a regulariser, it is damage).
@@ -123,14 +123,14 @@ def param_groups(
     layout = (
         model_layout(model, layer_map) if (needs_layout or layer_map is not None) else _optional_layout(model)
     )
-    novel = set(novel)
+    novel = set().union(*names_under((name for name, _ in model.named_parameters()), novel).values())
     exempt = no_decay_parameter_names(model)
 
     groups: dict[tuple[int, bool, bool], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_novel = _matches(name, novel) or (layout is not None and layout.is_novel(name))
+        is_novel = name in novel or (layout is not None and layout.is_novel(name))
         decays = name not in exempt
         depth = layout.depth(name) if (layout is not None and (layer_decay is not None or by_depth)) else -1
         key = (depth, is_novel, decays)
@@ -153,9 +153,13 @@ def param_groups(
     return [groups[key] for key in sorted(groups)]
 
 
-def _matches(name: str, novel: set[str]) -> bool:
-    """``name`` is in ``novel``, or inside a module named there (``"classifier"`` covers ``classifier.weight``)."""
-    return name in novel or any(name.startswith(f"{entry}.") for entry in novel)
+def names_under(names: Iterable[str], entries: Iterable[str]) -> dict[str, list[str]]:
+    """For each of ``entries``, the ``names`` equal to it or inside the module it names (``"classifier"`` covers
+    ``classifier.weight``): how ``novel=`` is read wherever it is given."""
+    names = list(names)
+    return {
+        entry: [name for name in names if name == entry or name.startswith(f"{entry}.")] for entry in entries
+    }
 
 
 def _optional_layout(model: nn.Module) -> ModelLayout | None:

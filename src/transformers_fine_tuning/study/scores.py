@@ -3,9 +3,9 @@
 ``tft-study summary --score best`` (or ``score: best`` in the study file) summarises each completed run's best
 evaluation (:mod:`~transformers_fine_tuning.best`) in place of its final score: chosen on the held-out split the
 run set aside (``--best_held_out``), else on the reported split itself — optimistic, and the summary says which.
-A run is then judged failed by the same rules on that score: stopped on a non-finite value or pruned, or at or
-below the best constant predictor's score (the one-class rule reads the final predictions, which a best
-evaluation does not keep, so it is not applied).
+A run is then judged failed by :func:`~transformers_fine_tuning.failure.judge` on that score: stopped on a
+non-finite value or pruned, or at or below the best constant predictor's score (the one-class rule reads the final
+predictions, which a best evaluation does not keep, so it is not applied).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..best import BEST_HELD_OUT, best_score
-from ..failure import at_or_below
+from ..failure import judge
 from .spec import SCORES
 from .store import COMPLETED, RunRecord
 
@@ -42,13 +42,15 @@ def _at_best(run: RunRecord) -> RunRecord:
     )
     if best is None:  # never evaluated during training: its final score is its best
         return run
-    if run.failure_rule in ("pruned", "non_finite"):
-        failed, rule = True, run.failure_rule
-    elif run.constant_baseline is not None and at_or_below(best.value, run.constant_baseline):
-        failed, rule = True, "at_or_below_constant"
-    else:
-        failed, rule = False, None
-    return replace(run, main_metric=best.value, failed_run=failed, failure_rule=rule)
+    verdict = judge(  # no predictions of that step: the one-class rule is not applied
+        metric=run.main_metric_name,
+        split=run.main_metric_split,
+        value=best.value,
+        baseline=run.constant_baseline,
+        stopped_early=run.stopped_early,
+        pruned=run.pruned,
+    )
+    return replace(run, main_metric=best.value, failed_run=verdict.failed, failure_rule=verdict.rule)
 
 
 def score_note(runs: Sequence[RunRecord], score: str) -> str | None:
