@@ -1,17 +1,83 @@
-"""The package's map (the docstring of ``transformers_fine_tuning``) names every module and subpackage it has."""
+"""The package's map (the docstring of ``transformers_fine_tuning``) names every module and subpackage it has, in
+an order the imports keep: no module imports, at run time, from one listed below it."""
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import transformers_fine_tuning
 
+ROOT = Path(transformers_fine_tuning.__file__).parent
+
+
+def _map_entries() -> list[str]:
+    """The map's entries, top to bottom: ``name.py`` or ``name/`` at the start of an indented line."""
+    return re.findall(r"^ {4}(\w+\.py|\w+/) ", transformers_fine_tuning.__doc__, flags=re.MULTILINE)
+
+
+def _entry_of(module: str) -> str | None:
+    """``transformers_fine_tuning.glue.loading`` → ``glue/``; ``transformers_fine_tuning.best`` → ``best.py``."""
+    parts = module.split(".")
+    if parts[0] != "transformers_fine_tuning" or len(parts) < 2:
+        return None
+    return f"{parts[1]}/" if (ROOT / parts[1]).is_dir() else f"{parts[1]}.py"
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _runtime_imports(source: str, package: list[str]) -> set[str]:
+    """The modules a module of ``package`` with this source imports when it runs (imports under
+    ``if TYPE_CHECKING:`` are for types only)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if _is_type_checking_block(node):
+            return
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.update([module] if node.module else [f"{module}.{alias.name}" for alias in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
+    return found
+
 
 def test_the_package_map_names_every_module():
-    root = Path(transformers_fine_tuning.__file__).parent
-    entries = {path.name for path in root.glob("*.py") if path.name != "__init__.py"}
+    entries = {path.name for path in ROOT.glob("*.py") if path.name != "__init__.py"}
     entries |= {
-        f"{path.name}/" for path in root.iterdir() if path.is_dir() and (path / "__init__.py").is_file()
+        f"{path.name}/" for path in ROOT.iterdir() if path.is_dir() and (path / "__init__.py").is_file()
     }
-    missing = sorted(entry for entry in entries if entry not in transformers_fine_tuning.__doc__)
+    missing = sorted(entries - set(_map_entries()))
     assert not missing, f"add to the map in transformers_fine_tuning/__init__.py: {missing}"
+
+
+def test_no_module_imports_from_one_below_it_in_the_map():
+    order = {entry: rank for rank, entry in enumerate(_map_entries())}
+    upward = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path == ROOT / "__init__.py":
+            continue
+        own = _entry_of("transformers_fine_tuning." + ".".join(path.relative_to(ROOT).with_suffix("").parts))
+        package = ["transformers_fine_tuning", *path.relative_to(ROOT).parent.parts]
+        for module in _runtime_imports(path.read_text(), package):
+            target = _entry_of(module)
+            if target in order and target != own and order[target] > order[own]:
+                upward.append(f"{path.relative_to(ROOT)} imports {module} (listed below it)")
+    assert not upward, "reorder the map or the imports:\n" + "\n".join(sorted(upward))
+
+
+def test_the_import_check_sees_an_upward_import():
+    """The check above can fail: relative imports are resolved, type-only ones left out."""
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..results import X\nfrom ..study import Y\n"
+    imports = _runtime_imports(source, ["transformers_fine_tuning", "optim"])
+    assert imports == {"typing", "transformers_fine_tuning.study"}
+    assert _entry_of("transformers_fine_tuning.study") == "study/"
+    assert _entry_of("transformers_fine_tuning.best") == "best.py"

@@ -4,14 +4,18 @@ AdamW with L2-SP, layer-wise learning-rate decay, re-initialisation, freezing, M
 averaging (EMA, SWA), R3F, WiSE-FT, LP-FT and gradual unfreezing, each one argument away, a Trainer that builds its optimizer after the model is on its device (CPU, CUDA, TPU), and seed studies
 that show the distribution of runs.
 
-The package, in the direction the data flows (a module never reaches back up)::
+The package, each module importing only from those above it (tested: ``tests/test_package.py``), so the list
+reads from the pieces up to the job and the study. A run's data flows: flags or a config file → ``arguments`` (a
+recipe's values under them) → ``fine_tune.prepare`` (the task's data from ``glue``/``data``, the model from
+``modeling``, the callbacks) → ``TrainerOptimizerInit`` (surgery, the parameter groups, the optimizer, training)
+→ ``results.json`` (``results``) → a study's store, its statistics, report and plots (``study``)::
 
-    arguments.py      flags or a config file → the run's arguments (HfArgumentParser), a recipe's values under them
-    recipes/          the papers' recipes, as YAML
+    atomic.py         files written whole: a temporary file, fsync, rename
     textfiles.py      reading a data file's text: the encoding checked, the bad line named
+    recipes/          the papers' recipes, as YAML
+    hub.py            whether the Hub can be reached, known in seconds
     glue/             the task table; loading (GLUE layout, files, Hub), tokenisation, metrics; the layout written
     data.py           your own data as a task: files, save_to_disk directories or Hub data sets; labels and metrics
-    hub.py            whether the Hub can be reached, known in seconds
     modeling.py       the pretrained model and tokenizer, with a new head for the task
     architectures.py  where each encoder's layer stack, pooler and head live: the table, and discovery
     adapters.py       LoRA adapters (PEFT)
@@ -22,16 +26,17 @@ The package, in the direction the data flows (a module never reaches back up)::
     callbacks/        the techniques as Trainer callbacks: check against the plan, surgery, group shaping,
                       loss terms (LossTermCallback), evaluation weights, checkpoint state, after training,
                       unfreezing schedules (LP-FT, gradual unfreezing)
+    failure.py        what a failed run is, defined once: the rules, in order, and the verdict results.json records
     diagnostics/      gradient norms, loss spikes, the non-finite guard, the early-failure and dev-failure tests
     seeds.py          one seed per source of randomness: head, data order, dropout, training subset
     transformers/     TrainerOptimizerInit, and build_fine_tuning_optimizer that it (or any loop) calls
+    best.py           the best evaluation beside the last: its step, and the split that chose it
+    results.py        the results.json schema: its one writer and one reader
     evaluation.py     the predictions of each evaluation, kept for the results; length-sorted evaluation
     resume.py         resuming from the last complete checkpoint of the same arguments
     interrupt.py      SIGTERM/SIGINT during training: a checkpoint at the next step boundary, then stop
     timings.py        where a run's time goes, phase by phase
-    failure.py        what a failed run is, defined once: the rules, in order, and the verdict results.json records
-    best.py           the best evaluation beside the last: its step, and the split that chose it
-    results.py        the results.json schema: its one writer and one reader (atomic.py: files written whole)
+    arguments.py      flags or a config file → the run's arguments (HfArgumentParser), a recipe's values under them
     fine_tune.py      the job: parse → prepare → run → results.json (tft-fine-tune)
     study/            seed studies: spec → store → backends → statistics → report and plots (tft-study)
 """

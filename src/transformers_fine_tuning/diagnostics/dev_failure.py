@@ -6,7 +6,7 @@ first evaluation instead of the last: a run that has learned nothing its dev set
 and, with ``stop=True``, stopped there, which is how a seed study prunes failing seeds to spend its budget on
 the rest (Dodge et al. 2020, "Fine-Tuning Pretrained Language Models: Weight Initializations, Data Orders, and
 Early Stopping", Sec. 5). Whether this test or the training-loss test of :mod:`.early_failure` predicts the final
-verdict better is a measurement, not an assumption: README's seed-study section gives it.
+verdict better is a measurement, not an assumption: docs/evidence.md ("Pruning, measured") gives it.
 """
 
 from __future__ import annotations
