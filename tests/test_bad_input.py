@@ -148,7 +148,7 @@ FINE_TUNE_CASES: list[Case] = [
     ("L2-SP overshoot", lambda w: fine_tune(w, "--optim", "adamw_l2sp", "--l2sp_pretrained", "2000", "--learning_rate", "1e-3"), None, ("= 2 > 1", "--l2sp_coupled")),
     ("L2-SP without AdamWL2SP", lambda w: fine_tune(w, "--l2sp_pretrained", "0.1"), None, ("--l2sp_pretrained", "--optim adamw_l2sp")),
     ("BERTAdam without AdamWL2SP", lambda w: fine_tune(w, "--bias_correction", "false"), None, ("--bias_correction false", "--optim adamw_l2sp")),
-    ("two optimizers", lambda w: fine_tune(w, "--optimizer", "adamw_l2sp", "--optim", "sgd"), None, ("ask for two optimizers",)),
+    ("a removed flag", lambda w: fine_tune(w, "--l2sp_novel", "0.01"), None, ("--l2sp_novel (removed in 0.2.0: use --l2sp_head_weight_decay)",)),
     ("head weight decay without L2-SP", lambda w: fine_tune(w, "--l2sp_head_weight_decay", "0.01"), None, ("--l2sp_head_weight_decay", "--l2sp_pretrained")),
     ("re-init and freezing overlap", lambda w: fine_tune(w, "--reinit_layers", "1", "--freeze_layers", "2"), None, ("--reinit_layers 1 and --freeze_layers 2 overlap", "2-layer")),
     ("more layers than the model", lambda w: fine_tune(w, "--reinit_layers", "9"), None, ("--reinit_layers 9", "the model has 2 layers")),

@@ -297,7 +297,7 @@ def test_model_that_cannot_be_loaded_offline_says_how_to_use_a_local_directory(t
     [
         (["--l2sp_pretrained", "0.1"], "need(s) --optim adamw_l2sp"),
         (["--bias_correction", "false"], "need(s) --optim adamw_l2sp"),
-        (["--optimizer", "adamw_l2sp", "--optim", "sgd"], "ask for two optimizers"),
+        (["--optimizer", "adamw_l2sp"], "--optimizer (removed in 0.2.0: use --optim adamw_l2sp)"),
         (
             ["--optim", "adamw_l2sp", "--reinit_layers", "4", "--freeze_layers", "3"],
             "--reinit_layers 4 and --freeze_layers 3 overlap on a 6-layer model",

@@ -442,30 +442,18 @@ def test_a_new_callback_brings_its_own_check(tmp_path):
         )
 
 
-def test_deprecated_l2sp_names_still_work_and_warn():
-    with pytest.warns(FutureWarning, match=r"L2SPCallback\(pretrained=, novel=\) are deprecated"):
-        old = L2SPCallback(pretrained=0.3, novel=0.01)
-    assert (old.strength, old.head_weight_decay) == (0.3, 0.01)
-    assert old.param_group_options() == L2SPCallback(0.3, head_weight_decay=0.01).param_group_options()
-
-
-def test_deprecated_flags_still_work_and_warn():
-    """``--optimizer adamw_l2sp`` is ``--optim adamw_l2sp``; ``--l2sp_novel`` is ``--l2sp_head_weight_decay``."""
+def test_names_removed_in_0_2_are_refused_naming_their_replacement():
+    """Deprecated in 0.1.0, removed in 0.2.0: ``--optimizer``, ``--l2sp_novel``, ``L2SPCallback(pretrained=)``."""
     from transformers_fine_tuning.arguments import parse_fine_tune_args
 
-    new = parse_fine_tune_args(
-        ["--optim", "adamw_l2sp", "--l2sp_pretrained", "0.1", "--l2sp_head_weight_decay", "0.01"]
-    )
-    with pytest.warns(FutureWarning) as caught:
-        old = parse_fine_tune_args(
+    with pytest.raises(ValueError) as refused:
+        parse_fine_tune_args(
             ["--optimizer", "adamw_l2sp", "--l2sp_pretrained", "0.1", "--l2sp_novel", "0.01"]
         )
-    messages = " ".join(str(warning.message) for warning in caught)
-    assert "--optimizer is deprecated" in messages and "--l2sp_novel is deprecated" in messages
-    assert old.training.optim == new.training.optim
-    assert old.fine_tuning.l2sp_head_weight_decay == new.fine_tuning.l2sp_head_weight_decay == 0.01
-    assert old.fine_tuning.l2sp_novel is None
-    assert [type(c) for c in old.fine_tuning.callbacks()] == [type(c) for c in new.fine_tuning.callbacks()]
+    assert "--optimizer (removed in 0.2.0: use --optim adamw_l2sp)" in str(refused.value)
+    assert "--l2sp_novel (removed in 0.2.0: use --l2sp_head_weight_decay)" in str(refused.value)
+    with pytest.raises(TypeError, match="pretrained"):
+        L2SPCallback(pretrained=0.3)
 
 
 def test_build_fine_tuning_optimizer_serves_a_plain_trainer(tmp_path):

@@ -98,7 +98,7 @@ from .surgery import (
 )
 from .transformers import TrainerOptimizerInit, build_fine_tuning_optimizer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "LAYER_MAPS",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -269,13 +268,6 @@ def _named(callback: FineTuningCallback, option: str) -> FineTuningCallback:
 class FineTuningArguments:
     """The stabilising techniques, each one argument away."""
 
-    optimizer: str | None = field(
-        default=None,
-        metadata={
-            "help": "Deprecated: use --optim adamw_l2sp (adamw_l2sp), or leave it out (adamw).",
-            "choices": ["adamw", "adamw_l2sp"],
-        },
-    )
     bias_correction: bool = field(
         default=True,
         metadata={"help": "Adam's bias correction; false gives BERTAdam (needs --optim adamw_l2sp)."},
@@ -286,9 +278,6 @@ class FineTuningArguments:
     l2sp_head_weight_decay: float = field(
         default=0.0,
         metadata={"help": "With L2-SP: weight decay toward zero of the new head (and re-init layers)."},
-    )
-    l2sp_novel: float | None = field(
-        default=None, metadata={"help": "Deprecated name of --l2sp_head_weight_decay."}
     )
     l2sp_coupled: bool = field(
         default=False,
@@ -528,12 +517,6 @@ class FineTuningArguments:
                 "in (0, 1)",
             ),
         )
-        if self.l2sp_novel is not None:
-            warnings.warn(
-                "--l2sp_novel is deprecated: use --l2sp_head_weight_decay", FutureWarning, stacklevel=2
-            )
-            self.l2sp_head_weight_decay = self.l2sp_novel
-            self.l2sp_novel = None
 
     def check(self, adamw_l2sp: bool) -> None:
         """Reject option combinations that cannot do what they say; ``adamw_l2sp``: ``--optim adamw_l2sp``."""
@@ -1141,8 +1124,13 @@ def _known_names() -> set[str]:
     return {f.name for cls in _DATACLASSES for f in fields(cls) if f.init}
 
 
+_REMOVED = {"optimizer": "optim adamw_l2sp", "l2sp_novel": "l2sp_head_weight_decay"}
+"""Names removed in 0.2.0 (deprecated in 0.1.0), with what replaces them."""
+
+
 def _unknown(names: Iterable[str], what: str) -> str | None:
-    """A message naming the unknown argument names, each with its closest known ones; ``None`` if all known."""
+    """A message naming the unknown argument names, each with its closest known ones (or, for a removed name, its
+    replacement); ``None`` if all known."""
     known = _known_names()
     accepted = known | {f"no_{name}" for name in known} | {"help"}  # HfArgumentParser's --no_<flag>
     unknown = [name for name in dict.fromkeys(names) if name not in accepted]
@@ -1150,6 +1138,9 @@ def _unknown(names: Iterable[str], what: str) -> str | None:
         return None
     shown = []
     for name in unknown:
+        if name in _REMOVED:
+            shown.append(f"{what}{name} (removed in 0.2.0: use {what}{_REMOVED[name]})")
+            continue
         close = difflib.get_close_matches(name, sorted(known), n=2)
         shown.append(
             f"{what}{name}" + (f" (did you mean {' or '.join(what + c for c in close)}?)" if close else "")
@@ -1195,7 +1186,6 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
             parser.set_defaults(**recipe.arguments)
         parsed = parser.parse_args_into_dataclasses(args=argv)
     arguments = FineTuneArguments(*parsed, recipe=recipe)
-    _apply_deprecated_optimizer(arguments.fine_tuning, arguments.training)
     fine_tuning, training = arguments.fine_tuning, arguments.training
     fine_tuning.check(training.adamw_l2sp)
     pull = training.learning_rate * fine_tuning.l2sp_pretrained
@@ -1206,27 +1196,6 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
             "step. Lower --l2sp_pretrained (typically 0.01 to 1 at a learning rate near 2e-5), or add --l2sp_coupled."
         )
     return arguments
-
-
-def _apply_deprecated_optimizer(
-    fine_tuning: FineTuningArguments, training: FineTuneTrainingArguments
-) -> None:
-    """``--optimizer adamw_l2sp`` (deprecated) means ``--optim adamw_l2sp``; beside another ``--optim`` it is a
-    conflict, not a silent choice."""
-    if fine_tuning.optimizer is None:
-        return
-    warnings.warn(
-        f"--optimizer is deprecated: use --optim {ADAMW_L2SP}, or leave it out", FutureWarning, stacklevel=3
-    )
-    if fine_tuning.optimizer == ADAMW_L2SP and not training.adamw_l2sp:
-        if str(getattr(training.optim, "value", training.optim)) != str(_DEFAULT_OPTIM):
-            raise ValueError(
-                f"--optimizer {ADAMW_L2SP} (deprecated) and --optim {training.optim} ask for two optimizers: give "
-                f"--optim {ADAMW_L2SP} alone, or --optim {training.optim} alone."
-            )
-        training.adamw_l2sp = True
-        training.optim = "adamw_torch"
-    fine_tuning.optimizer = None
 
 
 def xla_launch_requested(argv: list[str] | None = None) -> bool:

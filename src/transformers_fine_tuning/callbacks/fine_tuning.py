@@ -3,7 +3,6 @@ and :func:`~transformers_fine_tuning.param_groups`, each checking itself against
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from torch import nn
@@ -207,30 +206,11 @@ class L2SPCallback(FineTuningCallback):
     Refused for a model with adapters (PEFT): the pretrained weights are frozen there, and what trains — the
     adapters — has no pretrained value; their starting point is a random draw (LoRA's A) and zeros (B), and
     pulling toward it regularises nothing (on B it is plain weight decay: use ``weight_decay``).
-
-    ``pretrained=`` and ``novel=`` are the deprecated names of ``strength`` and ``head_weight_decay``.
     """
 
     requires_anchors = True
 
-    def __init__(
-        self,
-        strength: float | None = None,
-        head_weight_decay: float = 0.0,
-        *,
-        pretrained: float | None = None,
-        novel: float | None = None,
-    ) -> None:
-        if pretrained is not None or novel is not None:
-            warnings.warn(
-                "L2SPCallback(pretrained=, novel=) are deprecated: use L2SPCallback(strength, head_weight_decay=)",
-                FutureWarning,
-                stacklevel=2,
-            )
-            strength = pretrained if pretrained is not None else strength
-            head_weight_decay = novel if novel is not None else head_weight_decay
-        if strength is None:
-            raise TypeError("L2SPCallback needs its strength: L2SPCallback(0.1)")
+    def __init__(self, strength: float, head_weight_decay: float = 0.0) -> None:
         if strength < 0.0 or head_weight_decay < 0.0:
             raise ValueError(
                 f"L2SPCallback: strength and head_weight_decay must be >= 0, got {strength}, {head_weight_decay}."
