@@ -80,6 +80,7 @@ from transformers_fine_tuning import (
     prior_loss,
 )
 from transformers_fine_tuning.arguments import DiagnosticsArguments
+from transformers_fine_tuning.build import diagnostics_callbacks
 from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
 from transformers_fine_tuning.modeling import load_model_and_tokenizer
 from transformers_fine_tuning.study.environment import MALLOC_THRESHOLDS
@@ -129,7 +130,7 @@ def adamw_on_fine_tuning_groups(model: PreTrainedModel, args: TrainingArguments)
 
 def diagnostic_callbacks(labels: list[int]) -> list[TrainerCallback]:
     """Every diagnostic callback, built as ``fine-tune.py --diagnostics`` builds them."""
-    return DiagnosticsArguments(diagnostics=True).callbacks(prior_loss(labels))
+    return diagnostics_callbacks(DiagnosticsArguments(diagnostics=True), prior_loss(labels))
 
 
 def trainer_builder(

@@ -14,6 +14,7 @@ from transformers_fine_tuning import (
     param_groups,
 )
 from transformers_fine_tuning.arguments import parse_fine_tune_args
+from transformers_fine_tuning.build import fine_tuning_callbacks
 from transformers_fine_tuning.optim.param_groups import frozen_depths, layer_scale
 
 from tiny_models import FirstTokenTask, tiny_model, training_args
@@ -85,7 +86,7 @@ def test_the_flags(tmp_path):
     args = parse_fine_tune_args(
         ["--layer_decay", "0.5", "--layer_decay_floor", "0.1", "--layer_decay_freeze_below", "0.05", *out]
     )
-    (callback,) = [cb for cb in args.fine_tuning.callbacks() if isinstance(cb, LLRDCallback)]
+    (callback,) = [cb for cb in fine_tuning_callbacks(args.fine_tuning) if isinstance(cb, LLRDCallback)]
     assert (callback.decay, callback.floor, callback.freeze_below) == (0.5, 0.1, 0.05)
     assert callback.describe() == "--layer_decay 0.5"
     for flags, message in [

@@ -30,6 +30,7 @@ from transformers_fine_tuning import (
 )
 from transformers_fine_tuning.adapters import LORA_TARGET_MODULES, head_modules
 from transformers_fine_tuning.arguments import parse_fine_tune_args
+from transformers_fine_tuning.build import apply_adapters
 
 from tiny_models import ARCHITECTURES, FirstTokenTask, tiny_config, tiny_model, train_steps, training_args
 
@@ -187,7 +188,7 @@ def test_lora_flags_build_the_adapters_and_conflicts_are_refused(tmp_path):
     args = parse_fine_tune_args(
         ["--lora_r", "8", "--lora_alpha", "16", "--lora_target_modules", "query, key", *out]
     )
-    adapted = args.fine_tuning.apply_adapters(tiny_model("bert", num_layers=2))
+    adapted = apply_adapters(args.fine_tuning, tiny_model("bert", num_layers=2))
     config = adapted.peft_config["default"]
     assert (config.r, config.lora_alpha, set(config.target_modules)) == (8, 16, {"query", "key"})
     assert (
@@ -200,7 +201,7 @@ def test_lora_flags_build_the_adapters_and_conflicts_are_refused(tmp_path):
         5e-4,
     )
     plain = tiny_model("bert", num_layers=2)
-    assert parse_fine_tune_args(out).fine_tuning.apply_adapters(plain) is plain
+    assert apply_adapters(parse_fine_tune_args(out).fine_tuning, plain) is plain
     for flags, message in [
         (
             ["--lora_r", "8", "--optim", "adamw_l2sp", "--l2sp_pretrained", "0.1"],

@@ -34,6 +34,7 @@ from transformers_fine_tuning import (
     symmetric_kl,
     wise_ft_interpolate,
 )
+from transformers_fine_tuning.build import fine_tuning_callbacks
 from transformers_fine_tuning.transformers.trainer_optimizer_init import CALLBACK_STATE_KEY
 
 from tiny_models import FirstTokenTask, StopAtStep, tiny_model, training_args
@@ -684,7 +685,8 @@ def test_flags_build_the_callbacks_named_by_the_flags():
         *("--r3f_noise", "uniform", "--wise_ft_alphas", "0,0.5,1", "--wise_ft_held_out", "0.2"),
     )
     callbacks = {
-        type(cb).__name__: cb for cb in args.fine_tuning.callbacks(seed=4, held_out=[1], metric="f1")
+        type(cb).__name__: cb
+        for cb in fine_tuning_callbacks(args.fine_tuning, seed=4, held_out=[1], metric="f1")
     }
     noisy, swa, r3f, wise = (
         callbacks[name] for name in ("NoisyTuneCallback", "SWACallback", "R3FCallback", "WiSEFTCallback")
@@ -694,7 +696,9 @@ def test_flags_build_the_callbacks_named_by_the_flags():
     assert (r3f.strength, r3f.eps, r3f.noise) == (0.5, 1e-5, "uniform")
     assert (wise.alphas, wise.metric, wise.describe()) == ([0.0, 0.5, 1.0], "f1", "--wise_ft_alphas 0,0.5,1")
     assert args.fine_tuning.wise_ft_held_out_share == 0.2
-    ema = _parse("--ema_half_life", "0.1", "--weight_average_eval", "false").fine_tuning.callbacks()
+    ema = fine_tuning_callbacks(
+        _parse("--ema_half_life", "0.1", "--weight_average_eval", "false").fine_tuning
+    )
     assert (ema[0].half_life, ema[0].use_average) == (0.1, False)
 
 
@@ -793,6 +797,6 @@ def test_each_recipe_cites_its_paper_and_builds_its_callback(recipe, callback, c
 
     assert cited in load_recipe(recipe).source
     args = _parse("--recipe", recipe)
-    built = args.fine_tuning.callbacks(seed=1, held_out=[0], metric="accuracy")
+    built = fine_tuning_callbacks(args.fine_tuning, seed=1, held_out=[0], metric="accuracy")
     assert [type(cb).__name__ for cb in built] == [callback]
     assert args.training.adamw_l2sp and args.fine_tuning.bias_correction

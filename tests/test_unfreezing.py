@@ -18,6 +18,7 @@ from transformers_fine_tuning import (
 )
 from transformers_fine_tuning.adapters import peft_available
 from transformers_fine_tuning.arguments import parse_fine_tune_args
+from transformers_fine_tuning.build import fine_tuning_callbacks
 
 from tiny_models import FirstTokenTask, tiny_model, training_args
 
@@ -168,7 +169,7 @@ def test_the_flags(tmp_path):
     args = parse_fine_tune_args(
         ["--lp_ft_head_steps", "0.25", "--lp_ft_head_lr", "1e-3", "--unfreeze_warmup", "5", *out]
     )
-    (probe,) = [cb for cb in args.fine_tuning.callbacks() if isinstance(cb, LPFTCallback)]
+    (probe,) = [cb for cb in fine_tuning_callbacks(args.fine_tuning) if isinstance(cb, LPFTCallback)]
     assert (probe.head_steps, probe.head_lr, probe.warmup, probe.describe()) == (
         0.25,
         1e-3,
@@ -176,7 +177,9 @@ def test_the_flags(tmp_path):
         "--lp_ft_head_steps 0.25",
     )
     args = parse_fine_tune_args(["--gradual_unfreeze", "10", *out])
-    (stages,) = [cb for cb in args.fine_tuning.callbacks() if isinstance(cb, GradualUnfreezingCallback)]
+    (stages,) = [
+        cb for cb in fine_tuning_callbacks(args.fine_tuning) if isinstance(cb, GradualUnfreezingCallback)
+    ]
     assert (stages.stage_steps, stages.warmup) == (10, 0)
     for flags, message in [
         (["--lp_ft_head_steps", "3", "--gradual_unfreeze", "2"], "give one of them"),

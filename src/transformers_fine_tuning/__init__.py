@@ -6,9 +6,10 @@ that show the distribution of runs.
 
 The package, each module importing only from those above it (tested: ``tests/test_package.py``), so the list
 reads from the pieces up to the job and the study. A run's data flows: flags or a config file → ``arguments`` (a
-recipe's values under them) → ``fine_tune.prepare`` (the task's data from ``glue``/``data``, the model from
-``modeling``, the callbacks) → ``TrainerOptimizerInit`` (surgery, the parameter groups, the optimizer, training)
-→ ``results.json`` (``results``) → a study's store, its statistics, report and plots (``study``)::
+recipe's values under them) → ``build`` (callbacks, optimizer, adapters) → ``fine_tune.prepare`` (the task's data
+from ``glue``/``data``, the model from ``modeling``) → ``TrainerOptimizerInit`` (surgery, the parameter groups,
+the optimizer, training) → ``results.json`` (``results``) → a study's store, statistics, report and plots
+(``study``)::
 
     atomic.py         files written whole: a temporary file, fsync, rename
     textfiles.py      reading a data file's text: the encoding checked, the bad line named
@@ -36,7 +37,9 @@ recipe's values under them) → ``fine_tune.prepare`` (the task's data from ``gl
     resume.py         resuming from the last complete checkpoint of the same arguments
     interrupt.py      SIGTERM/SIGINT during training: a checkpoint at the next step boundary, then stop
     timings.py        where a run's time goes, phase by phase
-    arguments.py      flags or a config file → the run's arguments (HfArgumentParser), a recipe's values under them
+    arguments/        the run's arguments as inert dataclasses (ranges and the rules between flags checked when made);
+                      parsing: flags or a config file (HfArgumentParser), a recipe's values under them
+    build.py          the arguments turned into callbacks, the optimizer class and its options, and adapters
     fine_tune.py      the job: parse → prepare → run → results.json (tft-fine-tune)
     study/            seed studies: spec → store → backends → statistics → report and plots (tft-study)
 """

@@ -35,6 +35,7 @@ from transformers.utils import is_torch_xla_available
 
 from .arguments import DataArguments, FineTuneArguments, parse_fine_tune_args, xla_launch_requested
 from .best import BEST_HELD_OUT, best_score
+from .build import apply_adapters, diagnostics_callbacks, fine_tuning_callbacks, optimizer_cls_and_kwargs
 from .callbacks import WiSEFTCallback
 from .data import load_task_and_datasets
 from .diagnostics import DiagnosticCallback, prior_loss
@@ -287,7 +288,7 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
             f"tokens (its position embeddings, or its tokenizer's model_max_length); use --max_seq_length {limit} "
             "or less"
         )
-    model = args.fine_tuning.apply_adapters(model)  # LoRA (--lora_r): adapters drawn from the same seed
+    model = apply_adapters(args.fine_tuning, model)  # LoRA (--lora_r): adapters drawn from the same seed
     stopwatch.lap("model_s")
     with training.main_process_first(desc="tokenisation"):
         tokenized = tokenize_dataset(
@@ -318,20 +319,22 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
             interrupts,
             *([] if training.dropout_seed is None else [DropoutSeedCallback(training.dropout_seed)]),
             predictions,
-            *args.fine_tuning.callbacks(
+            *fine_tuning_callbacks(
+                args.fine_tuning,
                 seed=training.seed,
                 pretrained=args.model.model_name_or_path,
                 held_out=tokenized.get(WISE_FT_HELD_OUT),
                 metric=task.main_metric,
             ),
-            *args.diagnostics.callbacks(
+            *diagnostics_callbacks(
+                args.diagnostics,
                 prior_loss(raw["train"]["label"], regression=task.is_regression),
                 metric=task.main_metric,
                 split=eval_splits[0],
                 baseline=baselines[eval_splits[0]][task.main_metric],
             ),
         ],
-        optimizer_cls_and_kwargs=args.fine_tuning.optimizer_cls_and_kwargs(training.adamw_l2sp),
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(args.fine_tuning, training.adamw_l2sp),
     )
     stopwatch.lap("trainer_s")
     return Setup(

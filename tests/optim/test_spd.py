@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from transformers_fine_tuning import AdamWL2SP
+from transformers_fine_tuning.build import optimizer_cls_and_kwargs
 
 LR, BETAS, EPS, STRENGTH = 0.05, (0.9, 0.999), 1e-8, 0.5
 
@@ -123,7 +124,7 @@ def test_the_job_flag_builds_the_selective_optimizer(tmp_path):
 
     out = ["--output_dir", str(tmp_path)]
     args = parse_fine_tune_args(["--recipe", "spd", *out])
-    optimizer_cls, kwargs = args.fine_tuning.optimizer_cls_and_kwargs(args.training.adamw_l2sp)
+    optimizer_cls, kwargs = optimizer_cls_and_kwargs(args.fine_tuning, args.training.adamw_l2sp)
     assert optimizer_cls is AdamWL2SP and kwargs["selective"] and args.fine_tuning.l2sp_pretrained == 0.5
     for flags, message in [
         (["--optim", "adamw_l2sp", "--l2sp_pretrained", "2", "--l2sp_selective"], r"λ in \(0, 1\], got 2"),
