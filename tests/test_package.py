@@ -81,3 +81,17 @@ def test_the_import_check_sees_an_upward_import():
     assert imports == {"typing", "transformers_fine_tuning.study"}
     assert _entry_of("transformers_fine_tuning.study") == "study/"
     assert _entry_of("transformers_fine_tuning.best") == "best.py"
+
+
+def test_the_public_api_keeps_its_import_paths():
+    """``AdamWL2SP`` and ``TrainerOptimizerInit`` from the package and from their historical module paths are the
+    same objects (the Trainer's package was renamed from ``transformers/`` to ``trainer/``)."""
+    from transformers_fine_tuning import AdamWL2SP, TrainerOptimizerInit, build_fine_tuning_optimizer
+    from transformers_fine_tuning.optim.adamwl2sp import AdamWL2SP as from_optim
+    from transformers_fine_tuning.trainer.trainer_optimizer_init import TrainerOptimizerInit as from_trainer
+    from transformers_fine_tuning.transformers import build_fine_tuning_optimizer as old_builder
+    from transformers_fine_tuning.transformers.trainer_optimizer_init import TrainerOptimizerInit as old_path
+
+    assert AdamWL2SP is from_optim
+    assert TrainerOptimizerInit is from_trainer is old_path
+    assert build_fine_tuning_optimizer is old_builder

@@ -35,7 +35,7 @@ from transformers_fine_tuning import (
     wise_ft_interpolate,
 )
 from transformers_fine_tuning.build import fine_tuning_callbacks
-from transformers_fine_tuning.transformers.trainer_optimizer_init import CALLBACK_STATE_KEY
+from transformers_fine_tuning.trainer.trainer_optimizer_init import CALLBACK_STATE_KEY
 
 from tiny_models import FirstTokenTask, StopAtStep, tiny_model, training_args
 

@@ -30,7 +30,8 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     failure.py        what a failed run is, defined once: the rules, in order, and the verdict results.json records
     diagnostics/      gradient norms, loss spikes, the non-finite guard, the early-failure and dev-failure tests
     seeds.py          one seed per source of randomness: head, data order, dropout, training subset
-    transformers/     TrainerOptimizerInit, and build_fine_tuning_optimizer that it (or any loop) calls
+    trainer/          TrainerOptimizerInit, and build_fine_tuning_optimizer that it (or any loop) calls
+    transformers/     trainer/'s former import path, kept for the public API
     best.py           the best evaluation beside the last: its step, and the split that chose it
     results.py        the results.json schema: its one writer and one reader
     evaluation.py     the predictions of each evaluation, kept for the results; length-sorted evaluation
@@ -99,7 +100,7 @@ from .surgery import (
     reinit_top_layers,
     strip_mixout,
 )
-from .transformers import TrainerOptimizerInit, build_fine_tuning_optimizer
+from .trainer import TrainerOptimizerInit, build_fine_tuning_optimizer
 
 __version__ = "0.2.0"
 

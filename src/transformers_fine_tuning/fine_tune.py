@@ -75,7 +75,7 @@ from .results import (
 from .resume import ResumePlan, plan_resume
 from .seeds import DropoutSeedCallback, subset_indices
 from .timings import Stopwatch, evaluation_runtimes
-from .transformers import TrainerOptimizerInit
+from .trainer import TrainerOptimizerInit
 
 __all__ = ["RESTARTS_FILE", "Setup", "main", "parse_fine_tune_args", "prepare", "run", "run_with_restarts"]
 

@@ -21,7 +21,7 @@ from transformers_fine_tuning import (
     TrainerOptimizerInit,
     WiSEFTCallback,
 )
-from transformers_fine_tuning.transformers.trainer_optimizer_init import CALLBACK_STATE_KEY
+from transformers_fine_tuning.trainer.trainer_optimizer_init import CALLBACK_STATE_KEY
 
 from tiny_models import tiny_model
 

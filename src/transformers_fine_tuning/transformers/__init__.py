@@ -1,6 +1,7 @@
-"""Extensions of Hugging Face ``transformers`` classes, and the fine-tuning optimizer they build."""
+"""The Trainer's former import path, kept for the public API: ``transformers_fine_tuning.transformers`` and
+``transformers_fine_tuning.transformers.trainer_optimizer_init`` give what :mod:`transformers_fine_tuning.trainer`
+holds (the package was renamed so that it no longer shadows the ``transformers`` library's name)."""
 
-from .optimizer import build_fine_tuning_optimizer
-from .trainer_optimizer_init import TrainerOptimizerInit
+from ..trainer import TrainerOptimizerInit, build_fine_tuning_optimizer
 
 __all__ = ["TrainerOptimizerInit", "build_fine_tuning_optimizer"]
