@@ -13,6 +13,7 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
 
     atomic.py         files written whole: a temporary file, fsync, rename
     textfiles.py      reading a data file's text: the encoding checked, the bad line named
+    restarts.py       restarts until success: the rule (seeds in order until N succeed, at most M), the job's tally
     recipes/          the papers' recipes, as YAML
     hub.py            whether the Hub can be reached, known in seconds
     glue/             the task table; loading (GLUE layout, files, Hub), tokenisation, metrics; the layout written

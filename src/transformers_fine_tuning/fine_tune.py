@@ -54,6 +54,7 @@ from .glue import (
 from .hub import hub_offline, hub_unreachable, use_local_files_only
 from .interrupt import InterruptCallback, RunInterrupted, checkpoint_on_signals
 from .modeling import load_model_and_tokenizer, looks_like_local_path, max_input_length
+from .restarts import RESTARTS_FILE, RestartRun, Restarts, RestartsTally
 from .results import (
     PRUNED,
     RESULTS_FILE,
@@ -537,9 +538,6 @@ def _wise_ft_results(callback: WiSEFTCallback | None, setup: Setup) -> WiseFT | 
     )
 
 
-RESTARTS_FILE = "restarts.json"
-
-
 def _stop_on_bad_input(error: Exception) -> NoReturn:
     """Bad input ends the job with one line on stderr and exit status 2."""
     print(f"{program_name()}: error: {error}", file=sys.stderr)
@@ -547,64 +545,58 @@ def _stop_on_bad_input(error: Exception) -> NoReturn:
 
 
 def run_with_restarts(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> dict[str, Any]:
-    """Restart until success (Devlin et al. 2019, Sec. 4.1: several restarts on small data sets): runs with
-    seeds ``--seed``, ``--seed + 1``, … — each in ``<output_dir>/seed-<k>`` — until ``--restarts`` of them have
-    not failed or ``--max_runs`` were tried. The data order follows the seed unless ``--data_seed`` is given.
+    """Restart until success (:mod:`.restarts`): runs with seeds ``--seed``, ``--seed + 1``, … — each in
+    ``<output_dir>/seed-<k>`` — until ``--restarts`` of them have not failed or ``--max_runs`` were tried. The data
+    order follows the seed unless ``--data_seed`` is given.
 
     ``<output_dir>/restarts.json`` (rewritten after every run) holds each run's seed, verdict and time, and the
-    compute spent per success. Started again, runs that finished are read back, not repeated. ``stopwatch``
-    (see :func:`prepare`) times the first run prepared; the others start their own.
+    compute spent per success; the tally is returned as written. Started again, runs that finished are read back,
+    not repeated. ``stopwatch`` (see :func:`prepare`) times the first run prepared; the others start their own.
     """
     training = args.training
     root, first_seed, data_seed = training.output_dir, training.seed, training.data_seed
-    runs: list[dict[str, Any]] = []
-    tally: dict[str, Any] = {}
+    tally = RestartsTally(Restarts(args.run.restarts, args.run.max_runs))
     try:
         for seed in range(first_seed, first_seed + args.run.max_runs):
-            if sum(not run["failed"] for run in runs) >= args.run.restarts:
+            if not tally.runs_to_add():
                 break
             training.seed, training.data_seed = seed, data_seed
             training.output_dir = str(Path(root) / f"seed-{seed}")
-            try:
-                results = read_results(training.output_dir)
-                if results.status != "completed":
-                    raise ValueError("interrupted: resume it")
-            except (OSError, ValueError):
+            results = _finished_results(training.output_dir)
+            if results is None:
                 try:
                     setup = prepare(args, stopwatch)
                 except (ValueError, OSError) as error:
                     _stop_on_bad_input(error)
                 stopwatch = None
                 results = run(args, setup)[1]
-            runs.append(
-                {
-                    "seed": seed,
-                    "output_dir": training.output_dir,
-                    "failed": results.failed,
-                    "stopped_early": results.stopped_early,
-                    "global_step": results.global_step,
-                    "main_metric": results.main_metric.value,
-                    "wall_time_s": results.wall_time_s,
-                }
+            restart = RestartRun(
+                seed=seed,
+                output_dir=training.output_dir,
+                failed=results.failed,
+                stopped_early=results.stopped_early,
+                global_step=results.global_step,
+                main_metric=results.main_metric.value,
+                wall_time_s=results.wall_time_s,
             )
-            successes = sum(not run["failed"] for run in runs)
-            compute_s = sum(run["wall_time_s"] or 0.0 for run in runs)
-            tally = {
-                "restarts": args.run.restarts,
-                "max_runs": args.run.max_runs,
-                "runs": runs,
-                "successes": successes,
-                "compute_s": compute_s,
-                "compute_per_success_s": compute_s / successes if successes else None,
-            }
+            tally = dataclasses.replace(tally, runs=(*tally.runs, restart))
             if training.process_index == 0:
-                write_json_atomic(Path(root) / RESTARTS_FILE, tally)
+                write_json_atomic(Path(root) / RESTARTS_FILE, tally.to_dict())
     finally:  # the arguments as given, for the caller
         training.output_dir, training.seed, training.data_seed = root, first_seed, data_seed
     print(
-        f"{program_name()}: {tally['successes']} of {len(runs)} run(s) did not fail -> {Path(root) / RESTARTS_FILE}"
+        f"{program_name()}: {tally.successes} of {len(tally.runs)} run(s) did not fail -> {Path(root) / RESTARTS_FILE}"
     )
-    return tally
+    return tally.to_dict()
+
+
+def _finished_results(output_dir: str) -> RunResults | None:
+    """The results of a run that finished in ``output_dir``, else ``None`` (none yet, or interrupted)."""
+    try:
+        results = read_results(output_dir)
+    except (OSError, ValueError):
+        return None
+    return results if results.status == "completed" else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,7 +139,7 @@ def restart_cells(store: StudyStore, pool: Sequence[RunCell], restarts: Restarts
         cells = [cell for cell in pool if (cell.task, cell.recipe) == group]
         taken = [cell for cell in cells if cell.run_id in known]
         hopeful = sum(open_or_success(known[cell.run_id]) for cell in taken)
-        more = max(0, min(restarts.successes - hopeful, restarts.max_runs - len(taken)))
+        more = restarts.runs_to_add(hopeful, len(taken))
         untaken = [cell for cell in cells if cell.run_id not in known]
         chosen += taken + untaken[:more]
     return sorted(chosen, key=lambda cell: cell.position)

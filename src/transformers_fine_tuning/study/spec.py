@@ -54,6 +54,7 @@ from typing import Any
 from ..data import DATA_SOURCE_ARGUMENTS, check_task_source
 from ..glue import get_task, is_glue_task
 from ..recipes import load_recipe
+from ..restarts import Restarts
 from ..results import PRUNING_TESTS
 from ..textfiles import read_mapping_file
 
@@ -171,16 +172,6 @@ class RunCell:
         # A crashed attempt may have left files behind; results.json is only written by a finished run,
         # and the runner ingests such a file instead of re-running, so replacing is safe here.
         return [*self.argv, "--output_dir", self.output_dir, "--overwrite_results", "true"]
-
-
-@dataclass(frozen=True)
-class Restarts:
-    """Restarts until success (Devlin et al. 2019, Sec. 4.1: on small data sets, several restarts and the best
-    on dev): per task × recipe, seeds are drawn in order until ``successes`` runs did not fail, at most
-    ``max_runs`` runs."""
-
-    successes: int
-    max_runs: int
 
 
 SPENDING = ("obrien_fleming", "pocock")
