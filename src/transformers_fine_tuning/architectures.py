@@ -3,9 +3,11 @@
 Every fine-tuning technique in this package needs to know the *depth* of a parameter: layer-wise
 learning-rate decay scales the learning rate by depth, re-initialisation and freezing act on the top or
 bottom layers, L2-SP treats the pretrained body differently from the newly added head. That knowledge is
-kept here, in one table, so the grouping and surgery code knows no architecture (the same split as timm's
-``param_groups_layer_decay`` and its layer maps). For a model type outside the table the map is *discovered*
-from the model itself (:func:`discover_layer_map`, in the manner of timm's automatic layer grouping).
+kept in one table (:mod:`~transformers_fine_tuning.layer_maps`, its names re-exported here), so the grouping
+and surgery code knows no architecture (the same split as timm's ``param_groups_layer_decay`` and its layer
+maps). For a model type outside the table the map is *discovered* from the model itself
+(:func:`discover_layer_map`, :mod:`~transformers_fine_tuning.discovery`, in the manner of timm's automatic
+layer grouping). This module resolves a model's layout from the map.
 
 Depth convention (used by LLRD, Zhang et al. 2021, "Revisiting Few-sample BERT Fine-tuning", Sec. 5.3)::
 
@@ -256,8 +258,8 @@ def _table_or_discovered(model: nn.Module, strict: bool) -> LayerMap:
 
 
 def _checked_stack(model: nn.Module, backbone: str, layer_map: LayerMap) -> nn.ModuleList:
-    """The layer stack ``layer_map`` names in ``model`` (whose backbone prefix is ``backbone``), after checking that
-    it is a ``ModuleList`` and that the modules it places after the stack exist.
+    """The layer stack ``layer_map`` names in ``model`` (whose backbone prefix is ``backbone``), after checking
+    that it is a ``ModuleList`` and that the modules it places after the stack exist.
 
     Raises:
         ValueError: the map does not match the model; the message names the fix (``layer_map=``).
@@ -287,7 +289,8 @@ def _checked_stack(model: nn.Module, backbone: str, layer_map: LayerMap) -> nn.M
 
 def _pooler_path(model: nn.Module, owner_path: str, backbone: str, layer_map: LayerMap) -> str | None:
     """Full dotted path of the pretrained pooler ``layer_map`` names (inside the backbone, or beside it in the
-    transformers model at ``owner_path``), or ``None`` when the map has none or ``model`` was built without it."""
+    transformers model at ``owner_path``), or ``None`` when the map has none or ``model`` was built without
+    it."""
     if not layer_map.pooler:
         return None
     owner_prefix = f"{owner_path}." if owner_path else ""

@@ -1,5 +1,6 @@
 """The layer map of a model type outside the table (:data:`~transformers_fine_tuning.layer_maps.LAYER_MAPS`),
-found from the model itself: its modules and one forward pass (in the manner of timm's automatic layer grouping).
+found from the model itself: its modules and one forward pass (in the manner of timm's automatic layer
+grouping).
 """
 
 from __future__ import annotations
@@ -195,14 +196,16 @@ def _described(model: nn.Module) -> str:
     return f"{_model_type(model)!r} ({type(model).__name__})"
 
 
-def _layer_stack(inner: nn.Module, backbone: nn.Module, backbone_path: str) -> tuple[str, _Trace | None]:
-    """The layer stack's path in ``backbone`` (of the transformers model ``inner``, at ``backbone_path``): its one
-    candidate, or the one the traced forward pass calls; with that trace (``None`` without a pass).
+def _layer_stack(
+    inner: nn.Module, backbone: nn.Module, backbone_path: str, prefix: str
+) -> tuple[str, _Trace | None]:
+    """The layer stack's path in ``backbone`` (of the transformers model ``inner``, at ``backbone_path``,
+    whose names start with ``prefix``): its one candidate, or the one the traced forward pass calls; with
+    that trace (``None`` without a pass).
 
     Raises:
         ValueError: an encoder–decoder model, no candidate stack, or several (see :func:`discover_layer_map`).
     """
-    prefix = f"{backbone_path}." if backbone_path else ""
     candidates = _stack_candidates(backbone)
     what = _described(inner)
 
@@ -298,7 +301,7 @@ def discover_layer_map(model: nn.Module) -> LayerMap:
     backbone_path = _backbone_prefix(inner)[:-1]
     backbone = inner.get_submodule(backbone_path) if backbone_path else inner
     prefix = f"{backbone_path}." if backbone_path else ""
-    layers, trace = _layer_stack(inner, backbone, backbone_path)
+    layers, trace = _layer_stack(inner, backbone, backbone_path, prefix)
     pooler, beside = _pooler(inner, backbone, backbone_path)
     shared, after = False, ()
     if trace is not None:

@@ -1,7 +1,8 @@
-"""The layer-map table: where each supported encoder keeps its layer stack and pooler (:class:`LayerMap`, keyed by
-``config.model_type``), and how the encoder is found inside a model — through adapter wrappers (PEFT) and modules
-of your own around a transformers model. :mod:`~transformers_fine_tuning.architectures` resolves a model's layout
-from it; :mod:`~transformers_fine_tuning.discovery` finds the map of a model type outside it.
+"""The layer-map table: where each supported encoder keeps its layer stack and pooler (:class:`LayerMap`,
+keyed by ``config.model_type``), and how the encoder is found inside a model — through adapter wrappers
+(PEFT) and modules of your own around a transformers model. :mod:`~transformers_fine_tuning.architectures`
+resolves a model's layout from it; :mod:`~transformers_fine_tuning.discovery` finds the map of a model type
+outside it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """AdamW with an L2-SP pull toward the pretrained weights.
 
 The class holds the bookkeeping (defaults, per-parameter state, anchors); the update rule lives in
-module-level kernels (:mod:`~transformers_fine_tuning.optim.adamwl2sp_kernels`), one per execution strategy, as
-in ``torch/optim/adam.py``:
+module-level kernels (:mod:`~transformers_fine_tuning.optim.adamwl2sp_kernels`), one per execution strategy,
+as in ``torch/optim/adam.py``:
 
 * :func:`_fused_adamw_l2sp` — the L2-SP pull as one ``torch._foreach_lerp_`` (θ − ηλ(θ − θ₀) is
   lerp(θ, θ₀, ηλ)), then PyTorch's own fused AdamW kernel; the default, for every setting, wherever that
