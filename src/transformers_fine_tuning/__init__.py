@@ -19,6 +19,8 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     glue/             the task table; loading (GLUE layout, files, Hub), tokenisation, metrics; the layout written
     data.py           your own data as a task: files, save_to_disk directories or Hub data sets; labels and metrics
     modeling.py       the pretrained model and tokenizer, with a new head for the task
+    layer_maps.py     the table of each encoder's layer stack and pooler; the encoder found inside a model
+    discovery.py      the layer map of a model outside the table, found from its modules and one forward pass
     architectures.py  where each encoder's layer stack, pooler and head live: the table, and discovery
     adapters.py       LoRA adapters (PEFT)
     surgery.py        re-initialisation, freezing, Mixout, NoisyTune: functions on an nn.Module

@@ -3,9 +3,11 @@
 Every fine-tuning technique in this package needs to know the *depth* of a parameter: layer-wise
 learning-rate decay scales the learning rate by depth, re-initialisation and freezing act on the top or
 bottom layers, L2-SP treats the pretrained body differently from the newly added head. That knowledge is
-kept here, in one table, so the grouping and surgery code knows no architecture (the same split as timm's
-``param_groups_layer_decay`` and its layer maps). For a model type outside the table the map is *discovered*
-from the model itself (:func:`discover_layer_map`, in the manner of timm's automatic layer grouping).
+kept in one table (:mod:`~transformers_fine_tuning.layer_maps`, its names re-exported here), so the grouping
+and surgery code knows no architecture (the same split as timm's ``param_groups_layer_decay`` and its layer
+maps). For a model type outside the table the map is *discovered* from the model itself
+(:func:`discover_layer_map`, :mod:`~transformers_fine_tuning.discovery`, in the manner of timm's automatic
+layer grouping). This module resolves a model's layout from the map.
 
 Depth convention (used by LLRD, Zhang et al. 2021, "Revisiting Few-sample BERT Fine-tuning", Sec. 5.3)::
 
@@ -49,18 +51,25 @@ it adapts (``…layer.3.attention.self.query.lora_A.default.weight`` is at depth
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import itertools
 import logging
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import torch
 from torch import nn
-from transformers import PreTrainedModel
+
+from .discovery import discover_layer_map
+from .layer_maps import (
+    LAYER_MAPS,
+    LayerMap,
+    _backbone_prefix,
+    _model_type,
+    _owner,
+    _owner_path,
+    _safe_input_embeddings,
+    register_layer_map,
+    unwrap_adapters,
+)
 
 __all__ = [
     "LAYER_MAPS",
@@ -75,62 +84,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LayerMap:
-    """Where the layer stack and the pooler sit inside a backbone (paths relative to the backbone).
-
-    Args:
-        layers: dotted path of the ``nn.ModuleList`` that holds the encoder layers, bottom first
-            (``"encoder.layer"`` for BERT).
-        pooler: dotted path of the backbone's pretrained pooler, or ``None`` when it has none.
-        shared_layers: True when one layer's weights are applied at several depths (ALBERT).
-        after_layers: dotted paths of backbone modules applied after the stack (a pre-LN model's final
-            LayerNorm: ModernBERT's ``"final_norm"``); they take the top layer's depth.
-        pooler_beside_backbone: True when the pretrained pooler is not inside the backbone but beside it in
-            the task model, its path relative to the task model (ModernBERT's ``head``).
-    """
-
-    layers: str
-    pooler: str | None = None
-    shared_layers: bool = False
-    after_layers: tuple[str, ...] = field(default=())
-    pooler_beside_backbone: bool = False
-
-
-#: The supported architectures, keyed by ``config.model_type``. The tests build a tiny random model of each
-#: and check that :func:`discover_layer_map` finds the same layout.
-LAYER_MAPS: dict[str, LayerMap] = {
-    "bert": LayerMap(layers="encoder.layer", pooler="pooler"),
-    "roberta": LayerMap(layers="encoder.layer", pooler="pooler"),
-    "albert": LayerMap(layers="encoder.albert_layer_groups", pooler="pooler", shared_layers=True),
-    "electra": LayerMap(layers="encoder.layer"),
-    "distilbert": LayerMap(layers="transformer.layer"),
-    "deberta-v2": LayerMap(layers="encoder.layer"),
-    "deberta": LayerMap(layers="encoder.layer"),
-    "xlm-roberta": LayerMap(layers="encoder.layer", pooler="pooler"),
-    "xlm-roberta-xl": LayerMap(layers="encoder.layer", pooler="pooler", after_layers=("encoder.LayerNorm",)),
-    "camembert": LayerMap(layers="encoder.layer", pooler="pooler"),
-    "data2vec-text": LayerMap(layers="encoder.layer", pooler="pooler"),
-    "modernbert": LayerMap(
-        layers="layers", pooler="head", after_layers=("final_norm",), pooler_beside_backbone=True
-    ),
-    "mpnet": LayerMap(layers="encoder.layer", pooler="pooler"),
-    "roformer": LayerMap(layers="encoder.layer"),
-    "ernie": LayerMap(layers="encoder.layer", pooler="pooler"),
-    "megatron-bert": LayerMap(layers="encoder.layer", pooler="pooler", after_layers=("encoder.ln",)),
-}
-
-
-def register_layer_map(model_type: str, layer_map: LayerMap) -> None:
-    """Teach the package a new architecture, keyed by its ``config.model_type``.
-
-    Example::
-
-        register_layer_map("nystromformer", LayerMap(layers="encoder.layer"))
-    """
-    LAYER_MAPS[model_type] = layer_map
 
 
 @dataclass(frozen=True)
@@ -206,60 +159,6 @@ class ModelLayout:
         return f"layer_{depth - 1}"
 
 
-def _is_transformers_model(module: nn.Module) -> bool:
-    return isinstance(module, PreTrainedModel)
-
-
-def _owner_path(model: nn.Module) -> str:
-    """Path of the transformers model that holds the encoder: ``""`` for a transformers model itself (or a module
-    that holds none, taken as the model), else the outermost ``PreTrainedModel`` inside a module of your own
-    (``"encoder"`` of a ``PoolerClassifier``, ``"0.model"`` of a SentenceTransformer).
-
-    Raises:
-        ValueError: the module holds several transformers models side by side.
-    """
-    if _is_transformers_model(model) or not isinstance(model, nn.Module):
-        return ""
-    found: list[str] = []
-    for name, module in model.named_modules():
-        if name and _is_transformers_model(module) and not any(name.startswith(f"{o}.") for o in found):
-            found.append(name)
-    if len(found) <= 1:
-        return found[0] if found else ""  # none: the module is taken as the model itself
-    what = type(model).__name__
-    raise ValueError(
-        f"{what} holds several transformers models side by side ({', '.join(found)}): which one is the encoder "
-        "to fine-tune is ambiguous. Fine-tune one at a time, or pass layer_map=LayerMap(...) and call the "
-        "functions on that submodule."
-    )
-
-
-def _owner(model: nn.Module) -> nn.Module:
-    path = _owner_path(model)
-    return model.get_submodule(path) if path else model
-
-
-def _backbone_prefix(model: nn.Module, owner_path: str | None = None) -> str:
-    """Dotted prefix (ending with ``"."``, or ``""``) of the backbone: the owner's ``base_model_prefix`` child.
-    ``owner_path``: :func:`_owner_path` of ``model``, when the caller has it already."""
-    owner_path = _owner_path(model) if owner_path is None else owner_path
-    owner = model.get_submodule(owner_path) if owner_path else model
-    prefix = getattr(owner, "base_model_prefix", "")
-    inner = f"{prefix}." if prefix and isinstance(getattr(owner, prefix, None), nn.Module) else ""
-    return f"{owner_path}.{inner}" if owner_path else inner
-
-
-def _safe_input_embeddings(model: nn.Module) -> nn.Module | None:
-    """``model.get_input_embeddings()``, or ``None`` where the model has none (a module of your own)."""
-    getter = getattr(model, "get_input_embeddings", None)
-    if not callable(getter):
-        return None
-    try:
-        return getter()
-    except (AttributeError, NotImplementedError):
-        return None
-
-
 def input_embeddings(model: nn.Module) -> nn.Module:
     """The token-embedding module of ``model``'s encoder (``get_input_embeddings()``), found through adapter
     wrappers and modules of your own around a transformers model."""
@@ -268,36 +167,8 @@ def input_embeddings(model: nn.Module) -> nn.Module:
     return _owner(inner).get_input_embeddings() if embeddings is None else embeddings
 
 
-def unwrap_adapters(model: nn.Module) -> tuple[nn.Module, str, str | None]:
-    """The model under an adapter wrapper, the wrapper's name prefix, and the adapters' name marker.
-
-    A PEFT ``PeftModel`` holds the transformers model at ``base_model.model`` (``get_base_model()``) and
-    marks its tuner's parameters with the tuner's prefix (LoRA: ``lora_``). Any other model is returned as
-    it is, with prefix ``""`` and no marker. PEFT itself is not imported.
-    """
-    get_base_model = getattr(type(model), "get_base_model", None)
-    if not callable(get_base_model):
-        return model, "", None
-    inner = model.get_base_model()
-    if inner is model or not isinstance(inner, nn.Module):
-        return model, "", None
-    prefix = next((f"{name}." for name, module in model.named_modules() if module is inner and name), "")
-    marker = getattr(getattr(model, "base_model", None), "prefix", None)
-    return inner, prefix, marker if isinstance(marker, str) and marker else None
-
-
 def _supported() -> str:
     return ", ".join(sorted(LAYER_MAPS))
-
-
-def _model_type(model: nn.Module) -> str | None:
-    config = getattr(model, "config", None)
-    if config is None and isinstance(model, nn.Module) and not _is_transformers_model(model):
-        try:
-            config = getattr(_owner(model), "config", None)
-        except ValueError:
-            return None
-    return getattr(config, "model_type", None)
 
 
 # ---- novelty: what has no pretrained value --------------------------------------------------------------
@@ -349,58 +220,85 @@ def model_layout(model: nn.Module, layer_map: LayerMap | None = None, *, strict:
     """
     inner, wrapper, marker = unwrap_adapters(model)
     if layer_map is None:
-        model_type = _model_type(inner)
-        if model_type in LAYER_MAPS:
-            layer_map = LAYER_MAPS[model_type]
-        elif strict:
-            raise ValueError(
-                f"Unsupported architecture {model_type!r} ({type(inner).__name__}) in strict mode: the "
-                f"supported model types are {_supported()}. Describe where its layer stack and pooler live, "
-                "e.g. layer_map=LayerMap(layers='encoder.layer', pooler='pooler'), and pass it as `layer_map=` "
-                "(or call transformers_fine_tuning.register_layer_map(model_type, layer_map)); without strict "
-                "mode the map is discovered from the model."
-            )
-        else:
-            layer_map = _discovered(inner)
+        layer_map = _table_or_discovered(inner, strict)
     owner_path = _owner_path(inner)
     backbone = _backbone_prefix(inner, owner_path)
-    owner_prefix = f"{owner_path}." if owner_path else ""
-    layers_path = backbone + layer_map.layers
-    try:
-        stack = inner.get_submodule(layers_path)
-    except AttributeError as error:
-        raise ValueError(
-            f"{type(inner).__name__} has no layer stack at {layers_path!r} (layer map {layer_map}); "
-            "pass a `layer_map=` that matches this model."
-        ) from error
-    if not isinstance(stack, nn.ModuleList):
-        raise ValueError(
-            f"{layers_path!r} in {type(inner).__name__} is a {type(stack).__name__}, not a ModuleList."
-        )
-    for path in layer_map.after_layers:
-        try:
-            inner.get_submodule(backbone + path)
-        except AttributeError as error:
-            raise ValueError(
-                f"{type(inner).__name__} has no module {backbone + path!r} (after_layers of layer map "
-                f"{layer_map}); pass a `layer_map=` that matches this model."
-            ) from error
-    pooler = None
-    if layer_map.pooler:
-        beside = owner_prefix + layer_map.pooler
-        pooler = beside if layer_map.pooler_beside_backbone else backbone + layer_map.pooler
-        if not any(n.startswith(pooler + ".") for n, _ in inner.named_parameters()):
-            pooler = None  # e.g. RobertaForSequenceClassification is built without its pretrained pooler
+    stack = _checked_stack(inner, backbone, layer_map)
+    pooler = _pooler_path(inner, owner_path, backbone, layer_map)
     layout = ModelLayout(
         num_layers=len(stack),
         backbone_prefix=wrapper + backbone,
-        layers_prefix=wrapper + layers_path + ".",
+        layers_prefix=wrapper + backbone + layer_map.layers + ".",
         pooler_prefix=wrapper + pooler + "." if pooler else None,
         layer_map=layer_map,
         after_prefixes=tuple(f"{wrapper}{backbone}{path}." for path in layer_map.after_layers),
         adapter_marker=marker,
     )
     return _with_novelty(model, layout)
+
+
+def _table_or_discovered(model: nn.Module, strict: bool) -> LayerMap:
+    """The layer map of ``model``'s type from the table, else discovered (:func:`_discovered`).
+
+    Raises:
+        ValueError: ``strict`` and the model type is not in the table.
+    """
+    model_type = _model_type(model)
+    if model_type in LAYER_MAPS:
+        return LAYER_MAPS[model_type]
+    if strict:
+        raise ValueError(
+            f"Unsupported architecture {model_type!r} ({type(model).__name__}) in strict mode: the "
+            f"supported model types are {_supported()}. Describe where its layer stack and pooler live, "
+            "e.g. layer_map=LayerMap(layers='encoder.layer', pooler='pooler'), and pass it as `layer_map=` "
+            "(or call transformers_fine_tuning.register_layer_map(model_type, layer_map)); without strict "
+            "mode the map is discovered from the model."
+        )
+    return _discovered(model)
+
+
+def _checked_stack(model: nn.Module, backbone: str, layer_map: LayerMap) -> nn.ModuleList:
+    """The layer stack ``layer_map`` names in ``model`` (whose backbone prefix is ``backbone``), after checking
+    that it is a ``ModuleList`` and that the modules it places after the stack exist.
+
+    Raises:
+        ValueError: the map does not match the model; the message names the fix (``layer_map=``).
+    """
+    layers_path = backbone + layer_map.layers
+    try:
+        stack = model.get_submodule(layers_path)
+    except AttributeError as error:
+        raise ValueError(
+            f"{type(model).__name__} has no layer stack at {layers_path!r} (layer map {layer_map}); "
+            "pass a `layer_map=` that matches this model."
+        ) from error
+    if not isinstance(stack, nn.ModuleList):
+        raise ValueError(
+            f"{layers_path!r} in {type(model).__name__} is a {type(stack).__name__}, not a ModuleList."
+        )
+    for path in layer_map.after_layers:
+        try:
+            model.get_submodule(backbone + path)
+        except AttributeError as error:
+            raise ValueError(
+                f"{type(model).__name__} has no module {backbone + path!r} (after_layers of layer map "
+                f"{layer_map}); pass a `layer_map=` that matches this model."
+            ) from error
+    return stack
+
+
+def _pooler_path(model: nn.Module, owner_path: str, backbone: str, layer_map: LayerMap) -> str | None:
+    """Full dotted path of the pretrained pooler ``layer_map`` names (inside the backbone, or beside it in the
+    transformers model at ``owner_path``), or ``None`` when the map has none or ``model`` was built without
+    it."""
+    if not layer_map.pooler:
+        return None
+    owner_prefix = f"{owner_path}." if owner_path else ""
+    beside = owner_prefix + layer_map.pooler
+    pooler = beside if layer_map.pooler_beside_backbone else backbone + layer_map.pooler
+    if not any(n.startswith(pooler + ".") for n, _ in model.named_parameters()):
+        return None  # e.g. RobertaForSequenceClassification is built without its pretrained pooler
+    return pooler
 
 
 def _with_novelty(model: nn.Module, layout: ModelLayout) -> ModelLayout:
@@ -423,7 +321,7 @@ def _with_novelty(model: nn.Module, layout: ModelLayout) -> ModelLayout:
     return dataclasses.replace(layout, novel=outside, novelty="structure")
 
 
-# ---- discovery: the layer map of a model type outside the table, found from the model itself -------------
+# ---- discovery (:mod:`.discovery`): once per model instance, logged once per model type and map ----------
 
 _DISCOVERED: weakref.WeakKeyDictionary[nn.Module, LayerMap] = weakref.WeakKeyDictionary()
 _LOGGED: set[tuple[str | None, str, LayerMap]] = set()
@@ -445,264 +343,3 @@ def _discovered(model: nn.Module) -> LayerMap:
             layer_map,
         )
     return layer_map
-
-
-def _stack_candidates(backbone: nn.Module) -> list[str]:
-    """Outermost ``ModuleList``s of the backbone whose entries are repeated blocks: one class, with parameters."""
-    found: list[str] = []
-    for name, module in backbone.named_modules():
-        if not name or not isinstance(module, nn.ModuleList) or len(module) == 0:
-            continue
-        if any(name.startswith(outer + ".") for outer in found):
-            continue
-        kinds = {type(block) for block in module}
-        blocks = len(kinds) == 1 and all(
-            any(True for _ in block.children()) and any(True for _ in block.parameters()) for block in module
-        )  # blocks, not a list of leaf layers (MarkupLM's embedding tables, XLM's per-layer LayerNorms)
-        if blocks:
-            found.append(name)
-    return found
-
-
-def _topmost(paths: list[str], owners: list[str], keep_out: tuple[str, ...]) -> tuple[str, ...]:
-    """``paths`` (parameter-owning modules) folded into their highest ancestors all of whose parameter-owning
-    modules are in ``paths`` and that hold none of ``keep_out`` (prefixes of the stack and the pooler)."""
-    chosen = set(paths)
-    folded: list[str] = []
-    for path in paths:
-        top, parts = path, path.split(".")
-        for cut in range(len(parts) - 1, 0, -1):
-            ancestor = ".".join(parts[:cut])
-            inside = {owner for owner in owners if owner.startswith(ancestor + ".")}
-            if any(other.startswith(ancestor + ".") for other in keep_out) or not inside <= chosen:
-                break
-            top = ancestor
-        if top not in folded:
-            folded.append(top)
-    return tuple(folded)
-
-
-@dataclass
-class _Trace:
-    """Order of the module calls of one forward pass: first start, last end and number of calls per module."""
-
-    first_start: dict[str, int] = field(default_factory=dict)
-    last_end: dict[str, int] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def _trace_forward(model: nn.Module) -> _Trace | None:
-    """Call the model once on four tokens, in eval mode and without gradients, recording the module calls.
-
-    The RNG is left as it was (dropout is off and the RNG state restored), so the seed still decides what
-    comes after. ``None`` when the model cannot be called that way (a model that needs other inputs).
-    """
-    trace = _Trace()
-    clock = itertools.count()
-    handles = []
-
-    def on_start(name: str):
-        def hook(module, args):
-            trace.first_start.setdefault(name, next(clock))
-            trace.calls[name] = trace.calls.get(name, 0) + 1
-
-        return hook
-
-    def on_end(name: str):
-        def hook(module, args, output):
-            trace.last_end[name] = next(clock)
-
-        return hook
-
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        return None
-    for name, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(on_start(name)))
-        handles.append(module.register_forward_hook(on_end(name)))
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), _eval_mode(model):
-            model(input_ids=torch.tensor([[3, 4, 5, 6]], device=device))
-    except Exception as error:  # any model-specific failure: discovery goes on without the trace
-        logger.debug("Discovery forward pass of %s failed: %s", type(model).__name__, error)
-        return None
-    finally:
-        for handle in handles:
-            handle.remove()
-    return trace
-
-
-def _pooler_beside_backbone(model: nn.Module, backbone: str) -> list[str]:
-    """Children of the task model beside the backbone that the family's pretraining model also has, with the
-    same parameter names and shapes — pretrained, not part of the new head (ModernBERT's ``head``)."""
-    from transformers.models.auto import modeling_auto
-
-    model_type = _model_type(model)
-    class_name = modeling_auto.MODEL_FOR_PRETRAINING_MAPPING_NAMES.get(
-        model_type
-    ) or modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES.get(model_type)
-    if not isinstance(class_name, str) or type(model).__name__ == class_name:
-        return []
-    try:
-        import transformers
-
-        pretraining_cls = getattr(transformers, class_name)
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            pretraining = pretraining_cls(copy.deepcopy(model.config))
-    except Exception as error:  # a pretraining class that cannot be built from this config: no such pooler
-        logger.debug("Cannot build %s to compare its parameters: %s", class_name, error)
-        return []
-    shapes = {name: tuple(param.shape) for name, param in pretraining.named_parameters()}
-    found = []
-    for child, module in model.named_children():
-        params = [(f"{child}.{name}", tuple(p.shape)) for name, p in module.named_parameters()]
-        if child != backbone and params and all(shapes.get(name) == shape for name, shape in params):
-            found.append(child)
-    return found
-
-
-def _span(trace: _Trace, path: str) -> tuple[int, int] | None:
-    """When the module at ``path`` ran in the traced pass: the first start and last end of it and of everything
-    inside it (a model that calls a block's ``forward`` directly fires no hook of the block itself)."""
-    inside = [name for name in trace.first_start if name == path or name.startswith(f"{path}.")]
-    if not inside:
-        return None
-    return min(trace.first_start[n] for n in inside), max(trace.last_end.get(n, -1) for n in inside)
-
-
-def _verify(
-    owner: nn.Module, trace: _Trace, prefix: str, layers: str, after: tuple[str, ...], entry: str, what: str
-) -> None:
-    """Refuse a discovered map that the traced pass contradicts: the input embeddings run before the first
-    layer, the layers run in their list's order, nothing found "after the stack" is the embeddings."""
-    size = len(owner.get_submodule(prefix + layers))
-    spans = [_span(trace, f"{prefix}{layers}.{index}") for index in range(size)]
-    problems = []
-    if all(span is not None for span in spans):
-        starts = [span[0] for span in spans]
-        if starts != sorted(starts):
-            problems.append(f"its layers ran in the order {sorted(range(size), key=starts.__getitem__)}")
-    embedding_module = _safe_input_embeddings(owner)
-    embeddings = next((name for name, module in owner.named_modules() if module is embedding_module), None)
-    if embeddings is not None and spans[0] is not None:
-        span = _span(trace, embeddings)
-        if span is not None and span[0] > spans[0][0]:
-            problems.append(f"its input embeddings ({embeddings}) ran after the first layer")
-        if any(f"{embeddings}.".startswith(f"{prefix}{path}.") for path in after):
-            problems.append(f"its input embeddings ({embeddings}) were found after the stack")
-    if problems:
-        raise ValueError(
-            f"The layer map discovered for {what} does not hold up: {'; '.join(problems)}. Add its entry to the "
-            f"table before fine-tuning it: {entry}"
-        )
-
-
-def discover_layer_map(model: nn.Module) -> LayerMap:
-    """Find the layer map of ``model`` from its modules and one forward pass, for a model type outside the table.
-
-    * **layer stack**: the backbone's (``base_model_prefix``) outermost ``nn.ModuleList`` of repeated blocks —
-      entries of one class, each with submodules and parameters — that the forward pass calls; its order is
-      taken as bottom first. Entries called more than once per pass mean shared layers (ALBERT);
-    * **pooler**: the backbone's child named ``pooler``, if it has parameters; else a child of the task model
-      beside the backbone that the family's pretraining model (``AutoModelForPreTraining``, else
-      ``AutoModelForMaskedLM``, built on the meta device) has too, with the same parameter names and shapes
-      (ModernBERT's ``head``);
-    * **after the stack**: backbone modules with parameters, outside the stack and the pooler, first called
-      after the stack's last block has returned (a pre-LN model's final LayerNorm).
-
-    Without a forward pass (a model that needs other inputs than ``input_ids``), the stack is found from the
-    modules alone and nothing counts as after it.
-
-    Raises:
-        ValueError: an encoder–decoder model, no candidate stack, or several; the message names the
-            candidates and the fix (``layer_map=LayerMap(...)``).
-    """
-    inner = _owner(unwrap_adapters(model)[0])
-    backbone_path = _backbone_prefix(inner)[:-1]
-    backbone = inner.get_submodule(backbone_path) if backbone_path else inner
-    prefix = f"{backbone_path}." if backbone_path else ""
-    candidates = _stack_candidates(backbone)
-    what = f"{_model_type(inner)!r} ({type(inner).__name__})"
-
-    def listed(paths: list[str]) -> str:
-        return "; ".join(
-            f"{path!r} ({len(backbone.get_submodule(path))} × {type(backbone.get_submodule(path)[0]).__name__})"
-            for path in paths
-        )
-
-    fix = (
-        "Pass layer_map=LayerMap(layers=<path of the encoder's layer ModuleList, relative to "
-        f"{backbone_path or 'the model'!r}>, pooler=...) to the function or Trainer, or register one with "
-        "transformers_fine_tuning.register_layer_map(model_type, layer_map)."
-    )
-    if getattr(getattr(inner, "config", None), "is_encoder_decoder", False):
-        raise ValueError(
-            f"Cannot discover the layer map of {what}: it is an encoder–decoder model, whose depth is not one "
-            f"stack (candidates: {listed(candidates) or 'none'}). This package fine-tunes encoders; for this "
-            f"model describe the stack to use. {fix}"
-        )
-    trace = _trace_forward(inner)
-    if trace is not None:
-        called = [path for path in candidates if _span(trace, f"{prefix}{path}.0") is not None]
-        candidates = called or candidates
-    if not candidates:
-        raise ValueError(
-            f"Cannot discover the layer map of {what}: its backbone has no ModuleList of repeated blocks. {fix}"
-        )
-    if len(candidates) > 1:
-        raise ValueError(
-            f"Cannot discover the layer map of {what}: several candidate layer stacks, {listed(candidates)}. "
-            f"{fix}"
-        )
-    layers = candidates[0]
-    stack = backbone.get_submodule(layers)
-    pooler, beside = None, False
-    own_pooler = getattr(backbone, "pooler", None)
-    if isinstance(own_pooler, nn.Module) and any(True for _ in own_pooler.parameters()):
-        pooler = "pooler"
-    elif backbone_path:
-        siblings = _pooler_beside_backbone(inner, backbone_path)
-        if len(siblings) == 1:
-            pooler, beside = siblings[0], True
-    shared, after = False, ()
-    if trace is not None:
-        blocks = [f"{prefix}{layers}.{index}" for index in range(len(stack))]
-        shared = any(trace.calls.get(block, 0) > 1 for block in blocks)
-        stack_end = max((span[1] for block in blocks if (span := _span(trace, block))), default=-1)
-        inner_paths = tuple(
-            f"{path}." for path in (layers, pooler) if path and not (path == pooler and beside)
-        )
-        owners = [
-            name
-            for name, module in backbone.named_modules()
-            if name
-            and any(True for _ in module.parameters(recurse=False))
-            and not f"{name}.".startswith(inner_paths)
-        ]
-        after = [name for name in owners if trace.first_start.get(f"{prefix}{name}", -1) > stack_end]
-        after = _topmost(after, owners, inner_paths)
-        entry = (
-            f"register_layer_map({_model_type(inner)!r}, LayerMap(layers={layers!r}"
-            + (f", pooler={pooler!r}" if pooler else "")
-            + "))"
-        )
-        _verify(inner, trace, prefix, layers, after, entry, what)
-    return LayerMap(
-        layers=layers,
-        pooler=pooler,
-        shared_layers=shared,
-        after_layers=after,
-        pooler_beside_backbone=beside,
-    )

@@ -58,6 +58,14 @@ def fine_tuning_callbacks(
     model's checkpoint) unless AdamWL2SP keeps anchors, and chooses α by ``metric`` on ``held_out`` (the
     tokenised training examples set aside, :attr:`FineTuningArguments.wise_ft_held_out_share`).
     """
+    return _surgery_and_group_callbacks(fine_tuning) + _stabilizer_callbacks(
+        fine_tuning, seed=seed, pretrained=pretrained, held_out=held_out, metric=metric
+    )
+
+
+def _surgery_and_group_callbacks(fine_tuning: FineTuningArguments) -> list[FineTuningCallback]:
+    """Re-initialisation, freezing and Mixout, then what shapes the optimizer's groups: LLRD, the unfreezing
+    schedules (LP-FT, gradual unfreezing) and L2-SP."""
     callbacks: list[FineTuningCallback] = []
     if fine_tuning.reinit_layers > 0:
         callback = ReinitCallback(fine_tuning.reinit_layers, reinit_pooler=fine_tuning.reinit_pooler)
@@ -97,6 +105,19 @@ def fine_tuning_callbacks(
             fine_tuning.l2sp_pretrained, head_weight_decay=fine_tuning.l2sp_head_weight_decay
         )
         callbacks.append(_named(callback, f"--l2sp_pretrained {fine_tuning.l2sp_pretrained}"))
+    return callbacks
+
+
+def _stabilizer_callbacks(
+    fine_tuning: FineTuningArguments,
+    *,
+    seed: int,
+    pretrained: str | None,
+    held_out: Any,
+    metric: str | None,
+) -> list[FineTuningCallback]:
+    """NoisyTune, the weight averages (EMA, SWA), R3F and WiSE-FT (see :func:`fine_tuning_callbacks`)."""
+    callbacks: list[FineTuningCallback] = []
     if fine_tuning.noisytune > 0:
         callbacks.append(
             _named(

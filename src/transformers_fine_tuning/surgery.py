@@ -330,20 +330,8 @@ def apply_noisytune(
         "apply NoisyTune to",
         "its pretrained weights are frozen, so the noise would stay in them for the whole run.",
     )
-    excluded = set(exclude)
-    targets = [
-        (name, param)
-        for name, param in model.named_parameters()
-        if param.requires_grad and param.numel() >= 2 and not layout.is_novel(name) and name not in excluded
-    ]
-    # every std at once: one host synchronisation (one graph on XLA), not one per parameter
-    stds = torch.stack([param.float().std() for _, param in targets]).tolist() if targets else []
-    generator = torch.Generator().manual_seed(seed)
-    for (name, param), std in zip(targets, stds, strict=True):
-        noise = (torch.rand(param.shape, generator=generator) - 0.5) * (noise_lambda * std)
-        if clean is not None:  # on the host: no device memory, and no lazy XLA tensor of the old values
-            clean[name] = param.detach().to("cpu", copy=True)
-        param.add_(noise.to(param.device, param.dtype))
+    targets = _noisytune_targets(model, layout, exclude)
+    _add_noise(targets, noise_lambda, seed, clean)
     perturbed = [name for name, _ in targets]
     logger.info(
         "NoisyTune: uniform noise U(-λ/2, λ/2)·std(W) added to %d pretrained parameters (λ = %g, seed %d).",
@@ -352,3 +340,34 @@ def apply_noisytune(
         seed,
     )
     return perturbed
+
+
+def _noisytune_targets(
+    model: nn.Module, layout: ModelLayout, exclude: Iterable[str]
+) -> list[tuple[str, nn.Parameter]]:
+    """The parameters NoisyTune perturbs, in the model's order: trainable, pretrained, not in ``exclude``,
+    with at least two entries (see :func:`apply_noisytune`)."""
+    excluded = set(exclude)
+    return [
+        (name, param)
+        for name, param in model.named_parameters()
+        if param.requires_grad and param.numel() >= 2 and not layout.is_novel(name) and name not in excluded
+    ]
+
+
+def _add_noise(
+    targets: list[tuple[str, nn.Parameter]],
+    noise_lambda: float,
+    seed: int,
+    clean: MutableMapping[str, Tensor] | None,
+) -> None:
+    """Add U(−λ/2, λ/2) · std(W) to each of ``targets`` in place (Wu et al. 2022, Eq. 1), the draws from a CPU
+    generator seeded with ``seed``; each value before the noise into ``clean``, on the host, if given."""
+    # every std at once: one host synchronisation (one graph on XLA), not one per parameter
+    stds = torch.stack([param.float().std() for _, param in targets]).tolist() if targets else []
+    generator = torch.Generator().manual_seed(seed)
+    for (name, param), std in zip(targets, stds, strict=True):
+        noise = (torch.rand(param.shape, generator=generator) - 0.5) * (noise_lambda * std)
+        if clean is not None:  # on the host: no device memory, and no lazy XLA tensor of the old values
+            clean[name] = param.detach().to("cpu", copy=True)
+        param.add_(noise.to(param.device, param.dtype))

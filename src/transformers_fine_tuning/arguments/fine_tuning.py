@@ -233,38 +233,7 @@ class FineTuningArguments:
                 )
             )
         )
-        check_ranges(
-            ("--noisytune", self.noisytune, self.noisytune >= 0, ">= 0"),
-            ("--ema_decay", self.ema_decay, self.ema_decay is None or 0 < self.ema_decay < 1, "in (0, 1)"),
-            (
-                "--ema_half_life",
-                self.ema_half_life,
-                self.ema_half_life is None or self.ema_half_life > 0,
-                "> 0",
-            ),
-            ("--swa_start", self.swa_start, self.swa_start is None or self.swa_start >= 0, ">= 0"),
-            ("--swa_every", self.swa_every, self.swa_every >= 1, ">= 1"),
-            ("--r3f_lambda", self.r3f_lambda, self.r3f_lambda >= 0, ">= 0"),
-            ("--r3f_eps", self.r3f_eps, self.r3f_eps > 0, "> 0"),
-            (
-                "--wise_ft_alpha",
-                self.wise_ft_alpha,
-                self.wise_ft_alpha is None or 0 <= self.wise_ft_alpha <= 1,
-                "in [0, 1]",
-            ),
-            (
-                "--wise_ft_held_out",
-                self.wise_ft_held_out,
-                self.wise_ft_held_out is None or 0 < self.wise_ft_held_out < 1,
-                "in (0, 1)",
-            ),
-            (
-                "--best_held_out",
-                self.best_held_out,
-                self.best_held_out is None or 0 < self.best_held_out < 1,
-                "in (0, 1)",
-            ),
-        )
+        self._check_stabilizer_ranges()
 
     def check(self, adamw_l2sp: bool) -> None:
         """Reject option combinations that cannot do what they say; ``adamw_l2sp``: ``--optim adamw_l2sp``."""
@@ -324,7 +293,34 @@ class FineTuningArguments:
     def _check_stabilizers(self) -> None:
         """NoisyTune's, weight averaging's, R3F's and WiSE-FT's flags: given together where they must be, one
         weight average, not with adapters where they make no sense."""
-        averages = [
+        averages = self._weight_averages()
+        self._check_one_at_a_time(averages)
+        self._check_not_alone(averages)
+        if self.wise_ft_alpha is not None and self.wise_ft_alphas is not None:
+            raise ValueError(
+                "--wise_ft_alpha and --wise_ft_alphas: give a fixed α, or a grid to choose it from, not both."
+            )
+        if self.wise_ft_alphas is not None:
+            _ = self.wise_ft_grid  # a malformed grid is refused here, when the flags are parsed
+        if self.lora_r > 0:
+            for flag, used, why in (
+                (
+                    "--noisytune",
+                    self.noisytune > 0,
+                    "the pretrained weights it perturbs are frozen under LoRA",
+                ),
+                (
+                    "--wise_ft_alpha" if self.wise_ft_alpha is not None else "--wise_ft_alphas",
+                    self.wise_ft_alpha is not None or self.wise_ft_alphas is not None,
+                    "the pretrained weights are frozen; interpolating the adapters would scale their update by α²",
+                ),
+            ):
+                if used:
+                    raise ValueError(f"{flag} cannot be combined with --lora_r: {why}. Drop one of the two.")
+
+    def _weight_averages(self) -> list[str]:
+        """The weight-average flags given (EMA's two, SWA's start)."""
+        return [
             flag
             for flag, used in (
                 ("--ema_decay", self.ema_decay is not None),
@@ -333,6 +329,10 @@ class FineTuningArguments:
             )
             if used
         ]
+
+    def _check_one_at_a_time(self, averages: list[str]) -> None:
+        """Techniques that exclude each other: two weight averages (``averages``), two held-out splits, two
+        unfreezing schedules."""
         if len(averages) > 1:
             raise ValueError(f"{' and '.join(averages)}: one weight average at a time; give one of them.")
         if self.best_held_out is not None and self.wise_ft_alphas is not None:
@@ -344,6 +344,9 @@ class FineTuningArguments:
             raise ValueError(
                 "--lp_ft_head_steps and --gradual_unfreeze: one unfreezing schedule at a time; give one of them."
             )
+
+    def _check_not_alone(self, averages: list[str]) -> None:
+        """Flags that apply with another one only, the first refused (``averages``: the weight averages given)."""
         alone = [
             (flag, needs)
             for flag, used, needs in (
@@ -393,27 +396,41 @@ class FineTuningArguments:
         if alone:
             flag, needs = alone[0]
             raise ValueError(f"{flag} applies with {needs} only: set {needs} too, or drop {flag}.")
-        if self.wise_ft_alpha is not None and self.wise_ft_alphas is not None:
-            raise ValueError(
-                "--wise_ft_alpha and --wise_ft_alphas: give a fixed α, or a grid to choose it from, not both."
-            )
-        if self.wise_ft_alphas is not None:
-            _ = self.wise_ft_grid  # a malformed grid is refused here, when the flags are parsed
-        if self.lora_r > 0:
-            for flag, used, why in (
-                (
-                    "--noisytune",
-                    self.noisytune > 0,
-                    "the pretrained weights it perturbs are frozen under LoRA",
-                ),
-                (
-                    "--wise_ft_alpha" if self.wise_ft_alpha is not None else "--wise_ft_alphas",
-                    self.wise_ft_alpha is not None or self.wise_ft_alphas is not None,
-                    "the pretrained weights are frozen; interpolating the adapters would scale their update by α²",
-                ),
-            ):
-                if used:
-                    raise ValueError(f"{flag} cannot be combined with --lora_r: {why}. Drop one of the two.")
+
+    def _check_stabilizer_ranges(self) -> None:
+        """The ranges of NoisyTune's, weight averaging's, R3F's, WiSE-FT's and ``--best_held_out``'s flags."""
+        check_ranges(
+            ("--noisytune", self.noisytune, self.noisytune >= 0, ">= 0"),
+            ("--ema_decay", self.ema_decay, self.ema_decay is None or 0 < self.ema_decay < 1, "in (0, 1)"),
+            (
+                "--ema_half_life",
+                self.ema_half_life,
+                self.ema_half_life is None or self.ema_half_life > 0,
+                "> 0",
+            ),
+            ("--swa_start", self.swa_start, self.swa_start is None or self.swa_start >= 0, ">= 0"),
+            ("--swa_every", self.swa_every, self.swa_every >= 1, ">= 1"),
+            ("--r3f_lambda", self.r3f_lambda, self.r3f_lambda >= 0, ">= 0"),
+            ("--r3f_eps", self.r3f_eps, self.r3f_eps > 0, "> 0"),
+            (
+                "--wise_ft_alpha",
+                self.wise_ft_alpha,
+                self.wise_ft_alpha is None or 0 <= self.wise_ft_alpha <= 1,
+                "in [0, 1]",
+            ),
+            (
+                "--wise_ft_held_out",
+                self.wise_ft_held_out,
+                self.wise_ft_held_out is None or 0 < self.wise_ft_held_out < 1,
+                "in (0, 1)",
+            ),
+            (
+                "--best_held_out",
+                self.best_held_out,
+                self.best_held_out is None or 0 < self.best_held_out < 1,
+                "in (0, 1)",
+            ),
+        )
 
     def _check_lora(self) -> None:
         """LoRA's flags: in range, given together, not combined with what adapters make meaningless."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -78,11 +79,11 @@ def param_groups(
       checkpoint (the new head of any head class; a model built without a checkpoint load: everything outside
       the backbone, see :mod:`~transformers_fine_tuning.architectures`), adapter parameters (LoRA's
       ``lora_A``/``lora_B`` under a PEFT model) and the parameters named in ``novel`` (names or module prefixes,
-      e.g. re-initialised layers) — is *novel*: it gets ``novel_weight_decay`` toward zero and no L2-SP, since pulling a random
-      initialisation toward itself regularises nothing. Pretrained parameters
-      get ``weight_decay`` (decay parameters only) and ``l2sp`` (all of them: pulling a bias or a LayerNorm
-      gain toward its pretrained value is harmless, unlike pulling it toward zero). This is the L2-SP
-      penalty of Li et al. 2018, Eq. 3: α/2·‖w_S − w⁰_S‖² + β/2·‖w_S̄‖².
+      e.g. re-initialised layers) — is *novel*: it gets ``novel_weight_decay`` toward zero and no L2-SP, since
+      pulling a random initialisation toward itself regularises nothing. Pretrained parameters get
+      ``weight_decay`` (decay parameters only) and ``l2sp`` (all of them: pulling a bias or a LayerNorm gain
+      toward its pretrained value is harmless, unlike pulling it toward zero). This is the L2-SP penalty of
+      Li et al. 2018, Eq. 3: α/2·‖w_S − w⁰_S‖² + β/2·‖w_S̄‖².
     * **depth** (only with ``layer_decay`` ξ): the group at depth d (0 = embeddings … L + 1 = pooler and
       head) gets ``lr`` · ξ^(L+1−d) — layer-wise learning-rate decay as in Zhang et al. 2021, Sec. 5.3 —, or
       ``lr`` · ``layer_decay_floor`` where that is larger (:func:`layer_scale`). An adapter has the depth of
@@ -111,46 +112,86 @@ def param_groups(
             of your own loaded by hand).
         layer_map: layout for an architecture outside the table (overrides discovery).
     """
-    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
-        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
-    if layer_decay_floor is not None and (layer_decay is None or not 0.0 < layer_decay_floor <= 1.0):
-        raise ValueError(
-            f"layer_decay_floor must be in (0, 1] and comes with layer_decay, got {layer_decay_floor} "
-            f"(layer_decay={layer_decay})."
-        )
     novel_weight_decay = weight_decay if novel_weight_decay is None else novel_weight_decay
-    needs_layout = l2sp > 0.0 or layer_decay is not None or by_depth or novel_weight_decay != weight_decay
-    layout = (
-        model_layout(model, layer_map) if (needs_layout or layer_map is not None) else _optional_layout(model)
-    )
-    novel = set().union(*names_under((name for name, _ in model.named_parameters()), novel).values())
-    exempt = no_decay_parameter_names(model)
+    grouping = _Grouping(lr, weight_decay, novel_weight_decay, l2sp, layer_decay, layer_decay_floor, by_depth)
+    layout = _layout(model, layer_map, needed=grouping.needs_layout)
+    return grouping.groups(model, layout, novel)
 
-    groups: dict[tuple[int, bool, bool], dict[str, Any]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_novel = name in novel or (layout is not None and layout.is_novel(name))
-        decays = name not in exempt
-        depth = layout.depth(name) if (layout is not None and (layer_decay is not None or by_depth)) else -1
-        key = (depth, is_novel, decays)
-        if key not in groups:
-            group_lr = (
-                lr
-                if depth < 0 or layer_decay is None
-                else lr * layer_scale(depth, layout.num_layers, layer_decay, layer_decay_floor)
+
+@dataclass(frozen=True)
+class _Grouping:
+    """The settings of :func:`param_groups` (``novel_weight_decay`` resolved), checked when made: which group
+    a parameter joins, and the group's ``lr``, ``weight_decay`` and ``l2sp``."""
+
+    lr: float
+    weight_decay: float
+    novel_weight_decay: float
+    l2sp: float
+    layer_decay: float | None
+    layer_decay_floor: float | None
+    by_depth: bool
+
+    def __post_init__(self) -> None:
+        layer_decay, layer_decay_floor = self.layer_decay, self.layer_decay_floor
+        if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
+        if layer_decay_floor is not None and (layer_decay is None or not 0.0 < layer_decay_floor <= 1.0):
+            raise ValueError(
+                f"layer_decay_floor must be in (0, 1] and comes with layer_decay, got {layer_decay_floor} "
+                f"(layer_decay={layer_decay})."
             )
-            groups[key] = {
-                "name": _group_name(layout, depth, is_novel, decays),
-                "params": [],
-                "param_names": [],
-                "lr": group_lr,
-                "weight_decay": (novel_weight_decay if is_novel else weight_decay) if decays else 0.0,
-                "l2sp": 0.0 if is_novel else l2sp,
-            }
-        groups[key]["params"].append(param)
-        groups[key]["param_names"].append(name)
-    return [groups[key] for key in sorted(groups)]
+
+    @property
+    def needs_layout(self) -> bool:
+        """Whether the groups need the model's layout: to tell the head from the backbone, or for depths."""
+        return (
+            self.l2sp > 0.0
+            or self.layer_decay is not None
+            or self.by_depth
+            or self.novel_weight_decay != self.weight_decay
+        )
+
+    def groups(
+        self, model: nn.Module, layout: ModelLayout | None, novel: Iterable[str]
+    ) -> list[dict[str, Any]]:
+        """The trainable parameters of ``model`` in their groups, in depth order (:func:`param_groups`)."""
+        novel_names = set().union(
+            *names_under((name for name, _ in model.named_parameters()), novel).values()
+        )
+        exempt = no_decay_parameter_names(model)
+        split_by_depth = layout is not None and (self.layer_decay is not None or self.by_depth)
+        groups: dict[tuple[int, bool, bool], dict[str, Any]] = {}
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            is_novel = name in novel_names or (layout is not None and layout.is_novel(name))
+            decays = name not in exempt
+            depth = layout.depth(name) if split_by_depth else -1
+            key = (depth, is_novel, decays)
+            if key not in groups:
+                groups[key] = self._empty_group(layout, depth, is_novel, decays)
+            groups[key]["params"].append(param)
+            groups[key]["param_names"].append(name)
+        return [groups[key] for key in sorted(groups)]
+
+    def _empty_group(
+        self, layout: ModelLayout | None, depth: int, is_novel: bool, decays: bool
+    ) -> dict[str, Any]:
+        """A new group with its name and hyperparameters: the ``lr`` of its depth under LLRD (depth -1: no
+        depth), the novel weight decay and no L2-SP for a novel group, no weight decay for a no-decay one."""
+        group_lr = (
+            self.lr
+            if depth < 0 or self.layer_decay is None
+            else self.lr * layer_scale(depth, layout.num_layers, self.layer_decay, self.layer_decay_floor)
+        )
+        return {
+            "name": _group_name(layout, depth, is_novel, decays),
+            "params": [],
+            "param_names": [],
+            "lr": group_lr,
+            "weight_decay": (self.novel_weight_decay if is_novel else self.weight_decay) if decays else 0.0,
+            "l2sp": 0.0 if is_novel else self.l2sp,
+        }
 
 
 def names_under(names: Iterable[str], entries: Iterable[str]) -> dict[str, list[str]]:
@@ -162,7 +203,11 @@ def names_under(names: Iterable[str], entries: Iterable[str]) -> dict[str, list[
     }
 
 
-def _optional_layout(model: nn.Module) -> ModelLayout | None:
+def _layout(model: nn.Module, layer_map: LayerMap | None, *, needed: bool) -> ModelLayout | None:
+    """The layout of ``model`` (from ``layer_map`` if given); where the groups do not need it and no map is
+    given, ``None`` when it cannot be found (all parameters then count as pretrained)."""
+    if needed or layer_map is not None:
+        return model_layout(model, layer_map)
     try:
         return model_layout(model)
     except ValueError:
