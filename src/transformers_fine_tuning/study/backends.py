@@ -237,12 +237,7 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
     """
     store_path = Path(store_path)
     gpus = visible_gpus()
-    if options.runs_per_gpu > 1 and not gpus:
-        raise ValueError(
-            f"--runs-per-gpu {options.runs_per_gpu}: this machine shows no GPU (CUDA_VISIBLE_DEVICES, "
-            "torch.cuda); on CPU give --workers instead"
-        )
-    workers = options.workers or max(1, len(gpus)) * options.runs_per_gpu
+    workers = _local_workers(options, gpus)
     # K per GPU: one worker per GPU (worker i runs on GPU i % len(gpus)) until a run has measured the memory
     fits = None if options.runs_per_gpu > 1 else options.runs_per_gpu
     active = workers if fits else len(gpus)
@@ -252,31 +247,7 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
     log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(slot: int) -> subprocess.Popen:
-        command = [
-            sys.executable,
-            "-c",
-            _WORKER_ENTRY,
-            str(store_path),
-            "--isolation",
-            options.isolation,
-            "--slot",
-            str(slot),
-            "--heartbeat-interval",
-            str(options.heartbeat_interval_s),
-        ]
-        if options.script:
-            command += ["--script", str(options.script)]
-        if (tokenized := options.tokenized_cache_dir(store_path)) is not None:
-            command += ["--tokenized-cache-dir", str(tokenized)]
-        with open(log_dir / f"worker-{slot}.log", "a", encoding="utf-8") as log:
-            return subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **slots[slot]["env"]},
-                preexec_fn=_worker_preexec(slots[slot]["cpus"]) if sys.platform.startswith("linux") else None,
-            )
+        return _start_worker(store_path, options, slot, slots[slot], log_dir)
 
     processes: dict[int, subprocess.Popen] = {slot: start(slot) for slot in range(active)}
     abnormal_exits, last_done, last_completed = 0, None, None
@@ -284,16 +255,10 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
         try:
             while True:
                 time.sleep(options.poll_interval_s)
-                crashed = False
-                for slot, process in list(processes.items()):
-                    if process.poll() is not None:
-                        del processes[slot]
-                        if process.returncode != 0:
-                            crashed, abnormal_exits = True, abnormal_exits + 1
+                crashed = _reap(processes)
                 if crashed:
-                    for run_id in store.reclaim_dead():
-                        print(f"[{progress.name}] {run_id}: its worker died; re-queued if attempts are left")
-                    store.requeue(max_attempts=options.max_attempts, statuses=(CRASHED,))
+                    abnormal_exits += crashed
+                    _requeue_crashed(store, options.max_attempts, progress.name)
                 counts = store.counts()
                 progress.update(counts)
                 if counts.done != last_done:
@@ -314,16 +279,82 @@ def run_local(store_path: str | Path, options: ExecutionOptions, progress: Progr
                         )
                     return
         except BaseException:
-            for process in processes.values():
-                process.send_signal(signal.SIGTERM)  # each worker gives its claim back and exits
-            for process in processes.values():
-                try:
-                    process.wait(timeout=INTERRUPT_GRACE_S + 60)  # each run gets its checkpoint first
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            _stop_workers(processes)
             store.reclaim_dead()
             raise
+
+
+def _local_workers(options: ExecutionOptions, gpus: list[str]) -> int:
+    """How many worker slots ``local`` has: ``workers``, else ``runs_per_gpu`` per GPU (1 on CPU, where
+    ``runs_per_gpu`` above 1 is refused)."""
+    if options.runs_per_gpu > 1 and not gpus:
+        raise ValueError(
+            f"--runs-per-gpu {options.runs_per_gpu}: this machine shows no GPU (CUDA_VISIBLE_DEVICES, "
+            "torch.cuda); on CPU give --workers instead"
+        )
+    return options.workers or max(1, len(gpus)) * options.runs_per_gpu
+
+
+def _start_worker(
+    store_path: Path, options: ExecutionOptions, slot: int, environment: Mapping[str, Any], log_dir: Path
+) -> subprocess.Popen:
+    """Start the worker process of ``slot`` (its ``environment``: variables and cores), logging to
+    ``<log_dir>/worker-<slot>.log``."""
+    command = [
+        sys.executable,
+        "-c",
+        _WORKER_ENTRY,
+        str(store_path),
+        "--isolation",
+        options.isolation,
+        "--slot",
+        str(slot),
+        "--heartbeat-interval",
+        str(options.heartbeat_interval_s),
+    ]
+    if options.script:
+        command += ["--script", str(options.script)]
+    if (tokenized := options.tokenized_cache_dir(store_path)) is not None:
+        command += ["--tokenized-cache-dir", str(tokenized)]
+    with open(log_dir / f"worker-{slot}.log", "a", encoding="utf-8") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **environment["env"]},
+            preexec_fn=_worker_preexec(environment["cpus"]) if sys.platform.startswith("linux") else None,
+        )
+
+
+def _reap(processes: dict[int, subprocess.Popen]) -> int:
+    """Drop the workers that exited from ``processes`` (by slot); returns how many exited abnormally."""
+    abnormal = 0
+    for slot, process in list(processes.items()):
+        if process.poll() is not None:
+            del processes[slot]
+            if process.returncode != 0:
+                abnormal += 1
+    return abnormal
+
+
+def _requeue_crashed(store: StudyStore, max_attempts: int, name: str) -> None:
+    """After a worker died: its run marked crashed (said aloud) and re-queued while it has attempts left."""
+    for run_id in store.reclaim_dead():
+        print(f"[{name}] {run_id}: its worker died; re-queued if attempts are left")
+    store.requeue(max_attempts=max_attempts, statuses=(CRASHED,))
+
+
+def _stop_workers(processes: Mapping[int, subprocess.Popen]) -> None:
+    """Stop the workers on an interruption: each gives its claim back, its run saving a checkpoint first."""
+    for process in processes.values():
+        process.send_signal(signal.SIGTERM)  # each worker gives its claim back and exits
+    for process in processes.values():
+        try:
+            process.wait(timeout=INTERRUPT_GRACE_S + 60)  # each run gets its checkpoint first
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _measured_fit(store: StudyStore, wanted: int, name: str) -> int | None:

@@ -71,6 +71,7 @@ def program_name() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The command line: ``run`` and the commands on a study's store."""
     parser = argparse.ArgumentParser(
         prog=program_name(),
         description="Seed studies: many fine-tune runs, one table, one picture.",
@@ -78,10 +79,23 @@ def _parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_run_command(commands)
+    _add_store_commands(commands)
+    return parser
 
+
+def _add_run_command(commands: argparse._SubParsersAction) -> None:
+    """``run``: the study (a file, flags overriding its keys) and how to execute it."""
     run = commands.add_parser("run", help="run or resume a study", description="Run or resume a study.")
     run.add_argument("study", nargs="?", help="study file (YAML or JSON); or describe the study with flags")
-    grid = run.add_argument_group("the study (override the file's keys)")
+    _add_study_arguments(run.add_argument_group("the study (override the file's keys)"))
+    execution = run.add_argument_group("execution")
+    _add_backend_arguments(execution)
+    _add_attempt_arguments(execution)
+
+
+def _add_study_arguments(grid: argparse._ArgumentGroup) -> None:
+    """``run``'s flags for the study's keys: its grid, baseline, pruning, restarts and target."""
     grid.add_argument("--name", help="the study's name (default: the file's name)")
     grid.add_argument("--output-dir", help="where the store, runs, table and plots go (runs/studies/<name>)")
     grid.add_argument("--tasks", type=_comma_list, help="comma-separated GLUE tasks, e.g. rte,mrpc")
@@ -111,7 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     grid.add_argument(
         "--target-score", type=float, help="the summary says how many runs are expected to reach it"
     )
-    execution = run.add_argument_group("execution")
+
+
+def _add_backend_arguments(execution: argparse._ArgumentGroup) -> None:
+    """``run``'s flags for where and how each run executes (backend, workers, resources, the job)."""
     execution.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -154,6 +171,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every run tokenises its data (by default the runs share one tokenised copy in <study>/tokenized)",
     )
+
+
+def _add_attempt_arguments(execution: argparse._ArgumentGroup) -> None:
+    """``run``'s flags for attempts, re-runs, crash detection and the report at the end."""
     execution.add_argument("--max-attempts", type=int, default=3, help="attempts per run before giving up")
     execution.add_argument("--retry", action="store_true", help="give errored/crashed runs fresh attempts")
     execution.add_argument(
@@ -169,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
         "--no-report", action="store_true", help="do not write the table and plots at the end"
     )
 
+
+def _add_store_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands that read (or rebuild) a study's store: status, summary, plot, pruning, rebuild."""
     for name, text in (
         ("status", "runs done, failed runs and errors, per task and recipe"),
         ("summary", "write summary.md and summary.csv"),
@@ -184,30 +208,39 @@ def _parser() -> argparse.ArgumentParser:
             else "study file, study directory, or its study.sqlite",
         )
         if name == "pruning":
-            command.add_argument(
-                "--fractions",
-                type=lambda text: [float(value) for value in _comma_list(text)],
-                default=[0.2, 0.35, 0.5],
-                help="the relative test: evaluate at these shares of the steps (default 0.2,0.35,0.5)",
-            )
-            command.add_argument(
-                "--keep", type=float, default=0.5, help="the relative test: continue this share (default 0.5)"
-            )
+            _add_pruning_arguments(command)
         if name == "summary":
-            command.add_argument("--baseline", help="the recipe to test against (default: the study's)")
-            command.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
-            command.add_argument(
-                "--target-score",
-                type=float,
-                help="how many runs are expected to reach it (default: the study's)",
-            )
-            command.add_argument(
-                "--score",
-                choices=SCORES,
-                help="each run's final score, or its best evaluation during training (default: the study's, "
-                "else final)",
-            )
-    return parser
+            _add_summary_arguments(command)
+
+
+def _add_pruning_arguments(command: argparse.ArgumentParser) -> None:
+    """``pruning``'s flags: the relative test's fractions and the share it keeps."""
+    command.add_argument(
+        "--fractions",
+        type=lambda text: [float(value) for value in _comma_list(text)],
+        default=[0.2, 0.35, 0.5],
+        help="the relative test: evaluate at these shares of the steps (default 0.2,0.35,0.5)",
+    )
+    command.add_argument(
+        "--keep", type=float, default=0.5, help="the relative test: continue this share (default 0.5)"
+    )
+
+
+def _add_summary_arguments(command: argparse.ArgumentParser) -> None:
+    """``summary``'s flags: what the summary's tests and scores use instead of the study's settings."""
+    command.add_argument("--baseline", help="the recipe to test against (default: the study's)")
+    command.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
+    command.add_argument(
+        "--target-score",
+        type=float,
+        help="how many runs are expected to reach it (default: the study's)",
+    )
+    command.add_argument(
+        "--score",
+        choices=SCORES,
+        help="each run's final score, or its best evaluation during training (default: the study's, "
+        "else final)",
+    )
 
 
 def _changes(spec: StudySpec, study_dir: Path, study_file: str) -> None:
@@ -279,95 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     interrupt_on_sigterm()
     try:
         if options.command == "run":
-            spec = load_spec(
-                options.study,
-                {
-                    "name": options.name,
-                    "output_dir": options.output_dir,
-                    "tasks": options.tasks,
-                    "recipes": options.recipes,
-                    "seeds": options.seeds,
-                    "data_seeds": options.data_seeds,
-                    "dropout_seeds": options.dropout_seeds,
-                    "subset_seeds": options.subset_seeds,
-                    "baseline": options.baseline,
-                    "prune": options.prune,
-                    "restarts": None
-                    if options.restarts is None
-                    else {
-                        "successes": options.restarts,
-                        **({"max_runs": options.max_runs} if options.max_runs else {}),
-                    },
-                    "target_score": options.target_score,
-                    "until_decided": None
-                    if options.until_decided is None
-                    else {"round": options.until_decided},
-                    "arguments": _flags_to_arguments(passthrough) if passthrough else None,
-                },
-            )
-            execution = ExecutionOptions(
-                backend=options.backend,
-                workers=options.workers,
-                runs_per_gpu=options.runs_per_gpu,
-                isolation="in-process" if options.in_process else "subprocess",
-                script=options.script,
-                address=options.address,
-                cpus_per_run=options.cpus_per_run,
-                gpus_per_run=options.gpus_per_run,
-                ray_num_cpus=options.ray_num_cpus,
-                max_attempts=options.max_attempts,
-                malloc_thresholds=not options.default_malloc,
-                share_tokenized=not options.tokenize_each_run,
-            )
-            counts = run_study(
-                spec,
-                execution,
-                retry=options.retry,
-                rerun_changed=options.rerun_changed,
-                stale_after_s=options.stale_after,
-                report=not options.no_report,
-            )
-            failed = counts.error + counts.crashed
-            if failed:
-                print(
-                    f"{program_name()}: {failed} run(s) ended in an error; see `{program_name()} status "
-                    f"{spec.output_dir}`, fix the cause and run again (--retry for fresh attempts)",
-                    file=sys.stderr,
-                )
-                return 1
-            return 0
+            return _run(options, passthrough)
         if options.command == "rebuild":
             rebuild_store(load_spec(options.study))
             return 0
-        study_dir = study_directory(options.study)
-        if options.command == "status":
-            _status(study_dir)
-            if Path(options.study).suffix in (".yaml", ".yml", ".json"):
-                _changes(load_spec(options.study), study_dir, options.study)
-        elif options.command == "summary":
-            for path in write_summary(
-                study_dir,
-                baseline=options.baseline,
-                n_resamples=options.resamples,
-                target_score=options.target_score,
-                score=options.score,
-            ):
-                print(f"wrote {path}")
-        elif options.command == "pruning":
-            with StudyStore(study_dir / STORE_FILE) as store:
-                runs = store.runs()
-            for task in dict.fromkeys(run.task for run in runs):
-                chosen = [run for run in runs if run.task == task]
-                measured = measure_pruning(chosen) + measure_relative_pruning(
-                    chosen, options.fractions, options.keep
-                )
-                print(f"{task}:\n\n{render_pruning(measured)}\n")
-        elif options.command == "plot":
-            paths = write_plots(study_dir)
-            for path in paths:
-                print(f"wrote {path}")
-            if not paths:
-                print("no completed run to plot yet")
+        _read_store(options)
         return 0
     except (ValueError, OSError, RuntimeError) as error:
         print(f"{program_name()}: error: {error}", file=sys.stderr)
@@ -379,3 +328,104 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _run(options: argparse.Namespace, passthrough: list[str]) -> int:
+    """``run``: the study from its file and flags, executed; 1 when runs ended in an error."""
+    spec = load_spec(options.study, _study_overrides(options, passthrough))
+    counts = run_study(
+        spec,
+        _execution_options(options),
+        retry=options.retry,
+        rerun_changed=options.rerun_changed,
+        stale_after_s=options.stale_after,
+        report=not options.no_report,
+    )
+    failed = counts.error + counts.crashed
+    if failed:
+        print(
+            f"{program_name()}: {failed} run(s) ended in an error; see `{program_name()} status "
+            f"{spec.output_dir}`, fix the cause and run again (--retry for fresh attempts)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _study_overrides(options: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
+    """``run``'s flags as the study file's keys they override (``None``: not given, the file's stays)."""
+    return {
+        "name": options.name,
+        "output_dir": options.output_dir,
+        "tasks": options.tasks,
+        "recipes": options.recipes,
+        "seeds": options.seeds,
+        "data_seeds": options.data_seeds,
+        "dropout_seeds": options.dropout_seeds,
+        "subset_seeds": options.subset_seeds,
+        "baseline": options.baseline,
+        "prune": options.prune,
+        "restarts": None
+        if options.restarts is None
+        else {
+            "successes": options.restarts,
+            **({"max_runs": options.max_runs} if options.max_runs else {}),
+        },
+        "target_score": options.target_score,
+        "until_decided": None if options.until_decided is None else {"round": options.until_decided},
+        "arguments": _flags_to_arguments(passthrough) if passthrough else None,
+    }
+
+
+def _execution_options(options: argparse.Namespace) -> ExecutionOptions:
+    """``run``'s execution flags as :class:`.backends.ExecutionOptions`."""
+    return ExecutionOptions(
+        backend=options.backend,
+        workers=options.workers,
+        runs_per_gpu=options.runs_per_gpu,
+        isolation="in-process" if options.in_process else "subprocess",
+        script=options.script,
+        address=options.address,
+        cpus_per_run=options.cpus_per_run,
+        gpus_per_run=options.gpus_per_run,
+        ray_num_cpus=options.ray_num_cpus,
+        max_attempts=options.max_attempts,
+        malloc_thresholds=not options.default_malloc,
+        share_tokenized=not options.tokenize_each_run,
+    )
+
+
+def _read_store(options: argparse.Namespace) -> None:
+    """``status``, ``summary``, ``pruning`` and ``plot``: what they say of the study's store."""
+    study_dir = study_directory(options.study)
+    if options.command == "status":
+        _status(study_dir)
+        if Path(options.study).suffix in (".yaml", ".yml", ".json"):
+            _changes(load_spec(options.study), study_dir, options.study)
+    elif options.command == "summary":
+        for path in write_summary(
+            study_dir,
+            baseline=options.baseline,
+            n_resamples=options.resamples,
+            target_score=options.target_score,
+            score=options.score,
+        ):
+            print(f"wrote {path}")
+    elif options.command == "pruning":
+        _pruning(study_dir, options.fractions, options.keep)
+    elif options.command == "plot":
+        paths = write_plots(study_dir)
+        for path in paths:
+            print(f"wrote {path}")
+        if not paths:
+            print("no completed run to plot yet")
+
+
+def _pruning(study_dir: Path, fractions: list[float], keep: float) -> None:
+    """``pruning``: per task, how well the early tests (and the relative test at ``fractions``) predict."""
+    with StudyStore(study_dir / STORE_FILE) as store:
+        runs = store.runs()
+    for task in dict.fromkeys(run.task for run in runs):
+        chosen = [run for run in runs if run.task == task]
+        measured = measure_pruning(chosen) + measure_relative_pruning(chosen, fractions, keep)
+        print(f"{task}:\n\n{render_pruning(measured)}\n")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .backends import ExecutionOptions, run_local, run_ray, run_sequential
 from .plots import plot_paths, plot_study
@@ -87,18 +87,9 @@ def run_study(
             store.reset_attempts()
         requeued = store.requeue(max_attempts=options.max_attempts)
         counts = store.counts()
-    restarts = (
-        ""
-        if spec.restarts is None
-        else f" (restarts until {spec.restarts.successes} success(es) per task × recipe, at most "
-        f"{spec.restarts.max_runs} runs: seeds drawn as needed)"
-    )
-    if spec.until_decided is not None:
-        restarts = (
-            f" (until decided: {spec.until_decided.round} seeds a recipe a round, at most {len(spec.seeds)})"
-        )
     print(
-        f"[{spec.name}] {len(cells)} runs in the study{restarts}, {counts.completed} already completed; "
+        f"[{spec.name}] {len(cells)} runs in the study{_seed_choice(spec)}, "
+        f"{counts.completed} already completed; "
         f"{len(added)} new, {len(crashed)} found crashed, {len(requeued)} re-queued; "
         f"{counts.pending} to run on the {options.backend} backend. Store: {spec.store_path}",
         file=stream,
@@ -114,14 +105,33 @@ def run_study(
             counts = store.counts()
     progress.update(counts)
     if report:
-        try:
-            written = write_plots(spec.output_dir)
-        except RuntimeError as error:  # no matplotlib: the table still gets written
-            print(f"[{spec.name}] no plots: {error}", file=stream, flush=True)
-            written = []
-        for path in [*written, *write_summary(spec.output_dir)]:
-            print(f"[{spec.name}] wrote {path}", file=stream, flush=True)
+        _write_outputs(spec, stream)
     return counts
+
+
+def _seed_choice(spec: StudySpec) -> str:
+    """How the study chooses its seeds, for its opening line: all (empty), restarts or until decided."""
+    if spec.until_decided is not None:
+        return (
+            f" (until decided: {spec.until_decided.round} seeds a recipe a round, at most {len(spec.seeds)})"
+        )
+    if spec.restarts is not None:
+        return (
+            f" (restarts until {spec.restarts.successes} success(es) per task × recipe, at most "
+            f"{spec.restarts.max_runs} runs: seeds drawn as needed)"
+        )
+    return ""
+
+
+def _write_outputs(spec: StudySpec, stream: TextIO) -> None:
+    """The plots (skipped, saying why, without matplotlib) and the summary, each file written said aloud."""
+    try:
+        written = write_plots(spec.output_dir)
+    except RuntimeError as error:  # no matplotlib: the table still gets written
+        print(f"[{spec.name}] no plots: {error}", file=stream, flush=True)
+        written = []
+    for path in [*written, *write_summary(spec.output_dir)]:
+        print(f"[{spec.name}] wrote {path}", file=stream, flush=True)
 
 
 def restart_cells(store: StudyStore, pool: Sequence[RunCell], restarts: Restarts) -> list[RunCell]:
@@ -266,7 +276,27 @@ def write_summary(
     known = list(dict.fromkeys([*recipes, *(run.recipe for run in runs)]))
     if runs and baseline not in known:
         raise ValueError(f"baseline recipe {baseline!r} is not in the study; its recipes are {known}")
-    plots = {
+    plots = _plot_links(study_dir, runs)
+    score = score or spec.get("score") or "final"
+    runs = scored_runs(runs, score)
+    return write_report(
+        runs,
+        study_dir,
+        notes=_task_notes(runs, spec, recipes, baseline, score),
+        title=spec.get("name", study_dir.name),
+        baseline=baseline,
+        recipes=recipes,
+        tasks=tasks,
+        counts_line=counts_line(counts),
+        plots=plots,
+        n_resamples=n_resamples,
+        target_score=spec.get("target_score") if target_score is None else target_score,
+    )
+
+
+def _plot_links(study_dir: Path, runs: Sequence[RunRecord]) -> dict[str, list[tuple[str, str]]]:
+    """Per task, the plots already drawn: (caption, path relative to the study's directory)."""
+    return {
         task: [
             (caption, path.relative_to(study_dir).as_posix())
             for caption, path in plot_paths(study_dir / "plots", task).items()
@@ -274,8 +304,13 @@ def write_summary(
         ]
         for task in {run.task for run in runs}
     }
-    score = score or spec.get("score") or "final"
-    runs = scored_runs(runs, score)
+
+
+def _task_notes(
+    runs: Sequence[RunRecord], spec: Mapping[str, Any], recipes: Sequence[str], baseline: str, score: str
+) -> dict[str, str]:
+    """Per task, what the summary adds under its table: where an ``until_decided`` study's sequential decision
+    stands, and what the ``score`` says of the runs (:func:`.scores.score_note`)."""
     rule = spec.get("until_decided")
     notes = {}
     if rule:
@@ -291,16 +326,4 @@ def write_summary(
     if note:
         for task in dict.fromkeys(run.task for run in runs):
             notes[task] = f"{notes[task]} {note}" if task in notes else note
-    return write_report(
-        runs,
-        study_dir,
-        notes=notes,
-        title=spec.get("name", study_dir.name),
-        baseline=baseline,
-        recipes=recipes,
-        tasks=tasks,
-        counts_line=counts_line(counts),
-        plots=plots,
-        n_resamples=n_resamples,
-        target_score=spec.get("target_score") if target_score is None else target_score,
-    )
+    return notes

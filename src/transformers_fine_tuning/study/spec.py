@@ -55,11 +55,20 @@ from ..data import DATA_SOURCE_ARGUMENTS, check_task_source
 from ..glue import get_task, is_glue_task
 from ..recipes import load_recipe
 from ..restarts import Restarts
-from ..results import PRUNING_TESTS
 from ..textfiles import read_mapping_file
+from .spec_options import (
+    SCORES,
+    SPENDING,
+    UntilDecided,
+    optional_keys,
+    parse_seeds,
+    seed_axes,
+    study_arguments,
+)
 
 __all__ = [
     "DEFAULT_ARGUMENTS",
+    "SCORES",
     "SPENDING",
     "RecipeEntry",
     "Restarts",
@@ -83,15 +92,10 @@ DEFAULT_ARGUMENTS: dict[str, Any] = {"disable_tqdm": True}
 
 # Set per cell by the study; a study file that sets them would be silently overridden.
 _RESERVED = ("output_dir", "seed", "data_seed", "task_name", "recipe", "overwrite_results")
-# Set per cell only when the study varies them (subset_seeds, dropout_seeds); else the arguments may fix them.
-_AXIS_ARGUMENTS = {"subset_seeds": "train_subset_seed", "dropout_seeds": "dropout_seed"}
 # Arguments that are paths: made absolute. Model and tokenizer only when they exist locally (else Hub ids).
 _PATH_ARGUMENTS = ("data_dir", "train_file", "validation_file", "cache_dir")
 _MAYBE_PATH_ARGUMENTS = ("model_name_or_path", "tokenizer_name", "dataset_name")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-SCORES = ("final", "best")
-"""The scores a study can summarise: each run's final one, or its best evaluation during training (:mod:`.scores`)."""
-
 _KNOWN_KEYS = {
     "name",
     "output_dir",
@@ -172,30 +176,6 @@ class RunCell:
         # A crashed attempt may have left files behind; results.json is only written by a finished run,
         # and the runner ingests such a file instead of re-running, so replacing is safe here.
         return [*self.argv, "--output_dir", self.output_dir, "--overwrite_results", "true"]
-
-
-SPENDING = ("obrien_fleming", "pocock")
-"""The alpha-spending functions of ``until_decided`` (:func:`~.power.spending_boundaries`)."""
-
-
-@dataclass(frozen=True)
-class UntilDecided:
-    """``until_decided`` of a study: seeds in rounds of ``round`` per recipe, at most the study's seeds, each
-    comparison decided at its look's share of ``alpha`` under the ``spending`` function (:mod:`.sequential`)."""
-
-    round: int
-    alpha: float = 0.05
-    spending: str = "obrien_fleming"
-
-    def __post_init__(self) -> None:
-        if self.round < 2:
-            raise ValueError(
-                f"until_decided needs round >= 2 runs a recipe (a test needs them), not {self.round}"
-            )
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"until_decided alpha must be in (0, 1), not {self.alpha}")
-        if self.spending not in SPENDING:
-            raise ValueError(f"until_decided spending must be one of {list(SPENDING)}, not {self.spending!r}")
 
 
 @dataclass(frozen=True)
@@ -301,46 +281,6 @@ class StudySpec:
             "until_decided": None if self.until_decided is None else vars(self.until_decided),
             "score": self.score,
         }
-
-
-def parse_seeds(value: int | str | Iterable[int | str]) -> tuple[int, ...]:
-    """Seeds from ``3``, ``"0-24"`` (inclusive), ``"0-4,10,12-13"`` or a list of those; order kept, no repeats.
-
-    Raises:
-        ValueError: an empty list, a malformed item, or a range whose end is below its start.
-    """
-    items: Iterable[int | str]
-    if isinstance(value, bool):
-        raise ValueError(f"seeds must be integers or ranges like '0-24', not {value!r}")
-    if isinstance(value, int):
-        items = [value]
-    elif isinstance(value, str):
-        items = [part for part in value.split(",") if part.strip()]
-    else:
-        items = value
-    seeds: list[int] = []
-    for item in items:
-        if isinstance(item, bool):
-            raise ValueError(f"seeds must be integers or ranges like '0-24', not {item!r}")
-        if isinstance(item, int):
-            seeds.append(item)
-            continue
-        text = str(item).strip()
-        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
-        if match:
-            start, stop = int(match.group(1)), int(match.group(2))
-            if stop < start:
-                raise ValueError(f"seed range {text!r} ends before it starts")
-            seeds.extend(range(start, stop + 1))
-        elif re.fullmatch(r"\d+", text):
-            seeds.append(int(text))
-        else:
-            raise ValueError(
-                f"cannot read seeds {text!r}: use integers, lists, or ranges like '0-24' or '0-4,10'"
-            )
-    if not seeds:
-        raise ValueError("a study needs at least one seed")
-    return tuple(dict.fromkeys(seeds))
 
 
 def _hash(content: Any) -> str:
@@ -489,32 +429,9 @@ def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study"
     for key in ("tasks", "recipes", "seeds"):
         if mapping.get(key) in (None, [], ""):
             raise ValueError(f"a study needs `{key}`")
-    tasks_value = mapping["tasks"]
-    recipes_value = mapping["recipes"]
-    tasks = tuple(
-        _task_entry(entry) for entry in ([tasks_value] if isinstance(tasks_value, str) else tasks_value)
-    )
-    recipes = tuple(
-        _recipe_entry(entry)
-        for entry in ([recipes_value] if isinstance(recipes_value, str) else recipes_value)
-    )
-    for what, entries in (("task", tasks), ("recipe", recipes)):
-        names = [entry.name for entry in entries]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"{what} name(s) {repeated} appear twice; give variants their own `name`")
-    data_seeds_value = mapping.get("data_seeds", "same")
-    data_seeds = None if data_seeds_value in (None, "same") else parse_seeds(data_seeds_value)
-    axes = {key: None if mapping.get(key) is None else parse_seeds(mapping[key]) for key in _AXIS_ARGUMENTS}
-    arguments = dict(mapping.get("arguments") or {})
-    for key, argument in _AXIS_ARGUMENTS.items():
-        if axes[key] is not None and argument in arguments:
-            raise ValueError(f"`{key}` sets --{argument} per run: remove {argument} from `arguments`")
-    prune = mapping.get("prune")
-    if prune is not None:
-        if prune not in PRUNING_TESTS:
-            raise ValueError(f"prune must be one of {list(PRUNING_TESTS)}, not {prune!r}")
-        arguments["prune"] = prune
+    tasks, recipes = _entries(mapping)
+    axes = seed_axes(mapping)
+    arguments = study_arguments(mapping, axes)
     name = _label(str(mapping.get("name") or default_name), "study")
     baseline = str(mapping.get("baseline") or recipes[0].name)
     if baseline not in {recipe.name for recipe in recipes}:
@@ -531,55 +448,30 @@ def spec_from_mapping(mapping: Mapping[str, Any], *, default_name: str = "study"
         tasks=tasks,
         recipes=recipes,
         seeds=parse_seeds(mapping["seeds"]),
-        data_seeds=data_seeds,
         baseline=baseline,
         arguments=shared,
-        subset_seeds=axes["subset_seeds"],
-        dropout_seeds=axes["dropout_seeds"],
-        restarts=_restarts(mapping.get("restarts")),
-        target_score=None if mapping.get("target_score") is None else float(mapping["target_score"]),
-        until_decided=_until_decided(mapping.get("until_decided"), mapping.get("restarts")),
-        score=_score(mapping.get("score")),
+        **axes,
+        **optional_keys(mapping),
     )
 
 
-def _score(value: Any) -> str:
-    score = "final" if value is None else str(value)
-    if score not in SCORES:
-        raise ValueError(
-            f"score: {value!r} is not one of {', '.join(SCORES)} (a run's final score, or its best)"
-        )
-    return score
-
-
-def _until_decided(value: Any, restarts: Any) -> UntilDecided | None:
-    if value is None:
-        return None
-    if restarts is not None:
-        raise ValueError(
-            "until_decided and restarts both choose which seeds run: give one (restarts draws seeds until runs "
-            "succeed, until_decided until the comparisons are decided)"
-        )
-    if not isinstance(value, Mapping) or set(value) - {"round", "alpha", "spending"} or "round" not in value:
-        raise ValueError(
-            f"until_decided is a mapping {{round: R, alpha: 0.05, spending: obrien_fleming}}, not {value!r}"
-        )
-    return UntilDecided(
-        int(value["round"]), float(value.get("alpha", 0.05)), str(value.get("spending", "obrien_fleming"))
+def _entries(mapping: Mapping[str, Any]) -> tuple[tuple[TaskEntry, ...], tuple[RecipeEntry, ...]]:
+    """The study's tasks and recipes (a single name or a list), each label used once."""
+    tasks_value = mapping["tasks"]
+    recipes_value = mapping["recipes"]
+    tasks = tuple(
+        _task_entry(entry) for entry in ([tasks_value] if isinstance(tasks_value, str) else tasks_value)
     )
-
-
-def _restarts(value: Any) -> Restarts | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or set(value) - {"successes", "max_runs"} or "successes" not in value:
-        raise ValueError(f"restarts is a mapping {{successes: N, max_runs: M}}, not {value!r}")
-    successes, max_runs = int(value["successes"]), int(value.get("max_runs", 10 * int(value["successes"])))
-    if not 1 <= successes <= max_runs:
-        raise ValueError(
-            f"restarts needs 1 <= successes <= max_runs, not successes={successes}, max_runs={max_runs}"
-        )
-    return Restarts(successes, max_runs)
+    recipes = tuple(
+        _recipe_entry(entry)
+        for entry in ([recipes_value] if isinstance(recipes_value, str) else recipes_value)
+    )
+    for what, entries in (("task", tasks), ("recipe", recipes)):
+        names = [entry.name for entry in entries]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{what} name(s) {repeated} appear twice; give variants their own `name`")
+    return tasks, recipes
 
 
 def load_spec(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> StudySpec:

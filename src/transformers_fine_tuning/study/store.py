@@ -35,12 +35,24 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results import PRUNED, Evaluation, RunResults
+from ..results import RunResults
+from .records import (
+    COMPLETED,
+    CRASHED,
+    ERROR,
+    PENDING,
+    RUNNING,
+    STATUSES,
+    RunRecord,
+    StoreCounts,
+    record_from_row,
+)
 from .spec import RunCell
+from .store_schema import RESULT_COLUMNS, create_or_upgrade, derived_columns
 
 __all__ = [
     "COMPLETED",
@@ -56,57 +68,6 @@ __all__ = [
     "StudyConfigChangedError",
     "StudyStore",
 ]
-
-PENDING, RUNNING, COMPLETED, ERROR, CRASHED = "pending", "running", "completed", "error", "crashed"
-STATUSES = (PENDING, RUNNING, COMPLETED, ERROR, CRASHED)
-SCHEMA_VERSION = 3
-"""1: the first store. 2: ``resumed_from_step``, ``subset_seed``, ``dropout_seed``; ``evaluations_json`` holds
-:class:`~..results.Evaluation`s. 3: ``constant_baseline`` and ``failure_rule``; every run judged by
-:mod:`transformers_fine_tuning.failure`. An older store is upgraded in place when opened: the columns are added
-and every result column derived again from each run's results (read, and so judged, as today's schema)."""
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id            TEXT PRIMARY KEY,
-    position          INTEGER NOT NULL,
-    task              TEXT NOT NULL,
-    recipe            TEXT NOT NULL,
-    seed              INTEGER NOT NULL,
-    data_seed         INTEGER NOT NULL,
-    subset_seed       INTEGER,
-    dropout_seed      INTEGER,
-    argv_json         TEXT NOT NULL,
-    config_hash       TEXT NOT NULL,
-    output_dir        TEXT NOT NULL,
-    active            INTEGER NOT NULL DEFAULT 1,
-    status            TEXT NOT NULL CHECK (status IN ({", ".join(f"'{s}'" for s in STATUSES)})),
-    attempts          INTEGER NOT NULL DEFAULT 0,
-    owner             TEXT,
-    owner_host        TEXT,
-    owner_pid         INTEGER,
-    claimed_at        REAL,
-    heartbeat_at      REAL,
-    finished_at       REAL,
-    host              TEXT,
-    wall_time_s       REAL,
-    main_metric_name  TEXT,
-    main_metric_split TEXT,
-    main_metric       REAL,
-    constant_baseline REAL,
-    failed_run        INTEGER,
-    failure_rule      TEXT,
-    metrics_json      TEXT,
-    evaluations_json  TEXT,
-    results_json      TEXT,
-    resumed_from_step INTEGER,
-    error             TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (active, status, position);
-"""
 
 
 class StudyConfigChangedError(ValueError):
@@ -135,65 +96,6 @@ class Owner:
         return f"{self.host}:{self.pid}:{self.token}"
 
 
-@dataclass(frozen=True)
-class RunRecord(RunCell):
-    """A row of the store: the run's :class:`RunCell` and what became of it, the JSON columns decoded — what the
-    summary and the plots read."""
-
-    status: str = PENDING
-    attempts: int = 0
-    owner: str | None = None
-    host: str | None = None
-    wall_time_s: float | None = None
-    main_metric_name: str | None = None
-    main_metric_split: str | None = None
-    main_metric: float | None = None
-    constant_baseline: float | None = None
-    failed_run: bool | None = None
-    failure_rule: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    evaluations: list[Evaluation] = field(default_factory=list)
-    resumed_from_step: int | None = None
-    predictions: dict[str, list[float]] = field(default_factory=dict)
-    labels: dict[str, list[float]] = field(default_factory=dict)
-    stopped_early: str | None = None
-    global_step: int | None = None
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def pruned(self) -> bool:
-        """Whether an early test stopped the run as failing (``--prune``): a failed run, stopped early."""
-        return self.stopped_early in PRUNED
-
-    def cell(self) -> RunCell:
-        """The run as a :class:`RunCell`, as a worker needs it to execute the run."""
-        return RunCell(**{f.name: getattr(self, f.name) for f in fields(RunCell)})
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    """How many runs are in each status, and how many completed runs are failed runs."""
-
-    pending: int = 0
-    running: int = 0
-    completed: int = 0
-    error: int = 0
-    crashed: int = 0
-    failed_runs: int = 0
-    mean_wall_time_s: float | None = None  # of the completed runs, for the time-left estimate
-
-    @property
-    def total(self) -> int:
-        return self.pending + self.running + self.completed + self.error + self.crashed
-
-    @property
-    def done(self) -> int:
-        """Runs that need nothing more from this invocation: completed, or stopped by an error."""
-        return self.completed + self.error + self.crashed
-
-
 def _pid_alive(pid: int) -> bool:
     """Whether a process with this id exists on this host (a zombie counts as dead)."""
     try:
@@ -207,13 +109,6 @@ def _pid_alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 class StudyStore:
@@ -235,7 +130,8 @@ class StudyStore:
             self._connection.execute(
                 "PRAGMA synchronous = FULL"
             )  # a commit survives a power cut; commits are rare
-            self._create_or_upgrade()
+            with self._transaction() as db:
+                create_or_upgrade(db, self.path)
             if self._connection.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
         except sqlite3.DatabaseError as error:
@@ -248,46 +144,6 @@ class StudyStore:
         except BaseException:
             self._connection.close()
             raise
-
-    def _create_or_upgrade(self) -> None:
-        with self._transaction() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = None if row is None else int(row["value"])
-            if version is not None and version > SCHEMA_VERSION:
-                raise ValueError(
-                    f"{self.path} is a study store of version {version}; this transformers-fine-tuning reads "
-                    f"versions up to {SCHEMA_VERSION}: upgrade the package to read it"
-                )
-            self._add_missing_columns(db)
-            if version is not None and version < SCHEMA_VERSION:
-                self._upgrade(db)
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-
-    @staticmethod
-    def _add_missing_columns(db: sqlite3.Connection) -> None:
-        """Columns added to the schema after a store was created (all nullable) are added to it."""
-        columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-        for column, kind in _ADDED_COLUMNS.items():
-            if column not in columns:
-                db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
-
-    @staticmethod
-    def _upgrade(db: sqlite3.Connection) -> None:
-        """From an older version: derive the result columns again from each run's (upgraded) results."""
-        rows = db.execute("SELECT run_id, results_json FROM runs WHERE results_json IS NOT NULL").fetchall()
-        for row in rows:
-            results = RunResults.from_dict(json.loads(row["results_json"]), source=f"run {row['run_id']}")
-            columns = _derived_columns(results)
-            db.execute(
-                f"UPDATE runs SET {', '.join(f'{name} = ?' for name in columns)} WHERE run_id = ?",
-                (*columns.values(), row["run_id"]),
-            )
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -343,48 +199,10 @@ class StudyStore:
             for cell in cells:
                 row = existing.get(cell.run_id)
                 if row is None:
-                    db.execute(
-                        "INSERT INTO runs (run_id, position, task, recipe, seed, data_seed, subset_seed, "
-                        "dropout_seed, argv_json, config_hash, output_dir, status) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            cell.run_id,
-                            cell.position,
-                            cell.task,
-                            cell.recipe,
-                            cell.seed,
-                            cell.data_seed,
-                            cell.subset_seed,
-                            cell.dropout_seed,
-                            json.dumps(list(cell.argv)),
-                            cell.config_hash,
-                            cell.output_dir,
-                            PENDING,
-                        ),
-                    )
+                    _insert_run(db, cell)
                     added.append(cell.run_id)
-                    continue
-                db.execute(
-                    "UPDATE runs SET position = ?, active = 1 WHERE run_id = ?", (cell.position, cell.run_id)
-                )
-                if cell.same_config(row["config_hash"]):
-                    if row["config_hash"] != cell.config_hash:  # an older store's hash of the same run
-                        db.execute(
-                            "UPDATE runs SET config_hash = ? WHERE run_id = ?",
-                            (cell.config_hash, cell.run_id),
-                        )
-                    continue
-                if row["status"] == RUNNING:
-                    continue
-                if row["status"] == COMPLETED and not rerun_changed:
+                elif not _resync_run(db, cell, row, rerun_changed=rerun_changed):
                     changed.append(cell.run_id)
-                    continue
-                db.execute(
-                    "UPDATE runs SET argv_json = ?, config_hash = ?, output_dir = ?, status = ?, attempts = 0, "
-                    + ", ".join(f"{column} = NULL" for column in _RESULT_COLUMNS)
-                    + " WHERE run_id = ?",
-                    (json.dumps(list(cell.argv)), cell.config_hash, cell.output_dir, PENDING, cell.run_id),
-                )
             if changed:
                 shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
                 raise StudyConfigChangedError(
@@ -410,7 +228,7 @@ class StudyStore:
                 "claimed_at = ?, heartbeat_at = ?, error = NULL WHERE run_id = ?",
                 (RUNNING, str(owner), owner.host, owner.pid, now, now, row["run_id"]),
             )
-        return self._record(row).cell()
+        return record_from_row(row).cell()
 
     def heartbeat(self, run_ids: Iterable[str], owner: Owner) -> None:
         """Mark ``owner``'s running runs as alive (see :meth:`reclaim_dead`)."""
@@ -432,7 +250,7 @@ class StudyStore:
         wall_time_s: float | None = None,
     ) -> bool:
         """Store a finished run's results; ``False`` if the run was already recorded."""
-        columns = _derived_columns(results)
+        columns = derived_columns(results)
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, host = ?, wall_time_s = ?, error = NULL, "
@@ -561,7 +379,7 @@ class StudyStore:
             parameters.append(status)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._connection.execute(f"SELECT * FROM runs{where} ORDER BY position", parameters).fetchall()
-        return [self._record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def results(self, run_id: str) -> RunResults | None:
         """The full results of a completed run."""
@@ -570,94 +388,50 @@ class StudyStore:
             return None
         return RunResults.from_dict(json.loads(row["results_json"]), source=f"run {run_id} in {self.path}")
 
-    @staticmethod
-    def _record(row: sqlite3.Row) -> RunRecord:
-        results = json.loads(row["results_json"]) if row["results_json"] else {}
-        return RunRecord(
-            run_id=row["run_id"],
-            position=row["position"],
-            task=row["task"],
-            recipe=row["recipe"],
-            seed=row["seed"],
-            data_seed=row["data_seed"],
-            status=row["status"],
-            attempts=row["attempts"],
-            output_dir=row["output_dir"],
-            config_hash=row["config_hash"],
-            argv=tuple(json.loads(row["argv_json"])),
-            subset_seed=row["subset_seed"],
-            dropout_seed=row["dropout_seed"],
-            owner=row["owner"],
-            host=row["host"],
-            wall_time_s=row["wall_time_s"],
-            main_metric_name=row["main_metric_name"],
-            main_metric_split=row["main_metric_split"],
-            main_metric=row["main_metric"],
-            constant_baseline=row["constant_baseline"],
-            failed_run=None if row["failed_run"] is None else bool(row["failed_run"]),
-            failure_rule=row["failure_rule"],
-            metrics=json.loads(row["metrics_json"] or "{}"),
-            evaluations=[Evaluation(**entry) for entry in json.loads(row["evaluations_json"] or "[]")],
-            resumed_from_step=row["resumed_from_step"],
-            predictions=results.get("predictions") or {},
-            labels=results.get("labels") or {},
-            stopped_early=results.get("stopped_early"),
-            global_step=results.get("global_step"),
-            diagnostics=results.get("diagnostics") or {},
-            timings=results.get("timings") or {},
-            error=row["error"],
-        )
+
+def _insert_run(db: sqlite3.Connection, cell: RunCell) -> None:
+    """Add a cell the store does not hold yet, pending."""
+    db.execute(
+        "INSERT INTO runs (run_id, position, task, recipe, seed, data_seed, subset_seed, "
+        "dropout_seed, argv_json, config_hash, output_dir, status) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            cell.run_id,
+            cell.position,
+            cell.task,
+            cell.recipe,
+            cell.seed,
+            cell.data_seed,
+            cell.subset_seed,
+            cell.dropout_seed,
+            json.dumps(list(cell.argv)),
+            cell.config_hash,
+            cell.output_dir,
+            PENDING,
+        ),
+    )
 
 
-_RESULT_COLUMNS = (
-    "owner",
-    "claimed_at",
-    "heartbeat_at",
-    "finished_at",
-    "host",
-    "wall_time_s",
-    "main_metric_name",
-    "main_metric_split",
-    "main_metric",
-    "constant_baseline",
-    "failed_run",
-    "failure_rule",
-    "metrics_json",
-    "evaluations_json",
-    "results_json",
-    "resumed_from_step",
-    "error",
-)
-
-
-_ADDED_COLUMNS = {
-    "resumed_from_step": "INTEGER",
-    "subset_seed": "INTEGER",
-    "dropout_seed": "INTEGER",
-    "constant_baseline": "REAL",
-    "failure_rule": "TEXT",
-}
-"""Columns added after the first store, with their types (added to an older store when it is opened)."""
-
-
-def _derived_columns(results: RunResults) -> dict[str, Any]:
-    """The columns of a completed run that its results decide, by column name: one derivation for a new run
-    and for the upgrade of an older store."""
-    content = results.to_dict()
-    main = results.main_metric
-    return {
-        "main_metric_name": main.name,
-        "main_metric_split": main.split,
-        "main_metric": _float(main.value),
-        "constant_baseline": _float(results.main_baseline),
-        "failed_run": int(bool(results.failed)),
-        "failure_rule": results.failure.rule if results.failure else None,
-        "metrics_json": json.dumps(content["metrics"]),
-        "evaluations_json": json.dumps(content["evaluations"]),
-        "results_json": json.dumps(content),
-        "resumed_from_step": _resumed_step(results),
-    }
-
-
-def _resumed_step(results: RunResults) -> int | None:
-    return None if results.resumed_from is None else results.resumed_from.step
+def _resync_run(db: sqlite3.Connection, cell: RunCell, row: sqlite3.Row, *, rerun_changed: bool) -> bool:
+    """Make a stored run (``row``) active again at its cell's place, and reset it to pending with the cell's
+    arguments if its configuration changed; ``False`` for a completed run that changed and is left as it is
+    (``rerun_changed`` not set), which :meth:`StudyStore.sync` refuses."""
+    db.execute("UPDATE runs SET position = ?, active = 1 WHERE run_id = ?", (cell.position, cell.run_id))
+    if cell.same_config(row["config_hash"]):
+        if row["config_hash"] != cell.config_hash:  # an older store's hash of the same run
+            db.execute(
+                "UPDATE runs SET config_hash = ? WHERE run_id = ?",
+                (cell.config_hash, cell.run_id),
+            )
+        return True
+    if row["status"] == RUNNING:
+        return True
+    if row["status"] == COMPLETED and not rerun_changed:
+        return False
+    db.execute(
+        "UPDATE runs SET argv_json = ?, config_hash = ?, output_dir = ?, status = ?, attempts = 0, "
+        + ", ".join(f"{column} = NULL" for column in RESULT_COLUMNS)
+        + " WHERE run_id = ?",
+        (json.dumps(list(cell.argv)), cell.config_hash, cell.output_dir, PENDING, cell.run_id),
+    )
+    return True
