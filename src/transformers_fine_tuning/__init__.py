@@ -21,7 +21,7 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     modeling.py       the pretrained model and tokenizer, with a new head for the task
     layer_maps.py     the table of each encoder's layer stack and pooler; the encoder found inside a model
     discovery.py      the layer map of a model outside the table, found from its modules and one forward pass
-    architectures.py  where each encoder's layer stack, pooler and head live: the table, and discovery
+    architectures.py  a model's layout: the table's or discovered map, checked, and what is new (not in the checkpoint)
     adapters.py       LoRA adapters (PEFT)
     surgery.py        re-initialisation, freezing, Mixout, NoisyTune: functions on an nn.Module
     optim/            AdamWL2SP, and the parameter groups (decay, pretrained or novel, depth)
