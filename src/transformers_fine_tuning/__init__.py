@@ -17,6 +17,7 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     recipes/          the papers' recipes, as YAML
     hub.py            whether the Hub can be reached, known in seconds
     glue/             the task table; loading (GLUE layout, files, Hub), tokenisation, metrics; the layout written
+    data_labels.py    your own data's labels: classes or regression targets, from the training split, checked
     data.py           your own data as a task: files, save_to_disk directories or Hub data sets; labels and metrics
     modeling.py       the pretrained model and tokenizer, with a new head for the task
     architectures.py  where each encoder's layer stack, pooler and head live: the table, and discovery
