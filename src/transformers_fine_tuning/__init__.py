@@ -35,6 +35,7 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     trainer/          TrainerOptimizerInit, and build_fine_tuning_optimizer that it (or any loop) calls
     transformers/     trainer/'s former import path, kept for the public API
     best.py           the best evaluation beside the last: its step, and the split that chose it
+    provenance.py     where a run ran and with what: the device in words, the libraries' versions
     results.py        the results.json schema: its one writer and one reader
     evaluation.py     the predictions of each evaluation, kept for the results; length-sorted evaluation
     resume.py         resuming from the last complete checkpoint of the same arguments
