@@ -44,6 +44,8 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     arguments/        the run's arguments as inert dataclasses (ranges and the rules between flags checked when made);
                       parsing: flags or a config file (HfArgumentParser), a recipe's values under them
     build.py          the arguments turned into callbacks, the optimizer class and its options, and adapters
+    job_data.py       the job's splits cut to size, a held-out split set aside, evaluation by length
+    job_results.py    the job's results.json assembled from the trained Trainer, and judged
     fine_tune.py      the job: parse → prepare → run → results.json (tft-fine-tune)
     study/            seed studies: spec → store → backends → statistics → report and plots (tft-study)
 """
