@@ -193,6 +193,7 @@ def _wise_ft(trainer: TrainerOptimizerInit) -> WiSEFTCallback | None:
 
 
 def _wise_ft_results(callback: WiSEFTCallback | None, setup: Setup) -> WiseFT | None:
+    """WiSE-FT's record: the α, the grid it was chosen from with its scores, the held-out examples."""
     if callback is None:
         return None
     return WiseFT(
