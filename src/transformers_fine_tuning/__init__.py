@@ -17,6 +17,7 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     recipes/          the papers' recipes, as YAML
     hub.py            whether the Hub can be reached, known in seconds
     glue/             the task table; loading (GLUE layout, files, Hub), tokenisation, metrics; the layout written
+    data_labels.py    your own data's labels: classes or regression targets, from the training split, checked
     data.py           your own data as a task: files, save_to_disk directories or Hub data sets; labels and metrics
     modeling.py       the pretrained model and tokenizer, with a new head for the task
     layer_maps.py     the table of each encoder's layer stack and pooler; the encoder found inside a model
@@ -36,6 +37,7 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     trainer/          TrainerOptimizerInit, and build_fine_tuning_optimizer that it (or any loop) calls
     transformers/     trainer/'s former import path, kept for the public API
     best.py           the best evaluation beside the last: its step, and the split that chose it
+    provenance.py     where a run ran and with what: the device in words, the libraries' versions
     results.py        the results.json schema: its one writer and one reader
     evaluation.py     the predictions of each evaluation, kept for the results; length-sorted evaluation
     resume.py         resuming from the last complete checkpoint of the same arguments
@@ -44,6 +46,8 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     arguments/        the run's arguments as inert dataclasses (ranges and the rules between flags checked when made);
                       parsing: flags or a config file (HfArgumentParser), a recipe's values under them
     build.py          the arguments turned into callbacks, the optimizer class and its options, and adapters
+    job_data.py       the job's splits cut to size, a held-out split set aside, evaluation by length
+    job_results.py    the job's results.json assembled from the trained Trainer, and judged
     fine_tune.py      the job: parse → prepare → run → results.json (tft-fine-tune)
     study/            seed studies: spec → store → backends → statistics → report and plots (tft-study)
 """

@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from .data_labels import Labels
 from .glue import GLUE_TASKS, HUB_DATASET, Task, get_task, is_glue_task, load_task_datasets
-from .glue.loading import is_missing, read_table
+from .glue.loading import read_table
 from .glue.metrics import default_metrics, with_metrics
 
 if TYPE_CHECKING:
@@ -311,37 +312,20 @@ def load_custom_task(
             the file or split, the row where one is at fault, and the fix.
         ConnectionError: a Hub data set that is neither reachable nor in the local cache.
     """
-    files = train_file is not None or validation_file is not None
-    if files == (dataset_name is not None):
-        raise ValueError(
-            f"task {name!r} of your own data takes its data from one source, dataset_name (--dataset_name) or "
-            f"train_file and validation_file (--train_file, --validation_file); {'both' if files else 'neither'} "
-            "given"
-        )
-    if files:
-        if train_file is None or validation_file is None:
-            raise ValueError(
-                f"task {name!r}: pass both --train_file and --validation_file (or --dataset_name for a data set "
-                "with its splits)"
-            )
-        if dataset_config_name is not None or validation_split_name is not None:
-            raise ValueError("--dataset_config_name and --validation_split_name apply to --dataset_name only")
-        train = _read_split_file(train_file, "train", cache_dir)
-        evaluation = _read_split_file(validation_file, "validation", cache_dir)
-    else:
-        train, evaluation = _read_dataset(
-            dataset_name, dataset_config_name, validation_split_name or "validation", cache_dir
-        )
+    train, evaluation = _read_sources(
+        name,
+        train_file=train_file,
+        validation_file=validation_file,
+        dataset_name=dataset_name,
+        dataset_config_name=dataset_config_name,
+        validation_split_name=validation_split_name,
+        cache_dir=cache_dir,
+    )
     label = label_column or _LABEL
-    for part in (train, evaluation):
-        if label not in part.dataset.column_names:
-            raise ValueError(
-                f"{part.where}: no label column {label!r}; its columns are {part.dataset.column_names}"
-                + ("" if label_column else ": name the label column with --label_column")
-            )
+    _check_label_column((train, evaluation), label, named=bool(label_column))
     texts = _text_columns(train, label, text_column, text_pair_column)
     text_values = {part.split: _text_values(part, texts) for part in (train, evaluation)}
-    labels = _Labels.of(train, label)
+    labels = Labels.of(train, label)
     regression = labels.names is None
     metric_names, main_metric = default_metrics(regression=regression, num_labels=len(labels.names or ()))
     task = CustomTask(
@@ -353,19 +337,76 @@ def load_custom_task(
         main_metric=main_metric,
         eval_splits=(evaluation.split,),
     )
+    return task, _encoded_splits(task, (train, evaluation), text_values, labels, label)
+
+
+def _read_sources(
+    name: str,
+    *,
+    train_file: str | Path | None,
+    validation_file: str | Path | None,
+    dataset_name: str | None,
+    dataset_config_name: str | None,
+    validation_split_name: str | None,
+    cache_dir: str | Path | None,
+) -> tuple[_Part, _Part]:
+    """The training and evaluation splits from the one source given: two files, or a data set."""
+    files = train_file is not None or validation_file is not None
+    if files == (dataset_name is not None):
+        raise ValueError(
+            f"task {name!r} of your own data takes its data from one source, dataset_name (--dataset_name) or "
+            f"train_file and validation_file (--train_file, --validation_file); {'both' if files else 'neither'} "
+            "given"
+        )
+    if not files:
+        return _read_dataset(
+            dataset_name, dataset_config_name, validation_split_name or "validation", cache_dir
+        )
+    if train_file is None or validation_file is None:
+        raise ValueError(
+            f"task {name!r}: pass both --train_file and --validation_file (or --dataset_name for a data set "
+            "with its splits)"
+        )
+    if dataset_config_name is not None or validation_split_name is not None:
+        raise ValueError("--dataset_config_name and --validation_split_name apply to --dataset_name only")
+    return (
+        _read_split_file(train_file, "train", cache_dir),
+        _read_split_file(validation_file, "validation", cache_dir),
+    )
+
+
+def _check_label_column(parts: Sequence[_Part], label: str, *, named: bool) -> None:
+    """Every split has the label column (``named``: given by ``--label_column``, else the default)."""
+    for part in parts:
+        if label not in part.dataset.column_names:
+            raise ValueError(
+                f"{part.where}: no label column {label!r}; its columns are {part.dataset.column_names}"
+                + ("" if named else ": name the label column with --label_column")
+            )
+
+
+def _encoded_splits(
+    task: CustomTask,
+    parts: tuple[_Part, _Part],
+    text_values: dict[str, dict[str, list[str]]],
+    labels: Labels,
+    label: str,
+) -> DatasetDict:
+    """The training and evaluation splits in the job's columns: the texts, ``label`` (encoded) and ``idx``."""
     features = Features(
         {
-            **{column: Value("string") for column in texts},
-            _LABEL: Value("float32") if regression else ClassLabel(names=list(task.label_names)),
+            **{column: Value("string") for column in task.text_columns},
+            _LABEL: Value("float32") if task.is_regression else ClassLabel(names=list(task.label_names)),
             _IDX: Value("int32"),
         }
     )
+    train = parts[0]
     splits = {}
-    for part in (train, evaluation):
+    for part in parts:
         encoded = labels.encode(part, label, train.where)
         columns = {**text_values[part.split], _LABEL: encoded, _IDX: list(range(len(encoded)))}
         splits[part.split] = Dataset.from_dict(columns, features=features)
-    return task, DatasetDict(splits)
+    return DatasetDict(splits)
 
 
 # -- columns ----------------------------------------------------------------------------------------------------
@@ -434,141 +475,3 @@ def _text_values(part: _Part, texts: Sequence[str]) -> dict[str, list[str]]:
             if value is None:
                 raise ValueError(f"{part.where}, row {row}: column {column!r} is empty")
     return values
-
-
-# -- labels -----------------------------------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a number when it is one (an int, a float, or text that reads as one), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _kind(value: Any) -> str:
-    """What a label is: a ``name`` (text), a ``number``, a ``boolean``, or another type (refused)."""
-    if isinstance(value, bool):
-        return "boolean"
-    if _number(value) is not None:
-        return "number"
-    return "name" if isinstance(value, str) else type(value).__name__
-
-
-def _class_key(value: Any) -> Any:
-    """The class a label value stands for: integers (also written as text) by value, else the value itself."""
-    number = _number(value)
-    if number is not None and number.is_integer():
-        return int(number)
-    return number if number is not None else value
-
-
-def _labelled(part: _Part, column: str) -> list[Any]:
-    """The label values of ``part``, checked to be there in every row (``-1`` is a ``ClassLabel``'s none)."""
-    values = part.dataset[column][:]
-    unlabelled = -1 if isinstance(part.dataset.features[column], ClassLabel) else None
-    for row, value in enumerate(values, start=1):
-        if is_missing(value) or value == unlabelled:
-            raise ValueError(
-                f"{part.where}, row {row}: the label is empty"
-                + (" (-1: unlabelled)" if value == -1 else "")
-                + ": every training and validation row needs one; drop the row or fill it in"
-            )
-    return values
-
-
-class _Labels(NamedTuple):
-    """The label set of a training split: its class names in index order and the key of each class
-    (``names`` ``None``: a regression target), the classes the training split has, and whether they are a
-    ``ClassLabel``'s (whose names other sources are matched against)."""
-
-    names: tuple[str, ...] | None
-    keys: dict[Any, int]
-    seen: frozenset[int] = frozenset()
-    class_label: bool = False
-
-    @classmethod
-    def of(cls, train: _Part, column: str) -> _Labels:
-        """Infer the kind and the classes from the training split; refuse what cannot train a model."""
-        values = _labelled(train, column)
-        feature = train.dataset.features[column]
-        if isinstance(feature, ClassLabel):
-            labels = cls(
-                tuple(feature.names), {name: i for i, name in enumerate(feature.names)}, class_label=True
-            )
-        elif isinstance(feature, Value) and feature.dtype.startswith("float"):
-            labels = cls(None, {})
-        else:
-            labels = cls._inferred(train, column, values)
-        if labels.names is None:
-            targets = {float(value) for value in values}
-            if len(targets) < 2:
-                raise ValueError(
-                    f"{train.where}: every training target is {next(iter(targets), None)} ({len(values)} rows): "
-                    f"regression needs targets that vary; check the label column {column!r} (--label_column)"
-                )
-            return labels
-        seen = frozenset(labels.encode(train, column, train.where))
-        if len(seen) < 2:
-            raise ValueError(
-                f"{train.where}: every training label is {labels.names[next(iter(seen))]!r} ({len(values)} rows): "
-                "a classifier needs examples of at least two classes; add training examples of the others "
-                "(for scores, write them as floats: a regression)"
-            )
-        return labels._replace(seen=seen)
-
-    @classmethod
-    def _inferred(cls, train: _Part, column: str, values: Sequence[Any]) -> _Labels:
-        """Names or integers (also as text): classes in sorted order; other numbers: a regression target."""
-        first = _kind(values[0]) if values else "name"
-        for row, value in enumerate(values, start=1):
-            kind = _kind(value)
-            if kind not in ("name", "number", "boolean"):
-                raise ValueError(
-                    f"{train.where}, row {row}: label {value!r} is a {kind}; a label is a name, an integer "
-                    "(classes) or a float (a regression target), one per row"
-                )
-            if kind != first:
-                raise ValueError(
-                    f"{train.where}, row {row}: label {value!r} is a {kind}, but row 1's label {values[0]!r} is "
-                    f"a {first}: the label column {column!r} mixes kinds. Write every label as a name (e.g. "
-                    "positive), or every one as a number (integers: classes; floats: regression targets)"
-                )
-        keys = [_class_key(value) for value in values]
-        if first == "number" and not all(isinstance(key, int) for key in keys):
-            return cls(None, {})
-        ordered = sorted(set(keys))
-        return cls(tuple(map(str, ordered)), {key: i for i, key in enumerate(ordered)})
-
-    def encode(self, part: _Part, column: str, train_where: str) -> list[int] | list[float]:
-        """The labels of ``part`` as class indices (in the training split's classes) or float targets."""
-        values = _labelled(part, column)
-        if self.names is None:
-            for row, value in enumerate(values, start=1):
-                if _kind(value) != "number":
-                    raise ValueError(
-                        f"{part.where}, row {row}: expected a float target as label (the training labels are "
-                        f"regression targets), found {value!r}"
-                    )
-            return [float(value) for value in values]
-        feature = part.dataset.features[column]
-        indices = []
-        for row, value in enumerate(values, start=1):
-            named = feature.int2str(value) if isinstance(feature, ClassLabel) else value
-            index = self.keys.get(str(named) if self.class_label else _class_key(named))
-            if index is None or (self.seen and index not in self.seen):
-                known = [self.names[i] for i in sorted(self.seen)] if self.seen else list(self.names)
-                raise ValueError(
-                    f"{part.where}, row {row}: label {value!r} does not occur in the training data "
-                    f"({train_where}), whose labels are {', '.join(known)}: add training examples of it, or drop "
-                    "the rows that have it"
-                )
-            indices.append(index)
-        return indices

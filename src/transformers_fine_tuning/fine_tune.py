@@ -29,17 +29,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from datasets import Dataset, DatasetDict
-from transformers import DataCollatorWithPadding, default_data_collator, set_seed
+from datasets import DatasetDict
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    default_data_collator,
+    set_seed,
+)
 from transformers.utils import is_torch_xla_available
 
 from .arguments import DataArguments, FineTuneArguments, parse_fine_tune_args, xla_launch_requested
-from .best import BEST_HELD_OUT, best_score
+from .best import BEST_HELD_OUT
 from .build import apply_adapters, diagnostics_callbacks, fine_tuning_callbacks, optimizer_cls_and_kwargs
-from .callbacks import WiSEFTCallback
 from .data import load_task_and_datasets
-from .diagnostics import DiagnosticCallback, prior_loss
-from .evaluation import PredictionRecorder, sort_by_length
+from .diagnostics import prior_loss
+from .evaluation import PredictionRecorder
 from .glue import (
     HUB_DATASET,
     GlueTask,
@@ -48,33 +54,23 @@ from .glue import (
     get_task,
     is_glue_task,
     make_compute_metrics,
-    per_class_f1,
     tokenize_dataset,
 )
 from .hub import hub_offline, hub_unreachable, use_local_files_only
 from .interrupt import InterruptCallback, RunInterrupted, checkpoint_on_signals
+from .job_data import WISE_FT_HELD_OUT, evaluation_order, hold_out, limit_samples
+from .job_results import final_metrics, run_results
 from .modeling import load_model_and_tokenizer, looks_like_local_path, max_input_length
 from .restarts import RESTARTS_FILE, RestartRun, Restarts, RestartsTally
 from .results import (
-    PRUNED,
     RESULTS_FILE,
-    MainMetric,
-    ResumedFrom,
     RunResults,
-    TaskInfo,
-    WiseFT,
-    device_info,
-    evaluations_from_log,
-    judge_results,
-    library_versions,
-    losses_from_log,
     read_results,
-    split_metrics,
     write_json_atomic,
     write_results,
 )
 from .resume import ResumePlan, plan_resume
-from .seeds import DropoutSeedCallback, subset_indices
+from .seeds import DropoutSeedCallback
 from .timings import Stopwatch, evaluation_runtimes
 from .trainer import TrainerOptimizerInit
 
@@ -169,59 +165,6 @@ def _holds_finished_run(results_path: Path) -> bool:
         return True
 
 
-WISE_FT_HELD_OUT = "wise_ft_held_out"
-"""The split of training examples set aside to choose WiSE-FT's α (``--wise_ft_alphas``): never trained on."""
-
-
-def _hold_out(raw: DatasetDict, args: FineTuneArguments) -> DatasetDict:
-    """``raw`` with a share of its training split moved to a held-out split, never trained on (both parts keep
-    the file's order): :data:`WISE_FT_HELD_OUT` to choose WiSE-FT's α (``--wise_ft_held_out``), or
-    :data:`~.best.BEST_HELD_OUT` to choose the best evaluation (``--best_held_out``)."""
-    fine_tuning = args.fine_tuning
-    if fine_tuning.wise_ft_held_out_share is not None:
-        split, share, seed, flag, why = (
-            WISE_FT_HELD_OUT,
-            fine_tuning.wise_ft_held_out_share,
-            fine_tuning.wise_ft_held_out_seed,
-            "--wise_ft_held_out",
-            "to choose WiSE-FT's α",
-        )
-    elif fine_tuning.best_held_out is not None:
-        split, share, seed, flag, why = (
-            BEST_HELD_OUT,
-            fine_tuning.best_held_out,
-            fine_tuning.best_held_out_seed,
-            "--best_held_out",
-            "to choose the best evaluation",
-        )
-    else:
-        return raw
-    train = raw["train"]
-    size = round(share * len(train))
-    if not 0 < size < len(train):
-        raise ValueError(
-            f"{flag} {share}: {size} of the {len(train)} training examples would be held out {why}; hold out at "
-            "least one and train on the rest."
-        )
-    held = subset_indices(len(train), size, seed)
-    kept = sorted(set(range(len(train))) - set(held))
-    return DatasetDict({**raw, "train": train.select(kept), split: train.select(held)})
-
-
-def _evaluation_order(
-    tokenized: DatasetDict, eval_splits: list[str], data: DataArguments
-) -> tuple[dict[str, Dataset], dict[str, list[int]]]:
-    """The evaluation splits as the Trainer will see them (longest example first, see
-    :func:`.evaluation.sort_by_length`, unless ``--sort_eval_by_length false`` or every example is padded to one
-    length anyway), and the orders that put their predictions back."""
-    if not data.sort_eval_by_length or data.pad_to_max_length:
-        return {split: tokenized[split] for split in eval_splits}, {}
-    ordered = {split: sort_by_length(tokenized[split]) for split in eval_splits}
-    return {split: dataset for split, (dataset, _) in ordered.items()}, {
-        split: order for split, (_, order) in ordered.items()
-    }
-
-
 def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setup:
     """Everything that can fail on bad input, done before any training time is spent.
 
@@ -233,6 +176,61 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
     """
     started_at, stopwatch = datetime.now(timezone.utc), stopwatch or Stopwatch()
     data, training = args.data, args.training
+    results_path, resume = _plan_output_dir(args)
+    offline = _hub_unavailable(args)
+    stopwatch.lap("checks_s")
+    task, raw, eval_splits = _load_data(args, offline)
+    stopwatch.lap("data_s")
+    model, tokenizer = _load_model(args, task, offline)
+    stopwatch.lap("model_s")
+    with training.main_process_first(desc="tokenisation"):
+        tokenized = tokenize_dataset(
+            raw,
+            tokenizer,
+            task,
+            max_seq_length=data.max_seq_length,
+            pad_to_max_length=data.pad_to_max_length,
+            num_proc=data.preprocessing_num_workers,
+            cache_dir=data.tokenized_cache_dir,
+        )
+    baselines = {split: constant_baseline(task, raw[split]["label"]) for split in eval_splits}
+    evaluated, orders = evaluation_order(tokenized, eval_splits, data)
+    stopwatch.lap("tokenize_s")
+    predictions = PredictionRecorder(
+        make_compute_metrics(task), eval_splits, regression=task.is_regression, orders=orders
+    )
+    interrupts = InterruptCallback()
+    trainer = TrainerOptimizerInit(
+        model=model,
+        args=training,
+        train_dataset=tokenized["train"],
+        eval_dataset=evaluated,
+        processing_class=tokenizer,
+        data_collator=default_data_collator if data.pad_to_max_length else DataCollatorWithPadding(tokenizer),
+        compute_metrics=predictions.compute_metrics,
+        callbacks=_callbacks(args, task, raw, tokenized, eval_splits, baselines, interrupts, predictions),
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(args.fine_tuning, training.adamw_l2sp),
+    )
+    stopwatch.lap("trainer_s")
+    return Setup(
+        task,
+        raw,
+        eval_splits,
+        trainer,
+        predictions,
+        baselines,
+        results_path,
+        resume,
+        interrupts,
+        started_at,
+        stopwatch,
+    )
+
+
+def _plan_output_dir(args: FineTuneArguments) -> tuple[Path, ResumePlan]:
+    """Where ``results.json`` goes, refused if a finished run's is there (unless replaced), and what becomes of
+    the output directory's checkpoints."""
+    data, training = args.data, args.training
     output_dir = Path(training.output_dir)
     results_path = output_dir / RESULTS_FILE
     finished = _holds_finished_run(results_path)
@@ -241,10 +239,15 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
     # Static shapes pay only on XLA, where every new shape is a recompilation.
     if data.pad_to_max_length is None:
         data.pad_to_max_length = is_torch_xla_available()  # resolved here, so results.json records it
-    resume = plan_resume(output_dir, training.resume_from_checkpoint, args.to_dict(), start_over=finished)
+    return results_path, plan_resume(
+        output_dir, training.resume_from_checkpoint, args.to_dict(), start_over=finished
+    )
 
-    offline = _hub_unavailable(args)
-    stopwatch.lap("checks_s")
+
+def _load_data(args: FineTuneArguments, offline: str | None) -> tuple[Task, DatasetDict, list[str]]:
+    """The task, its splits (cut to ``--max_train_samples``/``--max_eval_samples``, a held-out split set aside)
+    and the evaluation splits; ``offline`` says why the Hub cannot serve what is not in the cache."""
+    data = args.data
     try:  # a GLUE task from its table, or a task of your own data found in it; either is a Task
         task, raw = load_task_and_datasets(data, cache_dir=args.model.cache_dir)
     except ConnectionError:
@@ -252,22 +255,18 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
             raise
         raise ConnectionError(_not_in_cache(data, offline)) from None
     eval_splits = [split for split in task.eval_splits if split in raw]  # data files give MNLI one dev split
-    limits = {"train": data.max_train_samples, **dict.fromkeys(eval_splits, data.max_eval_samples)}
-    raw = DatasetDict(
-        {
-            split: raw[split].select(range(min(limit or len(raw[split]), len(raw[split]))))
-            if split != "train" or data.train_subset_seed is None
-            else raw[split].select(
-                subset_indices(len(raw[split]), min(limit, len(raw[split])), data.train_subset_seed)
-            )
-            for split, limit in limits.items()
-        }
-    )
-    raw = _hold_out(raw, args)
+    raw = hold_out(limit_samples(raw, eval_splits, data), args)
     if BEST_HELD_OUT in raw:  # evaluated with the others at every evaluation, after the main split
         eval_splits.append(BEST_HELD_OUT)
-    stopwatch.lap("data_s")
+    return task, raw, eval_splits
 
+
+def _load_model(
+    args: FineTuneArguments, task: Task, offline: str | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The pretrained model with its new head (drawn from ``--seed``) and LoRA adapters, and its tokenizer;
+    ``--max_seq_length`` checked against what the model takes."""
+    data, training = args.data, args.training
     if training.data_seed is None:  # the data order gets its own generator, whatever re-seeds the others
         training.data_seed = training.seed
     set_seed(training.seed)  # the seed decides the new head's initialisation
@@ -289,68 +288,41 @@ def prepare(args: FineTuneArguments, stopwatch: Stopwatch | None = None) -> Setu
             f"tokens (its position embeddings, or its tokenizer's model_max_length); use --max_seq_length {limit} "
             "or less"
         )
-    model = apply_adapters(args.fine_tuning, model)  # LoRA (--lora_r): adapters drawn from the same seed
-    stopwatch.lap("model_s")
-    with training.main_process_first(desc="tokenisation"):
-        tokenized = tokenize_dataset(
-            raw,
-            tokenizer,
-            task,
-            max_seq_length=data.max_seq_length,
-            pad_to_max_length=data.pad_to_max_length,
-            num_proc=data.preprocessing_num_workers,
-            cache_dir=data.tokenized_cache_dir,
-        )
-    baselines = {split: constant_baseline(task, raw[split]["label"]) for split in eval_splits}
-    evaluated, orders = _evaluation_order(tokenized, eval_splits, data)
-    stopwatch.lap("tokenize_s")
-    predictions = PredictionRecorder(
-        make_compute_metrics(task), eval_splits, regression=task.is_regression, orders=orders
-    )
-    interrupts = InterruptCallback()
-    trainer = TrainerOptimizerInit(
-        model=model,
-        args=training,
-        train_dataset=tokenized["train"],
-        eval_dataset=evaluated,
-        processing_class=tokenizer,
-        data_collator=default_data_collator if data.pad_to_max_length else DataCollatorWithPadding(tokenizer),
-        compute_metrics=predictions.compute_metrics,
-        callbacks=[
-            interrupts,
-            *([] if training.dropout_seed is None else [DropoutSeedCallback(training.dropout_seed)]),
-            predictions,
-            *fine_tuning_callbacks(
-                args.fine_tuning,
-                seed=training.seed,
-                pretrained=args.model.model_name_or_path,
-                held_out=tokenized.get(WISE_FT_HELD_OUT),
-                metric=task.main_metric,
-            ),
-            *diagnostics_callbacks(
-                args.diagnostics,
-                prior_loss(raw["train"]["label"], regression=task.is_regression),
-                metric=task.main_metric,
-                split=eval_splits[0],
-                baseline=baselines[eval_splits[0]][task.main_metric],
-            ),
-        ],
-        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(args.fine_tuning, training.adamw_l2sp),
-    )
-    stopwatch.lap("trainer_s")
-    return Setup(
-        task,
-        raw,
-        eval_splits,
-        trainer,
-        predictions,
-        baselines,
-        results_path,
-        resume,
+    return apply_adapters(args.fine_tuning, model), tokenizer  # LoRA (--lora_r): drawn from the same seed
+
+
+def _callbacks(
+    args: FineTuneArguments,
+    task: Task,
+    raw: DatasetDict,
+    tokenized: DatasetDict,
+    eval_splits: list[str],
+    baselines: dict[str, dict[str, float]],
+    interrupts: InterruptCallback,
+    predictions: PredictionRecorder,
+) -> list[TrainerCallback]:
+    """The Trainer's callbacks, in order: interrupts, the dropout seed, the predictions, the fine-tuning
+    techniques, the diagnostics."""
+    training = args.training
+    return [
         interrupts,
-        started_at,
-        stopwatch,
-    )
+        *([] if training.dropout_seed is None else [DropoutSeedCallback(training.dropout_seed)]),
+        predictions,
+        *fine_tuning_callbacks(
+            args.fine_tuning,
+            seed=training.seed,
+            pretrained=args.model.model_name_or_path,
+            held_out=tokenized.get(WISE_FT_HELD_OUT),
+            metric=task.main_metric,
+        ),
+        *diagnostics_callbacks(
+            args.diagnostics,
+            prior_loss(raw["train"]["label"], regression=task.is_regression),
+            metric=task.main_metric,
+            split=eval_splits[0],
+            baseline=baselines[eval_splits[0]][task.main_metric],
+        ),
+    ]
 
 
 def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOptimizerInit, RunResults]:
@@ -379,7 +351,7 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
     stopwatch.move(sum(evaluations_s), "training_s", "evaluation_s")
     interrupted = setup.interrupts.signum
     if interrupted is None:
-        metrics = _final_metrics(trainer, setup.eval_splits)
+        metrics = final_metrics(trainer, setup.eval_splits)
         stopwatch.lap("final_evaluation_s")
         if args.run.save_final_model:
             trainer.save_model()
@@ -387,7 +359,7 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
     else:
         metrics = {}  # no final evaluation: the machine may have seconds left
     stopwatch.lap("other_s")  # the results' own time is what no phase accounts for
-    results = _results(args, setup, train_result.metrics, metrics, evaluations_s)
+    results = run_results(args, setup, train_result.metrics, metrics, evaluations_s)
     if trainer.is_world_process_zero():
         write_results(setup.results_path, results)
         if interrupted is None:
@@ -403,139 +375,6 @@ def run(args: FineTuneArguments, setup: Setup | None = None) -> tuple[TrainerOpt
     if interrupted is not None:
         raise RunInterrupted(interrupted, setup.interrupts.stopped_at)
     return trainer, results
-
-
-def _final_metrics(trainer: TrainerOptimizerInit, eval_splits: list[str]) -> dict[str, dict[str, Any]]:
-    """The metrics of the evaluation at the last step, if the schedule made one (one log entry per evaluation
-    split), else of an evaluation now."""
-    step = trainer.state.global_step
-    final = {
-        e.split: e.metrics
-        for e in evaluations_from_log(trainer.state.log_history, eval_splits)
-        if e.step == step
-    }
-    # after WiSE-FT the model is no longer the one the last evaluation saw
-    if set(final) != set(eval_splits) or _wise_ft(trainer) is not None:
-        final = split_metrics(trainer.evaluate(), eval_splits)
-    return {split: final[split] for split in eval_splits}
-
-
-def _results(
-    args: FineTuneArguments,
-    setup: Setup,
-    train_metrics: dict[str, Any],
-    metrics: dict[str, dict[str, Any]],
-    evaluations_s: list[float],
-) -> RunResults:
-    """The run's results, as ``results.json`` will hold them; no ``metrics`` means interrupted."""
-    task, trainer, resume, eval_splits = setup.task, setup.trainer, setup.resume, setup.eval_splits
-    step = trainer.state.global_step
-    main_split = eval_splits[0]
-    diagnostics = {}
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, DiagnosticCallback):
-            diagnostics.update(callback.report())
-    non_finite = diagnostics.get("non_finite")
-    pruned = next((test for test in PRUNED if (diagnostics.get(test) or {}).get("stopped")), None)
-    predictions = setup.predictions.predictions_at(step) if metrics else {}
-    judged = bool(metrics)
-    evaluations = evaluations_from_log(trainer.state.log_history, eval_splits)
-    results = RunResults(
-        status="completed" if judged else "interrupted",
-        task=task.name,
-        model=args.model.model_name_or_path,
-        model_type=trainer.model.config.model_type,
-        recipe=args.recipe.name if args.recipe else None,
-        seed=args.training.seed,
-        data_seed=args.training.data_seed,
-        dropout_seed=args.training.dropout_seed,
-        train_subset_seed=args.data.train_subset_seed,
-        main_metric=MainMetric(
-            task.main_metric, main_split, metrics.get(main_split, {}).get(task.main_metric)
-        ),
-        failed=False,  # judged below, once the results hold what the verdict reads
-        stopped_early="non_finite" if non_finite else pruned,
-        metrics=metrics,
-        constant_baseline=setup.constant_baselines,
-        evaluations=evaluations,
-        best=best_score(
-            evaluations,
-            task.main_metric,
-            main_split,
-            select_on=BEST_HELD_OUT if BEST_HELD_OUT in eval_splits else None,
-        ),
-        train_loss_history=losses_from_log(trainer.state.log_history),
-        train_metrics=train_metrics,
-        num_examples={split: len(setup.raw[split]) for split in setup.raw},
-        global_step=step,
-        wall_time_s=setup.stopwatch.total_s(),
-        started_at=setup.started_at.isoformat(),
-        finished_at=datetime.now(timezone.utc).isoformat(),
-        resumed_from=None if resume.checkpoint is None else ResumedFrom(str(resume.checkpoint), resume.step),
-        device=device_info(args.training.device, args.training.world_size),
-        versions=library_versions(),
-        arguments=args.to_dict(),
-        effective={
-            "max_seq_length": args.data.max_seq_length,
-            "pad_to_max_length": args.data.pad_to_max_length,
-            "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__,
-        },
-        diagnostics=diagnostics,
-        predictions=predictions,
-        labels={split: _plain(setup.raw[split]["label"]) for split in predictions},
-        task_info=TaskInfo(
-            kind=task.kind,
-            regression=task.is_regression,
-            label_names=[] if task.is_regression else list(task.label_names),
-            text_columns=list(task.text_columns),
-        ),
-        wise_ft=_wise_ft_results(_wise_ft(trainer), setup),
-        timings={
-            **setup.stopwatch.phases,
-            "evaluations_s": evaluations_s,
-            "total_s": setup.stopwatch.total_s(),
-        },
-        per_class_f1={}
-        if task.is_regression
-        else {
-            split: per_class_f1(task, values, setup.raw[split]["label"])
-            for split, values in predictions.items()
-        },
-    )
-    if judged:
-        verdict = judge_results(results)
-        results = dataclasses.replace(results, failed=verdict.failed, failure=verdict)
-    return RunResults.from_dict(results.to_dict())  # as JSON has it: what run returns is what the file holds
-
-
-def _plain(column: Any) -> list[float]:
-    """A ``datasets`` label column as a plain list (read in one go, not row by row)."""
-    return list(column[:])
-
-
-def _wise_ft(trainer: TrainerOptimizerInit) -> WiSEFTCallback | None:
-    """The WiSE-FT callback that interpolated the trained model, if one did."""
-    return next(
-        (
-            callback
-            for callback in trainer.callback_handler.callbacks
-            if isinstance(callback, WiSEFTCallback) and callback.alpha_chosen is not None
-        ),
-        None,
-    )
-
-
-def _wise_ft_results(callback: WiSEFTCallback | None, setup: Setup) -> WiseFT | None:
-    if callback is None:
-        return None
-    return WiseFT(
-        alpha=callback.alpha_chosen,
-        alphas=list(callback.scores),
-        scores=list(callback.scores.values()),
-        metric=callback.metric,
-        held_out_examples=len(setup.raw[WISE_FT_HELD_OUT]) if WISE_FT_HELD_OUT in setup.raw else 0,
-        source=callback.source,
-    )
 
 
 def _stop_on_bad_input(error: Exception) -> NoReturn:

@@ -165,23 +165,12 @@ def plan_resume(
     every = _checkpoint_dirs(output_dir)
     complete = [path for path in every if checkpoint_step(path) is not None]
     incomplete = tuple(path for path in every if path not in complete)
-    value = resume_from_checkpoint
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    choice = None if value is None else str(value).strip()
+    choice = _choice(resume_from_checkpoint)
 
     if start_over or (choice is not None and choice.lower() in _NEVER):
         return ResumePlan(remove=tuple(every), arguments=arguments)
     if choice is not None and choice.lower() not in _LAST:
-        path = Path(choice).expanduser()
-        step = checkpoint_step(path)
-        if step is None:
-            raise FileNotFoundError(
-                f"--resume_from_checkpoint {choice}: not a complete checkpoint (no readable "
-                f"{path / 'trainer_state.json'}); give a checkpoint-<step> directory, true for the last one in "
-                "--output_dir, or false to start over"
-            )
-        return ResumePlan(path, step, incomplete, explicit=True, arguments=arguments)
+        return _explicit_plan(choice, incomplete, arguments)
     if not complete:
         if choice is not None:  # true / last
             raise FileNotFoundError(
@@ -193,27 +182,56 @@ def plan_resume(
 
     last = complete[-1]
     if choice is None:  # found, not asked for: only a run of the same arguments is continued
-        try:
-            recorded = json.loads((output_dir / ARGUMENTS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            recorded = None
-            logger.warning(
-                "%s holds checkpoints but no %s: resuming from %s without checking its arguments",
-                output_dir,
-                ARGUMENTS_FILE,
-                last,
-            )
-        differences = [] if recorded is None else argument_differences(recorded, arguments)
-        if differences:
-            shown = "; ".join(differences[:6]) + (
-                f"; and {len(differences) - 6} more" if len(differences) > 6 else ""
-            )
-            raise ValueError(
-                f"{output_dir} holds checkpoints (the last at step {checkpoint_step(last)}) of a run with other "
-                f"arguments ({shown}): run the same arguments again to resume it, pass "
-                "--resume_from_checkpoint false to start over (its checkpoints are removed), or use another "
-                "--output_dir"
-            )
+        _check_same_arguments(output_dir, last, arguments)
     return ResumePlan(
         last, checkpoint_step(last), incomplete, explicit=choice is not None, arguments=arguments
     )
+
+
+def _choice(resume_from_checkpoint: str | bool | None) -> str | None:
+    """``--resume_from_checkpoint`` as a stripped string (a bool as ``"true"``/``"false"``), or ``None``."""
+    value = resume_from_checkpoint
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return None if value is None else str(value).strip()
+
+
+def _explicit_plan(choice: str, incomplete: tuple[Path, ...], arguments: dict[str, Any]) -> ResumePlan:
+    """Resume from the checkpoint directory the user named; it must be complete."""
+    path = Path(choice).expanduser()
+    step = checkpoint_step(path)
+    if step is None:
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {choice}: not a complete checkpoint (no readable "
+            f"{path / 'trainer_state.json'}); give a checkpoint-<step> directory, true for the last one in "
+            "--output_dir, or false to start over"
+        )
+    return ResumePlan(path, step, incomplete, explicit=True, arguments=arguments)
+
+
+def _check_same_arguments(output_dir: Path, last: Path, arguments: dict[str, Any]) -> None:
+    """Refuse to continue checkpoints found in ``output_dir`` that were made with other arguments.
+
+    Without a readable :data:`ARGUMENTS_FILE` the checkpoints are resumed unchecked, with a warning.
+    """
+    try:
+        recorded = json.loads((output_dir / ARGUMENTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+        logger.warning(
+            "%s holds checkpoints but no %s: resuming from %s without checking its arguments",
+            output_dir,
+            ARGUMENTS_FILE,
+            last,
+        )
+    differences = [] if recorded is None else argument_differences(recorded, arguments)
+    if differences:
+        shown = "; ".join(differences[:6]) + (
+            f"; and {len(differences) - 6} more" if len(differences) > 6 else ""
+        )
+        raise ValueError(
+            f"{output_dir} holds checkpoints (the last at step {checkpoint_step(last)}) of a run with other "
+            f"arguments ({shown}): run the same arguments again to resume it, pass "
+            "--resume_from_checkpoint false to start over (its checkpoints are removed), or use another "
+            "--output_dir"
+        )

@@ -78,6 +78,19 @@ def _parse_label(task: GlueTask, value: str, where: str) -> int | float:
         raise ValueError(f"{where}: unknown label {value!r}; expected one of {encoding}") from None
 
 
+def _layout_of_rows(
+    reader: Any, task: GlueTask, file: GlueFile, path: Path
+) -> tuple[list[int], int | None, int]:
+    """Positions of the text and label columns, and the column count; reads the header if ``file`` has one."""
+    if not file.has_header:
+        return list(file.text_columns), file.label_column, file.num_columns
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path} is empty; expected a header line and rows ({_layout(task)})")
+    text_indices, label_index = _column_indices(header, file, path)
+    return text_indices, label_index, len(header)
+
+
 def read_glue_rows(path: str | Path, task: str | GlueTask, split: str) -> list[dict[str, Any]]:
     """Read one GLUE-layout TSV file into row dicts with the Hub's columns: texts, ``label``, ``idx``.
 
@@ -94,15 +107,7 @@ def read_glue_rows(path: str | Path, task: str | GlueTask, split: str) -> list[d
     skipped: list[int] = []
     with path.open(encoding="utf-8-sig", newline="") as stream:
         reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if file.has_header:
-            header = next(reader, None)
-            if header is None:
-                raise ValueError(f"{path} is empty; expected a header line and rows ({_layout(task)})")
-            text_indices, label_index = _column_indices(header, file, path)
-            num_columns = len(header)
-        else:
-            text_indices, label_index = list(file.text_columns), file.label_column
-            num_columns = file.num_columns
+        text_indices, label_index, num_columns = _layout_of_rows(reader, task, file, path)
         label_column = (
             f"column {file.label_column + 1}"
             if isinstance(file.label_column, int)

@@ -48,13 +48,7 @@ def tokenize_dataset(
     """
     task = get_task(task)
     text_columns = list(task.text_columns)
-    for split, dataset in dataset_dict.items():
-        missing = [column for column in text_columns if column not in dataset.column_names]
-        if missing:
-            raise ValueError(
-                f"split {split!r} lacks the text column(s) {missing} of task {task.name!r}; it has "
-                f"{dataset.column_names} (load a GLUE task with load_task_datasets to get the Hub's column names)"
-            )
+    _check_text_columns(dataset_dict, task)
     if max_seq_length > tokenizer.model_max_length:
         logger.warning(
             "max_seq_length %d is longer than the tokenizer's model_max_length %d; using %d",
@@ -74,14 +68,8 @@ def tokenize_dataset(
 
     cache_file_names = None
     if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
         settings = f"{tokenizer_digest(tokenizer)}|{text_columns}|{max_seq_length}|{pad_to_max_length}"
-        cache_file_names = {
-            split: str(
-                Path(cache_dir) / f"{task.name}-{split}-{_digest(dataset._fingerprint, settings)}.arrow"
-            )
-            for split, dataset in dataset_dict.items()
-        }
+        cache_file_names = _cache_file_names(dataset_dict, task, Path(cache_dir), settings)
     return dataset_dict.map(
         tokenize,
         batched=True,
@@ -90,6 +78,28 @@ def tokenize_dataset(
         cache_file_names=cache_file_names,
         desc=f"Tokenizing {task.name}",
     )
+
+
+def _check_text_columns(dataset_dict: DatasetDict, task: Task) -> None:
+    """Every split has the task's text columns, or a ``ValueError`` names the split and what it lacks."""
+    for split, dataset in dataset_dict.items():
+        missing = [column for column in task.text_columns if column not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"split {split!r} lacks the text column(s) {missing} of task {task.name!r}; it has "
+                f"{dataset.column_names} (load a GLUE task with load_task_datasets to get the Hub's column names)"
+            )
+
+
+def _cache_file_names(
+    dataset_dict: DatasetDict, task: Task, cache_dir: Path, settings: str
+) -> dict[str, str]:
+    """Each split's cache file in ``cache_dir`` (created), named by a hash of its content and ``settings``."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        split: str(cache_dir / f"{task.name}-{split}-{_digest(dataset._fingerprint, settings)}.arrow")
+        for split, dataset in dataset_dict.items()
+    }
 
 
 def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
