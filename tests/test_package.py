@@ -95,3 +95,19 @@ def test_the_public_api_keeps_its_import_paths():
     assert AdamWL2SP is from_optim
     assert TrainerOptimizerInit is from_trainer is old_path
     assert build_fine_tuning_optimizer is old_builder
+
+
+def test_no_module_over_500_lines_and_no_function_over_60():
+    """Small modules with one job each: a module of the package holds at most 500 lines, a function (docstring
+    included) at most 60."""
+    too_long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > 500:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, "split these:\n" + "\n".join(too_long)
