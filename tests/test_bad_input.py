@@ -149,6 +149,7 @@ FINE_TUNE_CASES: list[Case] = [
     ("L2-SP without AdamWL2SP", lambda w: fine_tune(w, "--l2sp_pretrained", "0.1"), None, ("--l2sp_pretrained", "--optim adamw_l2sp")),
     ("BERTAdam without AdamWL2SP", lambda w: fine_tune(w, "--bias_correction", "false"), None, ("--bias_correction false", "--optim adamw_l2sp")),
     ("a removed flag", lambda w: fine_tune(w, "--l2sp_novel", "0.01"), None, ("--l2sp_novel (removed in 0.2.0: use --l2sp_head_weight_decay)",)),
+    ("spike roll-backs without roll-backs", lambda w: fine_tune(w, "--rollback_on_spikes", "true"), None, ("--rollback_on_spikes applies with --rollback_on_divergence",)),
     ("head weight decay without L2-SP", lambda w: fine_tune(w, "--l2sp_head_weight_decay", "0.01"), None, ("--l2sp_head_weight_decay", "--l2sp_pretrained")),
     ("re-init and freezing overlap", lambda w: fine_tune(w, "--reinit_layers", "1", "--freeze_layers", "2"), None, ("--reinit_layers 1 and --freeze_layers 2 overlap", "2-layer")),
     ("more layers than the model", lambda w: fine_tune(w, "--reinit_layers", "9"), None, ("--reinit_layers 9", "the model has 2 layers")),

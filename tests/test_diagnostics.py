@@ -242,9 +242,9 @@ def test_a_diverging_run_rolls_back_to_its_last_snapshot_at_a_lower_rate_and_rec
     snapshots = []
     original = guard._roll_back
 
-    def spy(step, loss, grad_norm, model, optimizer, scheduler):
+    def spy(step, loss, grad_norm, model, optimizer, scheduler, cause):
         snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
-        original(step, loss, grad_norm, model, optimizer, scheduler)
+        original(step, loss, grad_norm, model, optimizer, scheduler, cause)
         snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
         inner = getattr(optimizer, "optimizer", optimizer)
         snapshots.append([inner.state[p]["exp_avg"].clone() for g in inner.param_groups for p in g["params"]])
@@ -255,6 +255,7 @@ def test_a_diverging_run_rolls_back_to_its_last_snapshot_at_a_lower_rate_and_rec
     assert guard.event is None and len(guard.rollbacks) == 1
     record = guard.rollbacks[0]
     assert (record["step"], record["restored_step"], record["lr_factor"]) == (5, 4, 0.5)
+    assert record["cause"] == "non_finite"
     assert math.isnan(record["loss"])
     # restored: the weights of step 4's snapshot (step 5's update was never applied either way)
     assert all(torch.equal(snapshots[1][name], at_4.weights[name]) for name in at_4.weights)
@@ -278,3 +279,59 @@ def test_more_divergences_than_roll_backs_stop_the_run(tmp_path):
     assert trainer.state.global_step == 5  # stopped at the second divergence
     with pytest.raises(ValueError, match="rollbacks must be >= 0"):
         NonFiniteGuardCallback(rollbacks=-1)
+
+
+def test_a_loss_spike_is_rolled_back_before_its_update_and_the_run_goes_on(tmp_path):
+    # the learnable task of the spike test: the batch of step 36 has every label flipped
+    data = FirstTokenTask(n=320, flip=range(35 * 8, 36 * 8))
+    guard = NonFiniteGuardCallback(
+        rollbacks=1, lr_factor=0.5, snapshot_every=5, spike_threshold=6.0, spike_window=20, save_state=False
+    )
+    spikes, at_35, rates = LossSpikeCallback(window=20, threshold=6.0), WeightsAt(35), RatesAt()
+    restored = []
+    original = guard._roll_back
+
+    def spy(step, loss, grad_norm, model, optimizer, scheduler, cause):
+        original(step, loss, grad_norm, model, optimizer, scheduler, cause)
+        restored.append({n: p.detach().clone() for n, p in model.named_parameters()})
+
+    guard._roll_back = spy
+    trainer = TrainerOptimizerInit(
+        model=no_dropout_bert(),
+        args=args_for(
+            tmp_path,
+            max_steps=40,
+            learning_rate=5e-3,
+            lr_scheduler_type="constant",
+            train_sampling_strategy="sequential",
+        ),
+        train_dataset=data,
+        callbacks=[spikes, guard, at_35, rates],
+    )
+    trainer.train()
+    assert [s["step"] for s in spikes.spikes] == [36]  # the same step the spike test finds
+    assert trainer.state.global_step == 40 and guard.event is None
+    (record,) = guard.rollbacks
+    assert (record["step"], record["cause"], record["restored_step"], record["lr_factor"]) == (
+        36,
+        "loss_spike",
+        35,
+        0.5,
+    )
+    assert all(torch.equal(restored[0][name], at_35.weights[name]) for name in at_35.weights)
+    assert rates.rates[35] == pytest.approx(5e-3) and rates.rates[37] == pytest.approx(2.5e-3)  # halved
+    with pytest.raises(ValueError, match="give rollbacks >= 1"):
+        NonFiniteGuardCallback(spike_threshold=6.0)
+
+
+def test_the_flags_build_a_guard_that_rolls_back_spikes():
+    from transformers_fine_tuning.arguments import DiagnosticsArguments
+    from transformers_fine_tuning.build import diagnostics_callbacks
+
+    flags = DiagnosticsArguments(
+        rollback_on_divergence=2, rollback_on_spikes=True, loss_spike_threshold=5.0, loss_spike_window=30
+    )
+    (guard,) = diagnostics_callbacks(flags, prior_loss=0.69)
+    assert (guard.max_rollbacks, guard._spikes.threshold, guard._spikes.history.maxlen) == (2, 5.0, 30)
+    (plain,) = diagnostics_callbacks(DiagnosticsArguments(rollback_on_divergence=2), prior_loss=0.69)
+    assert plain._spikes is None

@@ -201,6 +201,8 @@ def diagnostics_callbacks(
         rollbacks=diagnostics.rollback_on_divergence,
         lr_factor=diagnostics.rollback_lr_factor,
         snapshot_every=diagnostics.rollback_every,
+        spike_threshold=diagnostics.loss_spike_threshold if diagnostics.rollback_on_spikes else None,
+        spike_window=diagnostics.loss_spike_window,
     )
     if diagnostics.diagnostics:
         callbacks += [

@@ -63,6 +63,13 @@ class DiagnosticsArguments:
         default=10,
         metadata={"help": "With --rollback_on_divergence: the optimizer steps between in-memory snapshots."},
     )
+    rollback_on_spikes: bool = field(
+        default=False,
+        metadata={
+            "help": "With --rollback_on_divergence: roll back on loss spikes too (a step loss more than "
+            "--loss_spike_threshold robust standard deviations above the last --loss_spike_window ones)."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -75,6 +82,11 @@ class DiagnosticsArguments:
             ("--rollback_lr_factor", self.rollback_lr_factor, 0 < self.rollback_lr_factor <= 1, "in (0, 1]"),
             ("--rollback_every", self.rollback_every, self.rollback_every >= 1, ">= 1"),
         )
+        if self.rollback_on_spikes and not self.rollback_on_divergence:
+            raise ValueError(
+                "--rollback_on_spikes applies with --rollback_on_divergence only: set --rollback_on_divergence "
+                "(the roll-backs allowed) too, or drop --rollback_on_spikes."
+            )
         check_ranges(
             (
                 "--grad_norm_steps",

@@ -1,5 +1,5 @@
 """Stop a run whose loss or gradients have turned NaN or infinite — at once, with a message and a trace — or roll
-it back to its last good state at a lower learning rate and go on."""
+it back to its last good state at a lower learning rate and go on; optionally roll back on loss spikes too."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .base import DiagnosticCallback, save_model_and_optimizer
+from .loss_spikes import LossSpikeDetector
 
 __all__ = ["NonFiniteGuardCallback"]
 
@@ -38,8 +39,13 @@ class NonFiniteGuardCallback(DiagnosticCallback):
     ``snapshot_every`` optimizer steps, on the host: one copy of the weights and of the optimizer's moments;
     L2-SP anchors never change and are not copied), every learning rate — and the schedule's base
     rates — is multiplied by ``lr_factor``, and training goes on with the next batches (the step counter is not
-    rewound). Each roll-back is recorded (:attr:`rollbacks`, ``results.json``'s ``diagnostics``); the k + 1-th
-    non-finite step stops the run as above.
+    rewound). Each roll-back is recorded (:attr:`rollbacks`, ``results.json``'s ``diagnostics``, with its
+    ``cause``); the k + 1-th non-finite step stops the run as above.
+
+    With ``spike_threshold=z`` a finite step loss more than z robust standard deviations above the median of the
+    last ``spike_window`` ones (:class:`~.loss_spikes.LossSpikeDetector`, as :class:`~.LossSpikeCallback` flags
+    them) is rolled back the same way, before its update, while roll-backs remain; once they are spent a spike is
+    trained through (it is not fatal, as a non-finite value is).
     """
 
     needs_step_loss = True
@@ -51,11 +57,17 @@ class NonFiniteGuardCallback(DiagnosticCallback):
         rollbacks: int = 0,
         lr_factor: float = 0.5,
         snapshot_every: int = 10,
+        spike_threshold: float | None = None,
+        spike_window: int = 50,
     ) -> None:
         if rollbacks < 0 or not 0.0 < lr_factor <= 1.0 or snapshot_every < 1:
             raise ValueError(
                 "NonFiniteGuardCallback: rollbacks must be >= 0, lr_factor in (0, 1] and snapshot_every >= 1, got "
                 f"{rollbacks}, {lr_factor}, {snapshot_every}."
+            )
+        if spike_threshold is not None and not rollbacks:
+            raise ValueError(
+                "NonFiniteGuardCallback: spike_threshold rolls back spikes; give rollbacks >= 1 too."
             )
         super().__init__()
         self.save_state = save_state
@@ -65,6 +77,11 @@ class NonFiniteGuardCallback(DiagnosticCallback):
         self.event: dict[str, Any] | None = None
         self.rollbacks: list[dict[str, Any]] = []
         self._snapshot: _Snapshot | None = None
+        self._spikes = (
+            None
+            if spike_threshold is None
+            else LossSpikeDetector(window=spike_window, threshold=spike_threshold)
+        )
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         super().on_train_begin(args, state, control, model=model, optimizer=optimizer, **kwargs)
@@ -79,11 +96,17 @@ class NonFiniteGuardCallback(DiagnosticCallback):
         loss = self.take_step_loss()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         grad_norm = torch.stack(torch._foreach_norm(grads)).float().norm().item() if grads else 0.0
-        if math.isfinite(loss) and math.isfinite(grad_norm):
-            return
         step = state.global_step + 1
-        if len(self.rollbacks) < self.max_rollbacks and self._snapshot is not None:
-            self._roll_back(step, loss, grad_norm, model, optimizer, kwargs.get("lr_scheduler"))
+        can_roll_back = len(self.rollbacks) < self.max_rollbacks and self._snapshot is not None
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            spike = self._spikes is not None and can_roll_back and self._spikes.update(loss) is not None
+            if spike:
+                self._roll_back(
+                    step, loss, grad_norm, model, optimizer, kwargs.get("lr_scheduler"), "loss_spike"
+                )
+            return
+        if can_roll_back:
+            self._roll_back(step, loss, grad_norm, model, optimizer, kwargs.get("lr_scheduler"), "non_finite")
             return
         what = " and ".join(
             name for name, value in (("loss", loss), ("gradient norm", grad_norm)) if not math.isfinite(value)
@@ -107,7 +130,7 @@ class NonFiniteGuardCallback(DiagnosticCallback):
         control.should_training_stop = True
         control.should_log = True
 
-    def _roll_back(self, step, loss, grad_norm, model, optimizer, scheduler) -> None:
+    def _roll_back(self, step, loss, grad_norm, model, optimizer, scheduler, cause) -> None:
         for param in model.parameters():
             param.grad = None
         self._snapshot.restore(model, optimizer)
@@ -120,6 +143,7 @@ class NonFiniteGuardCallback(DiagnosticCallback):
             scheduler.base_lrs = [lr * self.lr_factor for lr in scheduler.base_lrs]
         record = {
             "step": step,
+            "cause": cause,
             "loss": loss,
             "grad_norm": grad_norm,
             "restored_step": self._snapshot.step,
@@ -127,8 +151,9 @@ class NonFiniteGuardCallback(DiagnosticCallback):
         }
         self.rollbacks.append(record)
         logger.warning(
-            "Non-finite loss or gradient at step %d: rolled back to the weights and optimizer state of step %d, "
-            "learning rates × %g (roll-back %d of %d).",
+            "%s at step %d: rolled back to the weights and optimizer state of step %d, learning rates × %g "
+            "(roll-back %d of %d).",
+            "A loss spike" if cause == "loss_spike" else "Non-finite loss or gradient",
             step,
             self._snapshot.step,
             self.lr_factor,
