@@ -396,9 +396,8 @@ def run_with_restarts(args: FineTuneArguments, stopwatch: Stopwatch | None = Non
     root, first_seed, data_seed = training.output_dir, training.seed, training.data_seed
     tally = RestartsTally(Restarts(args.run.restarts, args.run.max_runs))
     try:
-        for seed in range(first_seed, first_seed + args.run.max_runs):
-            if not tally.runs_to_add():
-                break
+        while tally.runs_to_add():  # the seeds in order, until enough succeeded or the budget is spent
+            seed = first_seed + len(tally.runs)
             training.seed, training.data_seed = seed, data_seed
             training.output_dir = str(Path(root) / f"seed-{seed}")
             results = _finished_results(training.output_dir)
