@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
@@ -68,6 +69,18 @@ def _load_recipe(name: str | None) -> Recipe | None:
     return recipe
 
 
+def _is_config_file(argv: list[str]) -> bool:
+    """Whether the arguments are one JSON or YAML config file instead of flags."""
+    return len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
+
+
+def _config_file_values(path: Path) -> tuple[Recipe | None, dict[str, Any]]:
+    """A config file's recipe and its values over the recipe's (the file's own keys win)."""
+    values = read_mapping_file(path, "config file")
+    recipe = _load_recipe(values.get("recipe"))
+    return recipe, {**(recipe.arguments if recipe else {}), **values}
+
+
 def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
     """Parse flags, or a single JSON/YAML file, applying the recipe's values under explicit ones.
 
@@ -76,11 +89,9 @@ def parse_fine_tune_args(argv: list[str] | None = None) -> FineTuneArguments:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(_DATACLASSES, allow_abbrev=False)
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+    if _is_config_file(argv):
         path = Path(argv[0])
-        values = read_mapping_file(path, "config file")
-        recipe = _load_recipe(values.get("recipe"))
-        merged = {**(recipe.arguments if recipe else {}), **values}
+        recipe, merged = _config_file_values(path)
         unknown = _unknown(merged, "")
         if unknown:
             raise ValueError(f"{path}: {unknown}; every key must be a fine-tune flag name (see --help).")
@@ -117,10 +128,8 @@ def xla_launch_requested(argv: list[str] | None = None) -> bool:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-            values = read_mapping_file(argv[0], "config file")
-            recipe = _load_recipe(values.get("recipe"))
-            return bool({**(recipe.arguments if recipe else {}), **values}.get("xla_launch", False))
+        if _is_config_file(argv):
+            return bool(_config_file_values(Path(argv[0]))[1].get("xla_launch", False))
         parser = HfArgumentParser(RunArguments, add_help=False, exit_on_error=False, allow_abbrev=False)
         recipe = _load_recipe(parser.parse_known_args(argv)[0].recipe)
         if recipe is not None:
