@@ -49,6 +49,8 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     job_data.py       the job's splits cut to size, a held-out split set aside, evaluation by length
     job_results.py    the job's results.json assembled from the trained Trainer, and judged
     fine_tune.py      the job: parse → prepare → run → results.json (tft-fine-tune)
+    batched/          seeds trained together: one batched forward and backward, each seed's own job around it
+                      (tft-fine-tune-seeds)
     study/            seed studies: spec → store → backends → statistics → report and plots (tft-study)
 """
 

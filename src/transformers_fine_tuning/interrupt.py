@@ -70,18 +70,20 @@ class InterruptCallback(TrainerCallback):
 
 
 @contextmanager
-def checkpoint_on_signals(callback: InterruptCallback) -> Iterator[None]:
-    """While the block runs, SIGTERM and SIGINT ask ``callback`` for a checkpoint and a stop instead of killing
-    the process; a second signal raises ``KeyboardInterrupt`` at once. Off the main thread (where Python
-    cannot install handlers) the block runs unchanged."""
+def checkpoint_on_signals(*callbacks: InterruptCallback) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT ask each of ``callbacks`` (one per run the process trains; several
+    for batched seeds) for a checkpoint and a stop instead of killing the process; a second signal raises
+    ``KeyboardInterrupt`` at once. Off the main thread (where Python cannot install handlers) the block runs
+    unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if callback.signum is not None:
+        if any(callback.signum is not None for callback in callbacks):
             raise KeyboardInterrupt(f"signal {signum} again: stopping without waiting for the checkpoint")
-        callback.request(signum)
+        for callback in callbacks:
+            callback.request(signum)
 
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
     try:

@@ -27,14 +27,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .environment import cpu_run_environment, visible_gpus
+from .execution import BACKENDS, ExecutionOptions
 from .progress import Progress
-from .runner import INTERRUPT_GRACE_S, ISOLATIONS, RunOutcome, _die_with_parent, execute_run
-from .spec import TOKENIZED_DIR, RunCell
+from .runner import INTERRUPT_GRACE_S, RunOutcome, _die_with_parent, execute_run
+from .spec import RunCell
 from .store import COMPLETED, CRASHED, ERROR, Owner, StudyStore
 from .worker import record_outcome, work_loop
 
@@ -48,76 +48,8 @@ __all__ = [
     "visible_gpus",
 ]
 
-BACKENDS = ("sequential", "local", "ray")
 # Environment variables a remote Ray worker needs to behave like this machine (offline mode, caches).
 _FORWARDED_PREFIXES = ("HF_", "TRANSFORMERS_", "TOKENIZERS_", "TFT_")
-
-
-@dataclass(frozen=True)
-class ExecutionOptions:
-    """How to execute a study's runs.
-
-    Attributes:
-        backend: ``sequential``, ``local`` or ``ray``.
-        workers: local: worker processes (default: one per GPU, else 1); ray: runs in flight at once
-            (default: as many as the cluster's resources fit).
-        runs_per_gpu: local: runs at once on each GPU (small encoders leave a GPU mostly idle). One worker per
-            GPU starts first; once a run has completed, the others start if its peak memory (``results.json``'s
-            ``device.peak_memory_gib``, plus a CUDA context each) times K fits in 90 % of the GPU's memory,
-            else as many as fit, and the study says so. Ray: ``gpus_per_run=1/K`` instead.
-        isolation: ``subprocess`` (a fresh process per run) or ``in-process``; see :mod:`.runner`.
-        script: a fine-tune script of your own (default: the package's job, :mod:`..fine_tune`).
-        address: ray: the cluster to join (``auto``, ``ray://host:port``); ``None`` starts a local instance.
-        cpus_per_run, gpus_per_run: ray: resources each run asks for (GPUs default to 1 if the cluster has
-            any, else 0).
-        ray_num_cpus: ray: CPUs of a *local* instance this backend starts (default: all).
-        max_attempts: attempts per run in all, across invocations, before an erroring run is left alone.
-        max_retries: ray: re-executions of a run whose worker process or node died (Ray's own retries,
-            within one attempt).
-        heartbeat_interval_s, poll_interval_s: how often claims are refreshed and progress is checked.
-        malloc_thresholds: subprocess runs on CPU start with glibc's malloc thresholds fixed
-            (:data:`.environment.MALLOC_THRESHOLDS`) unless the user exported their own.
-        share_tokenized: the runs of the package's job keep their tokenised data in ``<study>/tokenized`` and
-            load it from there (:func:`.glue.tokenize_dataset`), so only the first run per task × data ×
-            tokenizer × length tokenises; false: every run tokenises.
-    """
-
-    backend: str = "sequential"
-    workers: int | None = None
-    runs_per_gpu: int = 1
-    isolation: str = "subprocess"
-    script: str | None = None
-    address: str | None = None
-    cpus_per_run: float = 1.0
-    gpus_per_run: float | None = None
-    ray_num_cpus: int | None = None
-    max_attempts: int = 3
-    max_retries: int = 2
-    heartbeat_interval_s: float = 30.0
-    poll_interval_s: float = 1.0
-    malloc_thresholds: bool = True
-    share_tokenized: bool = True
-
-    def tokenized_cache_dir(self, store_path: str | Path) -> Path | None:
-        """Where the study's runs share their tokenised data, beside its store; ``None`` when not shared."""
-        return Path(store_path).parent / TOKENIZED_DIR if self.share_tokenized else None
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, not {self.backend!r}")
-        if self.isolation not in ISOLATIONS:
-            raise ValueError(f"isolation must be one of {ISOLATIONS}, not {self.isolation!r}")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be at least 1, not {self.workers}")
-        if self.runs_per_gpu < 1:
-            raise ValueError(f"runs_per_gpu must be at least 1, not {self.runs_per_gpu}")
-        if self.runs_per_gpu > 1 and self.workers is not None:
-            raise ValueError(
-                "give either workers or runs_per_gpu (--workers, --runs-per-gpu): with K runs per GPU the workers "
-                "are K per GPU"
-            )
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
 
 
 # -- sequential -------------------------------------------------------------------------------------------
@@ -141,6 +73,7 @@ def run_sequential(store_path: str | Path, options: ExecutionOptions, progress: 
             on_outcome=report,
             heartbeat_interval_s=options.heartbeat_interval_s,
             tokenized_cache_dir=options.tokenized_cache_dir(store_path),
+            batch_seeds=options.batch_seeds,
         )
 
 
@@ -316,6 +249,8 @@ def _start_worker(
         command += ["--script", str(options.script)]
     if (tokenized := options.tokenized_cache_dir(store_path)) is not None:
         command += ["--tokenized-cache-dir", str(tokenized)]
+    if options.batch_seeds > 1:
+        command += ["--batch-seeds", str(options.batch_seeds)]
     with open(log_dir / f"worker-{slot}.log", "a", encoding="utf-8") as log:
         return subprocess.Popen(
             command,

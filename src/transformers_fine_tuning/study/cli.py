@@ -171,6 +171,13 @@ def _add_backend_arguments(execution: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="every run tokenises its data (by default the runs share one tokenised copy in <study>/tokenized)",
     )
+    execution.add_argument(
+        "--batch-seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train up to N seeds of a recipe together, as one batched computation (runs it cannot batch go singly)",
+    )
 
 
 def _add_attempt_arguments(execution: argparse._ArgumentGroup) -> None:
@@ -392,6 +399,7 @@ def _execution_options(options: argparse.Namespace) -> ExecutionOptions:
         max_attempts=options.max_attempts,
         malloc_thresholds=not options.default_malloc,
         share_tokenized=not options.tokenize_each_run,
+        batch_seeds=options.batch_seeds,
     )
 
 

@@ -46,6 +46,7 @@ from .spec import RunCell
 __all__ = [
     "ISOLATIONS",
     "RunOutcome",
+    "execute_group",
     "execute_run",
     "find_script",
     "finished_results",
@@ -179,6 +180,16 @@ def _run_subprocess(
     """Run the job for the cell in a fresh process; ``None`` on success, else the error text (its log's tail)."""
     log_path = Path(cell.output_dir) / LOG_FILE
     command = [sys.executable, *(["-m", JOB_MODULE] if script is None else [str(script)]), *argv]
+    returncode = _run_logged(command, log_path, env)
+    if returncode == 0:
+        return None
+    tail = log_path.read_text(encoding="utf-8", errors="replace")[-_ERROR_TAIL_CHARS:]
+    reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+    return f"fine-tune ended with {reason}; the end of {log_path}:\n{tail}"
+
+
+def _run_logged(command: list[str], log_path: Path, env: Mapping[str, str] | None) -> int:
+    """Run ``command`` in a fresh process, its output appended to ``log_path``; its exit status."""
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(" ".join(command) + "\n\n")
         log.flush()
@@ -192,15 +203,10 @@ def _run_subprocess(
             start_new_session=True,  # a terminal's Ctrl-C reaches the study, which passes it on once
         )
         try:
-            returncode = process.wait()
+            return process.wait()
         except BaseException:  # interrupted: the run checkpoints at its next step boundary, then stops
             _stop(process)
             raise
-    if returncode == 0:
-        return None
-    tail = log_path.read_text(encoding="utf-8", errors="replace")[-_ERROR_TAIL_CHARS:]
-    reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
-    return f"fine-tune ended with {reason}; the end of {log_path}:\n{tail}"
 
 
 INTERRUPT_GRACE_S = 120.0
@@ -264,29 +270,112 @@ def execute_run(
         return RunOutcome(cell.run_id, "completed", recovered, None, time.perf_counter() - start, host)
     try:
         script_path = None if script is None else find_script(script)
-        directory = Path(cell.output_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        marker = _marker(cell)
-        argv = cell.fine_tune_argv()
-        if tokenized_cache_dir is not None and script_path is None:
-            argv += ["--tokenized_cache_dir", str(tokenized_cache_dir)]
-        if marker is not None and not cell.same_config(marker.get("config_hash")):
-            argv += ["--resume_from_checkpoint", "false"]  # checkpoints of another configuration
-        # results of another configuration must not pass for this one's if this attempt dies half-way
-        (directory / RESULTS_FILE).unlink(missing_ok=True)
-        write_json_atomic(
-            directory / MARKER_FILE,
-            {"run_id": cell.run_id, "config_hash": cell.config_hash, "argv": cell.fine_tune_argv()},
-        )
+        argv = _start_attempt(cell, tokenized_cache_dir if script_path is None else None)
         if isolation == "subprocess":
             error = _run_subprocess(cell, argv, script_path, env)
         else:
             error = _run_in_process(argv, script_path)
-        if error is None:
-            results = read_results(directory / RESULTS_FILE)
-    except (OSError, ValueError) as exception:  # the run directory or its results could not be read/written
+    except (OSError, ValueError) as exception:  # the run directory could not be read/written
         error = f"{type(exception).__name__}: {exception}"
-    wall_time_s = time.perf_counter() - start
+    return _outcome(cell, error, time.perf_counter() - start, host)
+
+
+def _start_attempt(cell: RunCell, tokenized_cache_dir: str | Path | None) -> list[str]:
+    """Make the run's directory ready for an attempt and return the job's arguments for it."""
+    directory = Path(cell.output_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = _marker(cell)
+    argv = cell.fine_tune_argv()
+    if tokenized_cache_dir is not None:
+        argv += ["--tokenized_cache_dir", str(tokenized_cache_dir)]
+    if marker is not None and not cell.same_config(marker.get("config_hash")):
+        argv += ["--resume_from_checkpoint", "false"]  # checkpoints of another configuration
+    # results of another configuration must not pass for this one's if this attempt dies half-way
+    (directory / RESULTS_FILE).unlink(missing_ok=True)
+    write_json_atomic(
+        directory / MARKER_FILE,
+        {"run_id": cell.run_id, "config_hash": cell.config_hash, "argv": cell.fine_tune_argv()},
+    )
+    return argv
+
+
+def _outcome(cell: RunCell, error: str | None, wall_time_s: float, host: str) -> RunOutcome:
+    """The attempt's outcome: ``completed`` with the results it wrote, else ``error``."""
+    if error is None:
+        try:
+            results = read_results(Path(cell.output_dir) / RESULTS_FILE)
+        except (OSError, ValueError) as exception:
+            error = f"{type(exception).__name__}: {exception}"
     if error is not None:
         return RunOutcome(cell.run_id, "error", None, error, wall_time_s, host)
     return RunOutcome(cell.run_id, "completed", results, None, wall_time_s, host)
+
+
+BATCHED_MODULE = "transformers_fine_tuning.batched"
+GROUP_FILE = "batched-group.json"
+
+
+def execute_group(
+    cells: list[RunCell],
+    *,
+    env: Mapping[str, str] | None = None,
+    tokenized_cache_dir: str | Path | None = None,
+) -> list[RunOutcome]:
+    """Run seeds of one recipe together (:mod:`..batched`) in one fresh process; one outcome per cell.
+
+    Cells that finished in an earlier attempt are ingested, as :func:`execute_run` does. If the batched job
+    refuses the runs (exit status 3: a technique it cannot batch, named in the log), each runs singly instead
+    and its log says so. Each outcome's wall time is the group's, shared by its runs.
+    """
+    start, host = time.perf_counter(), platform.node()
+    outcomes = {
+        cell.run_id: RunOutcome(cell.run_id, "completed", r, None, 0.0, host)
+        for cell in cells
+        if (r := finished_results(cell)) is not None
+    }
+    todo = [cell for cell in cells if cell.run_id not in outcomes]
+    if len(todo) == 1:
+        outcomes[todo[0].run_id] = execute_run(todo[0], env=env, tokenized_cache_dir=tokenized_cache_dir)
+    elif todo:
+        try:
+            argvs = [_start_attempt(cell, tokenized_cache_dir) for cell in todo]
+            group_file = Path(todo[0].output_dir) / GROUP_FILE
+            write_json_atomic(group_file, {"argvs": argvs})
+            error, refused = _run_group(todo, group_file, env)
+        except (OSError, ValueError) as exception:
+            error, refused = f"{type(exception).__name__}: {exception}", False
+        if refused:  # not batchable: the runs go one by one, as without the option
+            for cell in todo:
+                outcomes[cell.run_id] = execute_run(cell, env=env, tokenized_cache_dir=tokenized_cache_dir)
+        else:
+            wall_time_s = (time.perf_counter() - start) / len(todo)
+            for cell in todo:
+                outcomes[cell.run_id] = _outcome(cell, error, wall_time_s, host)
+    return [outcomes[cell.run_id] for cell in cells]
+
+
+def _run_group(
+    cells: list[RunCell], group_file: Path, env: Mapping[str, str] | None
+) -> tuple[str | None, bool]:
+    """The batched job for ``cells`` in a fresh process, logged to the first cell's log (the others' logs point
+    there); the error text or ``None``, and whether the job refused to batch these runs."""
+    from ..batched.job import REFUSED_EXIT_STATUS  # here: the worker process itself need not import the job
+
+    log_path = Path(cells[0].output_dir) / LOG_FILE
+    command = [sys.executable, "-m", BATCHED_MODULE, "--group", str(group_file)]
+    returncode = _run_logged(command, log_path, env)
+    tail = log_path.read_text(encoding="utf-8", errors="replace")[-_ERROR_TAIL_CHARS:]
+    refused = returncode == REFUSED_EXIT_STATUS
+    why = next((line for line in reversed(tail.splitlines()) if "cannot be trained batched" in line), "")
+    for cell in cells[1:] if not refused else cells:
+        with open(Path(cell.output_dir) / LOG_FILE, "a", encoding="utf-8") as log:
+            if refused:
+                log.write(f"{why}\nso each runs singly\n")
+            else:
+                log.write(
+                    f"trained batched with {', '.join(c.run_id for c in cells)}; the log is {log_path}\n"
+                )
+    if returncode == 0 or refused:
+        return None, refused
+    reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+    return f"batched fine-tune ended with {reason}; the end of {log_path}:\n{tail}", False

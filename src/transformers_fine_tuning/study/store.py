@@ -214,13 +214,18 @@ class StudyStore:
 
     # -- the life of a run ------------------------------------------------------------------------------
 
-    def claim(self, owner: Owner) -> RunCell | None:
-        """Atomically take the next pending run for ``owner`` (status running); ``None`` when none is left."""
+    def claim(self, owner: Owner, like: RunCell | None = None) -> RunCell | None:
+        """Atomically take the next pending run for ``owner`` (status running); ``None`` when none is left.
+
+        ``like``: only a run of the same task, recipe and training subset, differing in its seeds (batched seeds
+        are claimed this way, see :mod:`..batched`); none with a dropout seed of its own."""
         now = time.time()
+        query, values = "SELECT * FROM runs WHERE active = 1 AND status = ?", [PENDING]
+        if like is not None:
+            query += " AND task = ? AND recipe = ? AND subset_seed IS ? AND dropout_seed IS NULL"
+            values += [like.task, like.recipe, like.subset_seed]
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT * FROM runs WHERE active = 1 AND status = ? ORDER BY position LIMIT 1", (PENDING,)
-            ).fetchone()
+            row = db.execute(query + " ORDER BY position LIMIT 1", values).fetchone()
             if row is None:
                 return None
             db.execute(

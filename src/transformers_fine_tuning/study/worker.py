@@ -16,10 +16,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from .runner import ISOLATIONS, RunOutcome, execute_run
+from .runner import ISOLATIONS, RunOutcome, execute_group, execute_run
+from .spec import RunCell
 from .store import Owner, StudyStore
 
-__all__ = ["Heartbeat", "interrupt_on_sigterm", "main", "record_outcome", "work_loop"]
+__all__ = ["Heartbeat", "claim_cells", "interrupt_on_sigterm", "main", "record_outcome", "work_loop"]
 
 
 class Heartbeat:
@@ -84,32 +85,61 @@ def work_loop(
     on_outcome: Callable[[RunOutcome], None] | None = None,
     heartbeat_interval_s: float = 30.0,
     tokenized_cache_dir: str | Path | None = None,
+    batch_seeds: int = 1,
 ) -> int:
     """Claim, execute and record runs until the store has no pending run; returns how many were executed.
 
     ``on_outcome`` is called after each run is recorded (the sequential backend prints progress there);
-    ``tokenized_cache_dir`` is where the runs share their tokenised data (:func:`.runner.execute_run`).
+    ``tokenized_cache_dir`` is where the runs share their tokenised data (:func:`.runner.execute_run`);
+    ``batch_seeds`` > 1 trains up to that many seeds of a recipe together (:func:`.runner.execute_group`).
     On ``KeyboardInterrupt`` the current claim is released (pending again) before the interrupt propagates.
     """
     owner = owner or Owner.current("worker")
     executed = 0
     with StudyStore(store_path) as store, Heartbeat(store_path, owner, heartbeat_interval_s) as heartbeat:
-        while (cell := store.claim(owner)) is not None:
-            heartbeat.hold(cell.run_id)
+        while cells := claim_cells(store, owner, batch_seeds):
+            for cell in cells:
+                heartbeat.hold(cell.run_id)
             try:
-                outcome = execute_run(
-                    cell, isolation=isolation, script=script, env=env, tokenized_cache_dir=tokenized_cache_dir
-                )
+                if len(cells) > 1:
+                    outcomes = execute_group(cells, env=env, tokenized_cache_dir=tokenized_cache_dir)
+                else:
+                    outcomes = [
+                        execute_run(
+                            cells[0],
+                            isolation=isolation,
+                            script=script,
+                            env=env,
+                            tokenized_cache_dir=tokenized_cache_dir,
+                        )
+                    ]
             except BaseException:
-                store.release(cell.run_id, owner)
+                for cell in cells:
+                    store.release(cell.run_id, owner)
                 raise
             finally:
-                heartbeat.drop(cell.run_id)
-            record_outcome(store, outcome)
-            executed += 1
-            if on_outcome is not None:
-                on_outcome(outcome)
+                for cell in cells:
+                    heartbeat.drop(cell.run_id)
+            for outcome in outcomes:
+                record_outcome(store, outcome)
+                executed += 1
+                if on_outcome is not None:
+                    on_outcome(outcome)
     return executed
+
+
+def claim_cells(store: StudyStore, owner: Owner, batch_seeds: int = 1) -> list[RunCell]:
+    """The next pending run and, with ``batch_seeds`` > 1, up to ``batch_seeds - 1`` more of its recipe (other
+    seeds, to train together); empty when none is left."""
+    first = store.claim(owner)
+    if first is None:
+        return []
+    cells = [first]
+    while (
+        len(cells) < batch_seeds and first.dropout_seed is None and (cell := store.claim(owner, like=first))
+    ):
+        cells.append(cell)
+    return cells
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -132,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slot", type=int, default=0, help="this worker's slot (for the owner label)")
     parser.add_argument("--heartbeat-interval", type=float, default=30.0)
     parser.add_argument("--tokenized-cache-dir", default=None, help="where runs share their tokenised data")
+    parser.add_argument("--batch-seeds", type=int, default=1, help="seeds of a recipe trained together")
     options = parser.parse_args(argv)
     interrupt_on_sigterm()
     try:
@@ -142,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             owner=Owner.current(f"worker{options.slot}"),
             heartbeat_interval_s=options.heartbeat_interval,
             tokenized_cache_dir=options.tokenized_cache_dir,
+            batch_seeds=options.batch_seeds,
         )
     except KeyboardInterrupt:
         return 130
