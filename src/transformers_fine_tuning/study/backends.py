@@ -30,10 +30,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .environment import cpu_run_environment, visible_gpus
+from .environment import cpu_run_environment, die_with_parent, visible_gpus
 from .execution import BACKENDS, ExecutionOptions
 from .progress import Progress
-from .runner import INTERRUPT_GRACE_S, RunOutcome, _die_with_parent, execute_run
+from .runner import INTERRUPT_GRACE_S, RunOutcome, execute_run
 from .spec import RunCell
 from .store import COMPLETED, CRASHED, ERROR, Owner, StudyStore
 from .worker import record_outcome, work_loop
@@ -154,7 +154,7 @@ def runs_per_gpu_that_fit(wanted: int, devices: Iterable[Mapping[str, Any]]) -> 
 
 def _worker_preexec(cores: list[int] | None):  # pragma: no cover - runs in the child between fork and exec
     def preexec() -> None:
-        _die_with_parent()
+        die_with_parent()
         if cores and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, cores)
 

@@ -150,6 +150,11 @@ def _add_backend_arguments(execution: argparse._ArgumentGroup) -> None:
         "--address", help="ray: cluster address ('auto', 'ray://host:10001'); default: local"
     )
     execution.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="start each run as a fresh child of a server process that has the job imported (no start-up per run)",
+    )
+    execution.add_argument(
         "--in-process",
         action="store_true",
         help="run the fine-tune job inside the worker instead of a fresh process per run (fast for tiny runs)",
@@ -390,7 +395,11 @@ def _execution_options(options: argparse.Namespace) -> ExecutionOptions:
         backend=options.backend,
         workers=options.workers,
         runs_per_gpu=options.runs_per_gpu,
-        isolation="in-process" if options.in_process else "subprocess",
+        isolation="in-process"
+        if options.in_process
+        else "forkserver"
+        if options.fork_server
+        else "subprocess",
         script=options.script,
         address=options.address,
         cpus_per_run=options.cpus_per_run,

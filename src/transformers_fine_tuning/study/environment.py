@@ -14,10 +14,18 @@ have to remember to export:
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 
-__all__ = ["MALLOC_THRESHOLDS", "cpu_run_environment", "visible_gpus"]
+__all__ = [
+    "CAN_DIE_WITH_PARENT",
+    "MALLOC_THRESHOLDS",
+    "cpu_run_environment",
+    "die_with_parent",
+    "visible_gpus",
+]
 
 MALLOC_THRESHOLDS = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}
 """Fixed glibc thresholds: allocations below 32 MiB come from the heap, which is trimmed only above 16 GiB."""
@@ -44,3 +52,27 @@ def cpu_run_environment(malloc_thresholds: bool = True) -> dict[str, str]:
     if any(key in os.environ for key in MALLOC_THRESHOLDS):  # the user tunes the allocator: leave it be
         return {}
     return dict(MALLOC_THRESHOLDS)
+
+
+def _resolve_prctl():
+    """libc's ``prctl``, looked up here in the parent: the child between fork and exec must not import."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _resolve_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGKILL when its parent dies, so a killed study leaves no run training on."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+CAN_DIE_WITH_PARENT = _PRCTL is not None
+"""Whether :func:`die_with_parent` can ask for it here (Linux)."""

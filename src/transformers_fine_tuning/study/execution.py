@@ -26,7 +26,8 @@ class ExecutionOptions:
             GPU starts first; once a run has completed, the others start if its peak memory (``results.json``'s
             ``device.peak_memory_gib``, plus a CUDA context each) times K fits in 90 % of the GPU's memory,
             else as many as fit, and the study says so. Ray: ``gpus_per_run=1/K`` instead.
-        isolation: ``subprocess`` (a fresh process per run) or ``in-process``; see :mod:`.runner`.
+        isolation: ``subprocess`` (a fresh process per run), ``forkserver`` (a fresh child of a server that has the
+            job imported, :mod:`.forkserver`) or ``in-process``; see :mod:`.runner`.
         script: a fine-tune script of your own (default: the package's job, :mod:`..fine_tune`).
         address: ray: the cluster to join (``auto``, ``ray://host:port``); ``None`` starts a local instance.
         cpus_per_run, gpus_per_run: ray: resources each run asks for (GPUs default to 1 if the cluster has
@@ -84,8 +85,13 @@ class ExecutionOptions:
             raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
         if self.batch_seeds < 1:
             raise ValueError(f"batch_seeds must be at least 1, not {self.batch_seeds}")
-        if self.batch_seeds > 1 and (self.backend == "ray" or self.isolation != "subprocess" or self.script):
+        if self.batch_seeds > 1 and (self.backend == "ray" or self.isolation == "in-process" or self.script):
             raise ValueError(
                 "batch_seeds (--batch-seeds) trains seeds together in a process of the package's own job: it needs "
-                "the sequential or local backend, subprocess isolation and no --script"
+                "the sequential or local backend, a process per run (not --in-process) and no --script"
+            )
+        if self.isolation == "forkserver" and (self.backend == "ray" or self.script):
+            raise ValueError(
+                "the fork server (--fork-server) starts the package's own job in the sequential or local backend's "
+                "workers; with --script or on Ray, leave it out"
             )

@@ -22,7 +22,6 @@ complete one (the job's own resumption); a run whose configuration changed start
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import importlib
 import importlib.util
@@ -41,6 +40,8 @@ from types import ModuleType
 from typing import Any
 
 from ..results import RESULTS_FILE, RunResults, read_results, write_json_atomic
+from .environment import CAN_DIE_WITH_PARENT, die_with_parent
+from .forkserver import run_forked
 from .spec import RunCell
 
 __all__ = [
@@ -54,7 +55,7 @@ __all__ = [
     "validate_cells",
 ]
 
-ISOLATIONS = ("subprocess", "in-process")
+ISOLATIONS = ("subprocess", "forkserver", "in-process")
 JOB_MODULE = "transformers_fine_tuning.fine_tune"
 MARKER_FILE = "study-run.json"
 LOG_FILE = "log.txt"
@@ -154,33 +155,22 @@ def finished_results(cell: RunCell) -> RunResults | None:
     return results if results.status == "completed" else None  # an interrupted run resumes
 
 
-def _resolve_prctl():
-    """libc's ``prctl``, looked up here in the parent: the child between fork and exec must not import."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _resolve_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGKILL when its parent dies, so a killed study leaves no run training on."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _run_subprocess(
-    cell: RunCell, argv: list[str], script: Path | None, env: Mapping[str, str] | None
+    cell: RunCell,
+    argv: list[str],
+    script: Path | None,
+    env: Mapping[str, str] | None,
+    *,
+    forked: bool = False,
 ) -> str | None:
-    """Run the job for the cell in a fresh process; ``None`` on success, else the error text (its log's tail)."""
+    """Run the job for the cell in a fresh process (``forked``: a child of the fork server, :mod:`.forkserver`);
+    ``None`` on success, else the error text (its log's tail)."""
     log_path = Path(cell.output_dir) / LOG_FILE
-    command = [sys.executable, *(["-m", JOB_MODULE] if script is None else [str(script)]), *argv]
-    returncode = _run_logged(command, log_path, env)
+    if forked:
+        returncode = run_forked(JOB_MODULE, argv, log_path, env, INTERRUPT_GRACE_S)
+    else:
+        command = [sys.executable, *(["-m", JOB_MODULE] if script is None else [str(script)]), *argv]
+        returncode = _run_logged(command, log_path, env)
     if returncode == 0:
         return None
     tail = log_path.read_text(encoding="utf-8", errors="replace")[-_ERROR_TAIL_CHARS:]
@@ -199,7 +189,7 @@ def _run_logged(command: list[str], log_path: Path, env: Mapping[str, str] | Non
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
-            preexec_fn=_die_with_parent if _PRCTL is not None else None,
+            preexec_fn=die_with_parent if CAN_DIE_WITH_PARENT else None,
             start_new_session=True,  # a terminal's Ctrl-C reaches the study, which passes it on once
         )
         try:
@@ -271,8 +261,10 @@ def execute_run(
     try:
         script_path = None if script is None else find_script(script)
         argv = _start_attempt(cell, tokenized_cache_dir if script_path is None else None)
-        if isolation == "subprocess":
+        if isolation == "subprocess" or (isolation == "forkserver" and script_path is not None):
             error = _run_subprocess(cell, argv, script_path, env)
+        elif isolation == "forkserver":
+            error = _run_subprocess(cell, argv, script_path, env, forked=True)
         else:
             error = _run_in_process(argv, script_path)
     except (OSError, ValueError) as exception:  # the run directory could not be read/written
@@ -312,12 +304,14 @@ def _outcome(cell: RunCell, error: str | None, wall_time_s: float, host: str) ->
 
 
 BATCHED_MODULE = "transformers_fine_tuning.batched"
+BATCHED_JOB = "transformers_fine_tuning.batched.job"
 GROUP_FILE = "batched-group.json"
 
 
 def execute_group(
     cells: list[RunCell],
     *,
+    isolation: str = "subprocess",
     env: Mapping[str, str] | None = None,
     tokenized_cache_dir: str | Path | None = None,
 ) -> list[RunOutcome]:
@@ -325,7 +319,7 @@ def execute_group(
 
     Cells that finished in an earlier attempt are ingested, as :func:`execute_run` does. If the batched job
     refuses the runs (exit status 3: a technique it cannot batch, named in the log), each runs singly instead
-    and its log says so. Each outcome's wall time is the group's, shared by its runs.
+    and its log says so. ``isolation``: ``subprocess`` or ``forkserver`` (a child of the fork server). Each outcome's wall time is the group's, shared by its runs.
     """
     start, host = time.perf_counter(), platform.node()
     outcomes = {
@@ -335,18 +329,22 @@ def execute_group(
     }
     todo = [cell for cell in cells if cell.run_id not in outcomes]
     if len(todo) == 1:
-        outcomes[todo[0].run_id] = execute_run(todo[0], env=env, tokenized_cache_dir=tokenized_cache_dir)
+        outcomes[todo[0].run_id] = execute_run(
+            todo[0], isolation=isolation, env=env, tokenized_cache_dir=tokenized_cache_dir
+        )
     elif todo:
         try:
             argvs = [_start_attempt(cell, tokenized_cache_dir) for cell in todo]
             group_file = Path(todo[0].output_dir) / GROUP_FILE
             write_json_atomic(group_file, {"argvs": argvs})
-            error, refused = _run_group(todo, group_file, env)
+            error, refused = _run_group(todo, group_file, env, forked=isolation == "forkserver")
         except (OSError, ValueError) as exception:
             error, refused = f"{type(exception).__name__}: {exception}", False
         if refused:  # not batchable: the runs go one by one, as without the option
             for cell in todo:
-                outcomes[cell.run_id] = execute_run(cell, env=env, tokenized_cache_dir=tokenized_cache_dir)
+                outcomes[cell.run_id] = execute_run(
+                    cell, isolation=isolation, env=env, tokenized_cache_dir=tokenized_cache_dir
+                )
         else:
             wall_time_s = (time.perf_counter() - start) / len(todo)
             for cell in todo:
@@ -355,15 +353,19 @@ def execute_group(
 
 
 def _run_group(
-    cells: list[RunCell], group_file: Path, env: Mapping[str, str] | None
+    cells: list[RunCell], group_file: Path, env: Mapping[str, str] | None, *, forked: bool = False
 ) -> tuple[str | None, bool]:
     """The batched job for ``cells`` in a fresh process, logged to the first cell's log (the others' logs point
     there); the error text or ``None``, and whether the job refused to batch these runs."""
     from ..batched.job import REFUSED_EXIT_STATUS  # here: the worker process itself need not import the job
 
     log_path = Path(cells[0].output_dir) / LOG_FILE
-    command = [sys.executable, "-m", BATCHED_MODULE, "--group", str(group_file)]
-    returncode = _run_logged(command, log_path, env)
+    if forked:
+        returncode = run_forked(BATCHED_JOB, ["--group", str(group_file)], log_path, env, INTERRUPT_GRACE_S)
+    else:
+        returncode = _run_logged(
+            [sys.executable, "-m", BATCHED_MODULE, "--group", str(group_file)], log_path, env
+        )
     tail = log_path.read_text(encoding="utf-8", errors="replace")[-_ERROR_TAIL_CHARS:]
     refused = returncode == REFUSED_EXIT_STATUS
     why = next((line for line in reversed(tail.splitlines()) if "cannot be trained batched" in line), "")
