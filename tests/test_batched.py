@@ -83,23 +83,25 @@ def test_each_batched_seed_equals_its_solo_run_without_dropout(tmp_path, tiny_be
 
 def test_a_group_with_dropout_reruns_identically(tmp_path, tiny_bert_dir, glue_dir, capsys):
     """Dropout on: the group's stream gives each seed its own masks, and the same group run again (through the
-    command, ``--seeds``) gives the same losses, step by step."""
+    command, ``--seeds``) gives the same losses, step by step. Four seeds evaluate after every epoch, one at a
+    time (accelerate's one gradient state per process: evaluations at once cut each other's predictions short)."""
     flags = _flags(tiny_bert_dir, glue_dir)
+    seeds = (1, 2, 3, 4)
     histories = []
     for attempt in ("first", "again"):
-        assert main(["--seeds", *map(str, SEEDS), "--output_dir", str(tmp_path / attempt), *flags]) == 0
+        assert main(["--seeds", *map(str, seeds), "--output_dir", str(tmp_path / attempt), *flags]) == 0
         histories.append(
             [
                 [
                     entry["loss"]
                     for entry in _results(tmp_path / attempt / f"seed-{seed}")["train_loss_history"]
                 ]
-                for seed in SEEDS
+                for seed in seeds
             ]
         )
     assert histories[0] == histories[1]
-    assert histories[0][0] != histories[0][1]
-    assert "seed 2: accuracy" in capsys.readouterr().out
+    assert len({tuple(history) for history in histories[0]}) == len(seeds)
+    assert "seed 4: accuracy" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

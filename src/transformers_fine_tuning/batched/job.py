@@ -13,18 +13,20 @@ run's.
 What the batched step cannot do is refused before any training, with the reason (:func:`unbatchable`):
 techniques that change the model's forward or its weights outside the optimizer (Mixout, R3F, weight
 averaging, WiSE-FT, NoisyTune, LP-FT and gradual unfreezing, roll-back), ``--dropout_seed``, restarts,
-several processes or an XLA device, activation checkpointing.
+several processes or an XLA device, activation checkpointing, gradient accumulation, label smoothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainerCallback
 from transformers.utils import is_torch_xla_available
@@ -42,6 +44,7 @@ from ..evaluation import PredictionRecorder
 from ..fine_tune import Setup, prepare, run
 from ..interrupt import InterruptCallback, RunInterrupted, checkpoint_on_signals
 from ..results import RunResults, write_results
+from ..trainer import TrainerOptimizerInit
 from .group import GroupAborted, SeedGroup
 
 __all__ = [
@@ -95,6 +98,11 @@ def unbatchable(args: Sequence[FineTuneArguments], setups: Sequence[Setup]) -> s
         return "it runs in one process on one CPU or GPU, not several processes or an XLA device"
     if first.training.activation_checkpointing:
         return "activation checkpointing recomputes the forward per model, outside the batched computation"
+    if first.training.gradient_accumulation_steps > 1:
+        return (
+            "--gradient_accumulation_steps: accelerate's one gradient state per process would let one seed's "
+            "micro-step skip another's optimizer step"
+        )
     if first.training.label_smoothing_factor:
         return "--label_smoothing_factor is not supported in the batched step yet"
     for setup in setups:
@@ -134,6 +142,7 @@ def run_seeds(argvs: Sequence[Sequence[str]]) -> list[RunResults]:
         seeds,
         pad_token_id=getattr(tokenizer, "pad_token_id", None) or 0,
     )
+    _one_at_a_time([setup.trainer for setup in setups])
     started = time.perf_counter()
     outcomes = _run_threads(group, args, setups)
     shared_s = time.perf_counter() - started
@@ -143,6 +152,29 @@ def run_seeds(argvs: Sequence[Sequence[str]]) -> list[RunResults]:
         write_results(setup.results_path, marked)
         results.append(marked)
     return results
+
+
+def _one_at_a_time(trainers: Sequence[TrainerOptimizerInit]) -> None:
+    """Let one seed at a time evaluate or fetch a training batch.
+
+    accelerate keeps one gradient state per process, whose *active* dataloader (the last one started) says where
+    an evaluation's batches end (``gather_for_metrics`` drops the padding of the last one by its ``remainder``); a
+    seed that starts its next epoch while another evaluates would become that dataloader, and cut the other's
+    predictions short. Training steps are not affected: their forward and backward are the group's.
+    """
+    lock = threading.RLock()
+
+    def exclusive(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return locked
+
+    for trainer in trainers:
+        trainer.evaluation_loop = exclusive(trainer.evaluation_loop)
+        trainer.get_batch_samples = exclusive(trainer.get_batch_samples)
 
 
 def _check_one_recipe(args: Sequence[FineTuneArguments]) -> None:
