@@ -7,7 +7,7 @@ that show the distribution of runs.
 The package, each module importing only from those above it (tested: ``tests/test_package.py``), so the list
 reads from the pieces up to the job and the study. A run's data flows: flags or a config file → ``arguments`` (a
 recipe's values under them) → ``build`` (callbacks, optimizer, adapters) → ``fine_tune.prepare`` (the task's data
-from ``glue``/``data``, the model from ``modeling``) → ``TrainerOptimizerInit`` (surgery, the parameter groups,
+from ``tasks``, the model from ``modeling``) → ``TrainerOptimizerInit`` (surgery, the parameter groups,
 the optimizer, training) → ``results.json`` (``results``) → a study's store, statistics, report and plots
 (``study``)::
 
@@ -16,7 +16,9 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     restarts.py       restarts until success: the rule (seeds in order until N succeed, at most M), the job's tally
     recipes/          the papers' recipes, as YAML
     hub.py            whether the Hub can be reached, known in seconds
-    glue/             the task table; loading (GLUE layout, files, Hub), tokenisation, metrics; the layout written
+    tasks/            the task layer: the Task protocol; metrics and tokenisation for any task; glue/: the GLUE
+                      table, its data (GLUE layout, files, Hub) and the layout written
+    glue/             the former import path of tasks/ (glue.tasks, glue.metrics, ...), kept for compatibility
     data_labels.py    your own data's labels: classes or regression targets, from the training split, checked
     data.py           your own data as a task: files, save_to_disk directories or Hub data sets; labels and metrics
     modeling.py       the pretrained model and tokenizer, with a new head for the task

@@ -34,9 +34,9 @@ import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from .data_labels import Labels
-from .glue import GLUE_TASKS, HUB_DATASET, Task, get_task, is_glue_task, load_task_datasets
-from .glue.loading import read_table
-from .glue.metrics import default_metrics, with_metrics
+from .tasks import GLUE_TASKS, HUB_DATASET, Task, get_task, is_glue_task, load_task_datasets
+from .tasks.data_files import read_table
+from .tasks.metrics import default_metrics, with_metrics
 
 if TYPE_CHECKING:
     from .arguments import DataArguments

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from datasets import ClassLabel, Value
 
-from .glue.loading import is_missing
+from .tasks.data_files import is_missing
 
 if TYPE_CHECKING:
     from .data import _Part

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..data import CUSTOM_DATA_ARGUMENTS, DATA_SOURCE_ARGUMENTS, check_task_source, task_name_from_data
-from ..glue.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from ..tasks import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from .ranges import check_ranges
 
 
