@@ -43,7 +43,6 @@ from transformers.utils import is_torch_xla_available
 from .arguments import DataArguments, FineTuneArguments, parse_fine_tune_args, xla_launch_requested
 from .best import BEST_HELD_OUT
 from .build import apply_adapters, diagnostics_callbacks, fine_tuning_callbacks, optimizer_cls_and_kwargs
-from .data import load_task_and_datasets
 from .diagnostics import prior_loss
 from .evaluation import PredictionRecorder
 from .hub import hub_offline, hub_unreachable, use_local_files_only
@@ -68,6 +67,7 @@ from .tasks import (
     constant_baseline,
     get_task,
     is_glue_task,
+    load_task_and_datasets,
     make_compute_metrics,
     tokenize_dataset,
 )
