@@ -7,7 +7,7 @@ that show the distribution of runs.
 The package, each module importing only from those above it (tested: ``tests/test_package.py``), so the list
 reads from the pieces up to the job and the study. A run's data flows: flags or a config file → ``arguments`` (a
 recipe's values under them) → ``build`` (callbacks, optimizer, adapters) → ``fine_tune.prepare`` (the task's data
-from ``glue``/``data``, the model from ``modeling``) → ``TrainerOptimizerInit`` (surgery, the parameter groups,
+from ``tasks``, the model from ``modeling``) → ``TrainerOptimizerInit`` (surgery, the parameter groups,
 the optimizer, training) → ``results.json`` (``results``) → a study's store, statistics, report and plots
 (``study``)::
 
@@ -16,9 +16,12 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     restarts.py       restarts until success: the rule (seeds in order until N succeed, at most M), the job's tally
     recipes/          the papers' recipes, as YAML
     hub.py            whether the Hub can be reached, known in seconds
-    glue/             the task table; loading (GLUE layout, files, Hub), tokenisation, metrics; the layout written
-    data_labels.py    your own data's labels: classes or regression targets, from the training split, checked
-    data.py           your own data as a task: files, save_to_disk directories or Hub data sets; labels and metrics
+    tasks/            the task layer: load_task(name, data values) → the task and its splits; the Task protocol,
+                      metrics and tokenisation for any task; glue/: the GLUE table, its data (GLUE layout, files,
+                      Hub), the layout written; custom: your own data (files, save_to_disk, Hub) and its labels
+    glue/             the former import path of tasks/ (glue.tasks, glue.metrics, ...), kept for compatibility
+    data_labels.py    the former import path of tasks/labels.py, kept for compatibility
+    data.py           the former import path of tasks/custom.py and load_task_and_datasets, kept for compatibility
     modeling.py       the pretrained model and tokenizer, with a new head for the task
     layer_maps.py     the table of each encoder's layer stack and pooler; the encoder found inside a model
     discovery.py      the layer map of a model outside the table, found from its modules and one forward pass

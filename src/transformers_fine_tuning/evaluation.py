@@ -20,8 +20,8 @@ from typing import Any
 from datasets import Dataset
 from transformers import EvalPrediction, TrainerCallback
 
-from .glue import predictions_from_logits
 from .results import split_metrics
+from .tasks import predictions_from_logits
 
 __all__ = ["PredictionRecorder", "sort_by_length"]
 

@@ -12,7 +12,7 @@ records which one fired, with the baseline's value):
 1. ``pruned`` — an early test stopped it (``--prune``);
 2. ``non_finite`` — training stopped on a non-finite loss or gradient, or its final main metric is NaN/inf;
 3. ``at_or_below_constant`` — its final main metric is at or below the best *constant* predictor's value of
-   that metric on the evaluated split (:func:`~transformers_fine_tuning.glue.constant_baseline`): accuracy, the
+   that metric on the evaluated split (:func:`~transformers_fine_tuning.tasks.constant_baseline`): accuracy, the
    largest class share; F1, predicting the positive class everywhere; Matthews correlation and the
    correlations of a regression, 0 (a constant carries no information);
 4. ``one_class`` — its final predictions are (almost) all one class: at least :data:`ONE_CLASS_SHARE` of them,

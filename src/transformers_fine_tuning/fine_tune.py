@@ -43,19 +43,8 @@ from transformers.utils import is_torch_xla_available
 from .arguments import DataArguments, FineTuneArguments, parse_fine_tune_args, xla_launch_requested
 from .best import BEST_HELD_OUT
 from .build import apply_adapters, diagnostics_callbacks, fine_tuning_callbacks, optimizer_cls_and_kwargs
-from .data import load_task_and_datasets
 from .diagnostics import prior_loss
 from .evaluation import PredictionRecorder
-from .glue import (
-    HUB_DATASET,
-    GlueTask,
-    Task,
-    constant_baseline,
-    get_task,
-    is_glue_task,
-    make_compute_metrics,
-    tokenize_dataset,
-)
 from .hub import hub_offline, hub_unreachable, use_local_files_only
 from .interrupt import InterruptCallback, RunInterrupted, checkpoint_on_signals
 from .job_data import WISE_FT_HELD_OUT, evaluation_order, hold_out, limit_samples
@@ -71,6 +60,17 @@ from .results import (
 )
 from .resume import ResumePlan, plan_resume
 from .seeds import DropoutSeedCallback
+from .tasks import (
+    HUB_DATASET,
+    GlueTask,
+    Task,
+    constant_baseline,
+    get_task,
+    is_glue_task,
+    load_task_and_datasets,
+    make_compute_metrics,
+    tokenize_dataset,
+)
 from .timings import Stopwatch, evaluation_runtimes
 from .trainer import TrainerOptimizerInit
 

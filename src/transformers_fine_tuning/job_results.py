@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from .best import BEST_HELD_OUT, best_score
 from .callbacks import WiSEFTCallback
 from .diagnostics import DiagnosticCallback
-from .glue import Task, per_class_f1
 from .job_data import WISE_FT_HELD_OUT
 from .provenance import device_info, library_versions
 from .results import (
@@ -29,6 +28,7 @@ from .results import (
     losses_from_log,
     split_metrics,
 )
+from .tasks import Task, per_class_f1
 
 if TYPE_CHECKING:
     from datasets import DatasetDict

@@ -8,8 +8,8 @@ from pathlib import Path
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from .glue import Task
 from .hub import hub_offline
+from .tasks import Task
 
 __all__ = ["load_model_and_tokenizer", "looks_like_local_path", "max_input_length"]
 

@@ -180,7 +180,7 @@ class RunResults:
             test) — or is ``None``; ``global_step`` is then the step it stopped at.
         metrics: the final metrics, per evaluation split (``{"validation": {"accuracy": 0.6, "loss": ...}}``).
         constant_baseline: per evaluation split, the best score of a constant prediction on that split, for each
-            metric (accuracy: the largest class share; see :func:`~.glue.constant_baseline`).
+            metric (accuracy: the largest class share; see :func:`~.tasks.constant_baseline`).
         evaluations: every evaluation during training, in order, the final one included.
         train_loss_history: every training-loss log entry.
         train_metrics: what ``Trainer.train`` returned (``train_loss``, ``train_runtime``, ...).

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data import CUSTOM_DATA_ARGUMENTS, DATA_SOURCE_ARGUMENTS, check_task_source, task_name_from_data
-from ..glue.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from ..tasks import (
+    CLASSIFICATION_METRICS,
+    CUSTOM_DATA_ARGUMENTS,
+    DATA_SOURCE_ARGUMENTS,
+    REGRESSION_METRICS,
+    check_task_source,
+    task_name_from_data,
+)
 from .ranges import check_ranges
 
 

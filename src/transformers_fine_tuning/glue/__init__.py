@@ -1,11 +1,28 @@
-"""GLUE task knowledge: the task table, data loading and export; and for any :class:`Task` (GLUE's, or one of
-your own data, :mod:`transformers_fine_tuning.data`): tokenisation, metrics, the best constant predictor's scores."""
+"""The old path of the task layer, kept for compatibility: ``transformers_fine_tuning.glue`` gives the names it
+always gave, now held by :mod:`transformers_fine_tuning.tasks` (the :class:`Task` protocol, metrics and
+tokenisation of any task) and :mod:`transformers_fine_tuning.tasks.glue` (the GLUE table, loading and export).
+Its submodules (``glue.tasks``, ``glue.files``, ``glue.loading``, ``glue.metrics``, ``glue.preprocessing``,
+``glue.export``) are the moved modules themselves."""
 
 from typing import TYPE_CHECKING, Any
 
-from .files import load_glue_dir, read_glue_file, read_glue_rows, resolve_task_dir
-from .loading import load_hub_task, load_task_datasets, read_data_file
-from .metrics import (
+from ..tasks.base import Task
+from ..tasks.glue import (
+    GLUE_TASKS,
+    HUB_DATASET,
+    GlueFile,
+    GlueTask,
+    get_task,
+    is_glue_task,
+    load_glue_dir,
+    load_hub_task,
+    load_task_datasets,
+    read_data_file,
+    read_glue_file,
+    read_glue_rows,
+    resolve_task_dir,
+)
+from ..tasks.metrics import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
     compute_glue_metrics,
@@ -18,21 +35,23 @@ from .metrics import (
     predictions_from_logits,
     with_metrics,
 )
-from .preprocessing import tokenize_dataset
-from .tasks import GLUE_TASKS, HUB_DATASET, GlueFile, GlueTask, Task, get_task, is_glue_task
+from ..tasks.preprocessing import tokenize_dataset
+
+# The old submodules, attributes of the package as they were (each is the moved module itself).
+from . import files, loading, metrics, preprocessing, tasks  # noqa: F401
 
 if TYPE_CHECKING:
-    from .export import export_hub_glue, find_glue_dir, write_glue_dir
+    from ..tasks.glue.export import export_hub_glue, find_glue_dir, write_glue_dir
 
 _EXPORT_NAMES = frozenset({"export_hub_glue", "find_glue_dir", "write_glue_dir"})
 
 
 def __getattr__(name: str) -> Any:
-    """The names of :mod:`.export`, imported on first use (PEP 562) rather than with the package: the module
-    is also run as a script (``python -m transformers_fine_tuning.glue.export``), and runpy warns on stderr
-    when the package has imported it before."""
+    """The names of :mod:`~transformers_fine_tuning.tasks.glue.export`, imported on first use (PEP 562), as
+    before: ``python -m transformers_fine_tuning.glue.export`` runs that module, and runpy warns on stderr when
+    the package has imported it before."""
     if name in _EXPORT_NAMES:
-        from . import export
+        from ..tasks.glue import export
 
         return getattr(export, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

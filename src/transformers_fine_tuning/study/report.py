@@ -337,7 +337,7 @@ def _noise_floor(group: Sequence[RunRecord], values: Sequence[float]) -> NoiseFl
     split, metric = run.main_metric_split, run.main_metric_name
     predictions, labels = run.predictions.get(split), run.labels.get(split)
     if predictions and labels and len(predictions) == len(labels) and run.main_metric is not None:
-        from ..glue.metrics import METRICS  # the task's metric functions, imported only when needed
+        from ..tasks.metrics import METRICS  # the task's metric functions, imported only when needed
 
         floor = bootstrap_metric_std(predictions, labels, METRICS[metric])
     elif metric == "accuracy" and predictions and run.main_metric is not None:
