@@ -73,10 +73,21 @@ VARIANTS = {
     "batched-2": {"backend": "local", "workers": 2, "isolation": "forkserver", "batch_seeds": 2},
     "batched-4": {"backend": "local", "workers": 2, "isolation": "forkserver", "batch_seeds": 4},
     "batched-8": {"backend": "sequential", "isolation": "forkserver", "batch_seeds": 8},
+    "bf16": {"backend": "local", "workers": 2, "arguments": {"bf16": True}},
+    "compile": {"backend": "local", "workers": 2, "arguments": {"torch_compile": True}},
+    "bf16-batched-4": {
+        "backend": "local",
+        "workers": 2,
+        "isolation": "forkserver",
+        "batch_seeds": 4,
+        "arguments": {"bf16": True},
+    },
 }
-"""How each variant runs the study (``ExecutionOptions``): ``today`` is the study's default on this machine, two local
-workers of one core each, a fresh process per run; the fork server keeps the imports; ``batched-N`` trains N seeds
-as one batched computation (two groups at once on one core each for N = 2 and 4, one group on both cores for 8)."""
+"""How each variant runs the study (``ExecutionOptions``, and ``arguments`` added to every run's): ``today`` is the
+study's default on this machine, two local workers of one core each, a fresh process per run; the fork server keeps
+the imports; ``batched-N`` trains N seeds as one batched computation (two groups at once on one core each for N = 2
+and 4, one group on both cores for 8); ``bf16`` is bf16 autocast (``--bf16``), ``compile`` ``--torch_compile`` with
+the study's own, initially empty, compile cache."""
 
 
 def study_arguments(options: argparse.Namespace) -> dict:
@@ -157,7 +168,7 @@ def run_variants(options: argparse.Namespace) -> int:
     """Run the study once per variant, one after another; write the section ``study-variants``."""
     import time
 
-    from scipy.stats import mannwhitneyu
+    from scipy.stats import fisher_exact, mannwhitneyu
 
     from transformers_fine_tuning.study import ExecutionOptions, StudyStore, run_study
 
@@ -172,11 +183,12 @@ def run_variants(options: argparse.Namespace) -> int:
                     "tasks": ["rte"],
                     "recipes": options.recipes,
                     "seeds": options.seeds,
-                    "arguments": study_arguments(options),
+                    "arguments": study_arguments(options) | VARIANTS[variant].get("arguments", {}),
                 }
             )
+            execution = {key: value for key, value in VARIANTS[variant].items() if key != "arguments"}
             started = time.perf_counter()
-            counts = run_study(spec, ExecutionOptions(poll_interval_s=0.5, **VARIANTS[variant]))
+            counts = run_study(spec, ExecutionOptions(poll_interval_s=0.5, **execution))
             wall[variant] = time.perf_counter() - started
             if counts.completed != counts.total:
                 raise RuntimeError(f"{variant}: {counts.total - counts.completed} run(s) did not complete")
@@ -192,10 +204,17 @@ def run_variants(options: argparse.Namespace) -> int:
     rows = []
     for variant in options.variants:
         values = accuracies[variant]
-        if outcomes[variant] == outcomes[base]:
-            same = "identical" if variant != base else "–"
+        runs = len(values)
+        if variant == base:
+            same = "–"
+        elif outcomes[variant] == outcomes[base]:
+            same = "identical"
         else:
-            same = f"p = {mannwhitneyu(values, accuracies[base]).pvalue:.2f}"
+            table = [[failed[variant], runs - failed[variant]], [failed[base], runs - failed[base]]]
+            same = (
+                f"accuracy p = {mannwhitneyu(values, accuracies[base]).pvalue:.2f}, "
+                f"failed p = {fisher_exact(table).pvalue:.2f}"
+            )
         rows.append(
             [
                 variant,
@@ -221,7 +240,7 @@ def run_variants(options: argparse.Namespace) -> int:
         "s per run",
         "dev accuracy, mean ± sd",
         "failed",
-        f"vs {base}",
+        f"vs {base} (Mann–Whitney U; Fisher's exact)",
     ]
     body += "\n" + markdown_table(header, rows) + "\n"
     print(body)

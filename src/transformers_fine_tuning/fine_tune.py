@@ -50,6 +50,7 @@ from .interrupt import InterruptCallback, RunInterrupted, checkpoint_on_signals
 from .job_data import WISE_FT_HELD_OUT, evaluation_order, hold_out, limit_samples
 from .job_results import final_metrics, run_results
 from .modeling import load_model_and_tokenizer, looks_like_local_path, max_input_length
+from .provenance import warn_if_bf16_is_emulated
 from .restarts import RESTARTS_FILE, RestartRun, Restarts, RestartsTally
 from .results import (
     RESULTS_FILE,
@@ -265,8 +266,9 @@ def _load_model(
     args: FineTuneArguments, task: Task, offline: str | None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The pretrained model with its new head (drawn from ``--seed``) and LoRA adapters, and its tokenizer;
-    ``--max_seq_length`` checked against what the model takes."""
+    ``--max_seq_length`` checked against what the model takes, and a warning where ``--bf16`` cannot be faster."""
     data, training = args.data, args.training
+    warn_if_bf16_is_emulated(training.device, training.bf16)
     if training.data_seed is None:  # the data order gets its own generator, whatever re-seeds the others
         training.data_seed = training.seed
     set_seed(training.seed)  # the seed decides the new head's initialisation

@@ -103,6 +103,8 @@ def unbatchable(args: Sequence[FineTuneArguments], setups: Sequence[Setup]) -> s
             "--gradient_accumulation_steps: accelerate's one gradient state per process would let one seed's "
             "micro-step skip another's optimizer step"
         )
+    if first.training.torch_compile:
+        return "--torch_compile compiles each model's own forward; the batched forward runs outside it"
     if first.training.label_smoothing_factor:
         return "--label_smoothing_factor is not supported in the batched step yet"
     for setup in setups:

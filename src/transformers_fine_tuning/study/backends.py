@@ -30,7 +30,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .environment import cpu_run_environment, die_with_parent, visible_gpus
+from .environment import (
+    compile_cache_environment,
+    cpu_run_environment,
+    die_with_parent,
+    visible_gpus,
+)
 from .execution import BACKENDS, ExecutionOptions
 from .progress import Progress
 from .runner import INTERRUPT_GRACE_S, RunOutcome, execute_run
@@ -68,7 +73,10 @@ def run_sequential(store_path: str | Path, options: ExecutionOptions, progress: 
             store_path,
             isolation=options.isolation,
             script=options.script,
-            env=None if visible_gpus() else cpu_run_environment(options.malloc_thresholds),
+            env={
+                **compile_cache_environment(store_path),
+                **({} if visible_gpus() else cpu_run_environment(options.malloc_thresholds)),
+            },
             owner=Owner.current("sequential"),
             on_outcome=report,
             heartbeat_interval_s=options.heartbeat_interval_s,
@@ -257,7 +265,7 @@ def _start_worker(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **environment["env"]},
+            env={**os.environ, **compile_cache_environment(store_path), **environment["env"]},
             preexec_fn=_worker_preexec(environment["cpus"]) if sys.platform.startswith("linux") else None,
         )
 
@@ -380,7 +388,10 @@ def run_ray(store_path: str | Path, options: ExecutionOptions, progress: Progres
             # an in-process run on a GPU needs a fresh worker: CUDA cannot switch devices once initialised
             max_calls=1 if gpus_per_run > 0 and options.isolation == "in-process" else 0,
         )(_execute_on_ray)
-        env = {"OMP_NUM_THREADS": str(max(1, int(options.cpus_per_run)))}
+        env = {
+            "OMP_NUM_THREADS": str(max(1, int(options.cpus_per_run))),
+            **compile_cache_environment(store_path),
+        }
         if gpus_per_run == 0:
             env.update(cpu_run_environment(options.malloc_thresholds))
         _drive_ray(ray, ray_exceptions, remote, store_path, options, progress, slots, env)

@@ -10,6 +10,10 @@ have to remember to export:
   allocated before: BENCHMARKS.md (Trainer overhead) measured 6–11 % faster CPU steps with fixed thresholds,
   at the cost of the process keeping its peak heap instead of trimming it. A GPU run's host allocations are
   small, so GPU runs are left as they are, and a value the user exported wins.
+* ``TORCHINDUCTOR_CACHE_DIR`` — ``torch.compile``'s cache in the study's directory
+  (:func:`compile_cache_environment`): inductor's default, ``/tmp/torchinductor_<user>``, is shared by one
+  machine's processes but not by a cluster's nodes, and a cleaned ``/tmp`` costs every run its compilation again
+  (47 s cold against 5.5 s warm for MiniLM's first step on one core, BENCHMARKS.md section 8).
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import ctypes
 import os
 import signal
 import sys
+from pathlib import Path
+
+from .spec import COMPILE_CACHE_DIR
 
 __all__ = [
     "CAN_DIE_WITH_PARENT",
     "MALLOC_THRESHOLDS",
+    "compile_cache_environment",
     "cpu_run_environment",
     "die_with_parent",
     "visible_gpus",
@@ -52,6 +60,14 @@ def cpu_run_environment(malloc_thresholds: bool = True) -> dict[str, str]:
     if any(key in os.environ for key in MALLOC_THRESHOLDS):  # the user tunes the allocator: leave it be
         return {}
     return dict(MALLOC_THRESHOLDS)
+
+
+def compile_cache_environment(store_path: str | Path) -> dict[str, str]:
+    """Variables to add to the environment of a study's runs so that their ``torch.compile`` cache is the study's
+    own (:data:`.spec.COMPILE_CACHE_DIR` beside the store); empty when the user exported their own."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return {}
+    return {"TORCHINDUCTOR_CACHE_DIR": str(Path(store_path).resolve().parent / COMPILE_CACHE_DIR)}
 
 
 def _resolve_prctl():

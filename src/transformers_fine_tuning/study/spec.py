@@ -86,6 +86,8 @@ __all__ = [
 STORE_FILE = "study.sqlite"
 TOKENIZED_DIR = "tokenized"
 """Beside the store: the tokenised data the study's runs share (safe to delete; the next run re-creates it)."""
+COMPILE_CACHE_DIR = "compile-cache"
+"""Beside the store: ``torch.compile``'s cache, shared by the study's runs (safe to delete)."""
 DEFAULT_ARGUMENTS: dict[str, Any] = {"disable_tqdm": True}
 """Flags every study run gets unless the study sets them: progress bars only clutter a study's logs."""
 
