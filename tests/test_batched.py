@@ -104,11 +104,41 @@ def test_a_group_with_dropout_reruns_identically(tmp_path, tiny_bert_dir, glue_d
     assert "seed 4: accuracy" in capsys.readouterr().out
 
 
+def test_bf16_seeds_trained_together_compute_under_autocast(
+    tmp_path, tiny_bert_no_dropout, glue_dir, monkeypatch
+):
+    """``--bf16`` autocasts the batched forward as it does a solo run's: every linear layer of the training
+    forwards runs under CPU autocast (none does without ``--bf16``), and each seed's losses are its solo bf16
+    run's within bf16's rounding."""
+    autocast_seen = []
+    linear = torch.nn.functional.linear
+
+    def recording_linear(*args, **kwargs):
+        autocast_seen.append(torch.is_autocast_enabled("cpu"))
+        return linear(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", recording_linear)
+    flags = _flags(tiny_bert_no_dropout, glue_dir, "--eval_strategy", "no")
+    run_seeds(seed_argvs(flags, SEEDS, str(tmp_path / "fp32")))
+    assert autocast_seen and not any(autocast_seen)
+
+    autocast_seen.clear()
+    solo = []
+    for argv in seed_argvs([*flags, "--bf16", "true"], SEEDS, str(tmp_path / "solo")):
+        args = parse_fine_tune_args(argv)
+        solo.append([entry.loss for entry in run(args, prepare(args))[1].train_loss_history])
+    batched = run_seeds(seed_argvs([*flags, "--bf16", "true"], SEEDS, str(tmp_path / "batched")))
+    assert autocast_seen and all(autocast_seen)
+    for alone, together in zip(solo, batched, strict=True):
+        assert [entry.loss for entry in together.train_loss_history] == pytest.approx(alone, rel=1e-3)
+
+
 @pytest.mark.parametrize(
     ("extra", "reason"),
     [
         (("--mixout", "0.1"), "MixoutCallback changes the model's forward"),
         (("--dropout_seed", "3"), "--dropout_seed"),
+        (("--torch_compile", "true"), "--torch_compile compiles each model's own forward"),
     ],
 )
 def test_what_cannot_be_batched_is_refused_with_the_reason(tmp_path, tiny_bert_dir, glue_dir, extra, reason):

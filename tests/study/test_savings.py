@@ -69,3 +69,36 @@ def test_malloc_thresholds_only_for_cpu_runs_and_never_over_the_users_own(monkey
     assert not off.keys() & MALLOC_THRESHOLDS.keys()
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # the user's own setting wins, not mixed with ours
     assert cpu_run_environment() == {}
+
+
+def test_compile_cache_in_the_study_directory_unless_the_user_set_one(tmp_path, monkeypatch) -> None:
+    from transformers_fine_tuning.study.environment import compile_cache_environment
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    store = tmp_path / "study" / "study.sqlite"
+    assert compile_cache_environment(store) == {
+        "TORCHINDUCTOR_CACHE_DIR": str((tmp_path / "study" / "compile-cache").resolve())
+    }
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")
+    assert compile_cache_environment(store) == {}
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch, caplog) -> None:
+    import logging
+
+    import torch
+
+    from transformers_fine_tuning import provenance
+
+    caplog.set_level(logging.WARNING, logger=provenance.__name__)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(provenance, "_cpuinfo", lambda: {"model name": "Old CPU", "flags": "fpu sse avx2"})
+    assert provenance.cpu_has_native_bf16() is False
+    provenance.warn_if_bf16_is_emulated(cpu, bf16=False)
+    assert not caplog.records
+    provenance.warn_if_bf16_is_emulated(cpu, bf16=True)
+    assert "Old CPU has neither avx512_bf16 nor amx_bf16" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(provenance, "_cpuinfo", lambda: {"model name": "New CPU", "flags": "avx2 amx_bf16"})
+    provenance.warn_if_bf16_is_emulated(cpu, bf16=True)
+    assert provenance.cpu_has_native_bf16() is True and not caplog.records
