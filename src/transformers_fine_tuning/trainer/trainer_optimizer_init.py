@@ -44,6 +44,15 @@ CALLBACK_STATE_KEY = "fine_tuning_callbacks"
 """The entry of the optimizer's state dict (``optimizer.pt``) that holds the callbacks' checkpoint states."""
 
 
+def _without_hub_kernels_on_xla(model: nn.Module, device: torch.device) -> None:
+    """Turn the Hub's kernels off for training on an XLA device, while the model is still on the host.
+    transformers 5.25 kernelizes every ``from_pretrained`` model by default (``use_kernels``), and the first
+    ``model.train()`` on XLA then fails in the kernels library ("Unsupported device type 'xla'"), as does turning
+    them off once the model is there; the kernels run nowhere on XLA, so training there loses nothing."""
+    if device.type == "xla" and getattr(model, "use_kernels", False):
+        model.use_kernels = False
+
+
 class TrainerOptimizerInit(Trainer):
     """``transformers.Trainer`` whose optimizer is built from fine-tuning parameter groups, late.
 
@@ -103,6 +112,9 @@ class TrainerOptimizerInit(Trainer):
         self._loss_terms: list[LossTermCallback] = []
         self._hooked_optimizer: torch.optim.Optimizer | None = None
         self._scheduler_from_factory = False
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if isinstance(model, nn.Module) and isinstance(training_args, TrainingArguments):
+            _without_hub_kernels_on_xla(model, training_args.device)
         super().__init__(*args, **kwargs)
         self._check_optimizer_inputs()
         self._bind_callbacks()
