@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..adapters import PEFT_INSTALL, peft_available
+from ..optim.param_groups import RATE_SHARE, is_rate_share
 from .ranges import check_ranges
 
 ADAMW_L2SP = "adamw_l2sp"
@@ -205,12 +206,7 @@ class FineTuningArguments:
                 self.l2sp_head_weight_decay >= 0,
                 ">= 0",
             ),
-            (
-                "--layer_decay",
-                self.layer_decay,
-                self.layer_decay is None or 0 < self.layer_decay <= 1,
-                "in (0, 1]",
-            ),
+            ("--layer_decay", self.layer_decay, is_rate_share(self.layer_decay), RATE_SHARE),
             ("--mixout", self.mixout, 0 <= self.mixout < 1, "in [0, 1)"),
         )
         check_ranges(
@@ -226,7 +222,7 @@ class FineTuningArguments:
         )
         check_ranges(
             *(
-                (flag, value, value is None or 0 < value <= 1, "in (0, 1]")
+                (flag, value, is_rate_share(value), RATE_SHARE)
                 for flag, value in (
                     ("--layer_decay_floor", self.layer_decay_floor),
                     ("--layer_decay_freeze_below", self.layer_decay_freeze_below),

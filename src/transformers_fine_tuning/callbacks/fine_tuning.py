@@ -9,7 +9,7 @@ from torch import nn
 
 from .. import surgery
 from ..architectures import ModelLayout
-from ..optim.param_groups import frozen_depths
+from ..optim.param_groups import RATE_SHARE, frozen_depths, is_rate_share
 from .base import FineTuningCallback, FineTuningPlan, OptimizerSetup
 
 __all__ = ["FreezeCallback", "L2SPCallback", "LLRDCallback", "MixoutCallback", "ReinitCallback"]
@@ -150,11 +150,9 @@ class LLRDCallback(FineTuningCallback):
     def __init__(
         self, decay: float, *, floor: float | None = None, freeze_below: float | None = None
     ) -> None:
-        if not 0.0 < decay <= 1.0:
-            raise ValueError(f"LLRDCallback: decay must be in (0, 1], got {decay}.")
-        for name, value in (("floor", floor), ("freeze_below", freeze_below)):
-            if value is not None and not 0.0 < value <= 1.0:
-                raise ValueError(f"LLRDCallback: {name} must be in (0, 1], got {value}.")
+        for name, value in (("decay", decay), ("floor", floor), ("freeze_below", freeze_below)):
+            if (name == "decay" and value is None) or not is_rate_share(value):
+                raise ValueError(f"LLRDCallback: {name} must be {RATE_SHARE}, got {value}.")
         self.decay = decay
         self.floor = floor
         self.freeze_below = freeze_below

@@ -16,7 +16,25 @@ from torch import nn
 
 from ..architectures import LayerMap, ModelLayout, model_layout
 
-__all__ = ["frozen_depths", "layer_scale", "names_under", "no_decay_parameter_names", "param_groups"]
+__all__ = [
+    "RATE_SHARE",
+    "frozen_depths",
+    "is_rate_share",
+    "layer_scale",
+    "names_under",
+    "no_decay_parameter_names",
+    "param_groups",
+]
+
+RATE_SHARE = "in (0, 1]"
+"""The range of a learning-rate multiplier: LLRD's factor ξ, its floor, the share below which layers freeze."""
+
+
+def is_rate_share(value: float | None) -> bool:
+    """Whether ``value`` is a learning-rate multiplier in :data:`RATE_SHARE`, or ``None`` (off). The one
+    definition of that range, read here and by the job's argument checks."""
+    return value is None or 0.0 < value <= 1.0
+
 
 # The rule of ``transformers.Trainer.get_decay_parameter_names``: biases and normalisation weights are not
 # decayed (decaying a LayerNorm gain toward zero is not a regulariser, it is damage).
@@ -133,11 +151,11 @@ class _Grouping:
 
     def __post_init__(self) -> None:
         layer_decay, layer_decay_floor = self.layer_decay, self.layer_decay_floor
-        if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
-            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
-        if layer_decay_floor is not None and (layer_decay is None or not 0.0 < layer_decay_floor <= 1.0):
+        if not is_rate_share(layer_decay):
+            raise ValueError(f"layer_decay must be {RATE_SHARE}, got {layer_decay}.")
+        if layer_decay_floor is not None and (layer_decay is None or not is_rate_share(layer_decay_floor)):
             raise ValueError(
-                f"layer_decay_floor must be in (0, 1] and comes with layer_decay, got {layer_decay_floor} "
+                f"layer_decay_floor must be {RATE_SHARE} and comes with layer_decay, got {layer_decay_floor} "
                 f"(layer_decay={layer_decay})."
             )
 
