@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench_optimizer.py                        # both models, 15 repetitions
     .venv/bin/python scripts/bench_optimizer.py --models minilm --repetitions 5 --no-write
     .venv/bin/python scripts/bench_optimizer.py --parts time           # skip the memory subprocesses
+    python scripts/bench_optimizer.py --device cuda --parts time       # on a GPU (section optimizer-cuda)
 
 What is measured, per parameter set (a BERT-base-sized model, ~110 M parameters, and the packaged
 all-MiniLM-L6-v2, 22.7 M), with the groups the project's Trainer builds — ``param_groups(model, l2sp=0.1,
@@ -97,7 +98,7 @@ def set_gradients(model: nn.Module) -> None:
     generator = torch.Generator().manual_seed(1)
     for param in model.parameters():
         param.data = param.data.clone()
-        param.grad = torch.randn(param.shape, generator=generator, dtype=param.dtype) * 1e-3
+        param.grad = torch.randn(param.shape, generator=generator, dtype=param.dtype).to(param.device) * 1e-3
 
 
 def adamw_groups(model: nn.Module) -> list[dict[str, Any]]:
@@ -281,10 +282,14 @@ def anchored_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(p.numel() * p.element_size() for p, s in optimizer.state.items() if "anchor" in s)
 
 
-def time_steps(model_name: str, kinds: list[str], repetitions: int, steps: int) -> dict[str, Any]:
-    """Interleaved step timings of every variant on one parameter set."""
-    model = build_model(model_name)
+def time_steps(
+    model_name: str, kinds: list[str], repetitions: int, steps: int, device: str = "cpu"
+) -> dict[str, Any]:
+    """Interleaved step timings of every variant on one parameter set, on ``device`` (on a GPU each step is
+    timed to its kernels' end: the clock stops after ``torch.cuda.synchronize()``)."""
+    model = build_model(model_name).to(device)
     set_gradients(model)
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     num_params = sum(p.numel() for p in model.parameters())
     chosen = variants(next(model.parameters()).device, kinds)
     optimizers = {}
@@ -302,8 +307,10 @@ def time_steps(model_name: str, kinds: list[str], repetitions: int, steps: int) 
             optimizer = optimizers[variant.label]
             per_step = []
             for _ in range(steps):
+                synchronize()
                 start = time.perf_counter()
                 optimizer.step()
+                synchronize()
                 per_step.append(time.perf_counter() - start)
             times[variant.label].append(sorted(per_step)[len(per_step) // 2])
     fastest_adamw = min((v.label for v in chosen if v.is_adamw), key=lambda label: quantiles(times[label])[2])
@@ -481,6 +488,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-load", type=float, default=1.3, help="wait until the 1-min load is below")
     parser.add_argument("--wait-timeout", type=float, default=1800.0, help="seconds to wait for quiet")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cuda: step times on the GPU (no memory part)",
+    )
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -488,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     tables = []
+    if args.device == "cuda" and "memory" in args.parts:
+        parser.error("--device cuda measures step times only: give --parts time")
     if "memory" in args.parts:
         memories = {model_name: measure_memory(model_name, args.kernels) for model_name in args.models}
         tables.append(report_memory(memories))
@@ -500,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
         results = []
         for model_name in args.models:
             kinds = [k for k in args.kernels if k not in COMPILED_KINDS or model_name in args.compiled_on]
-            results.append(time_steps(model_name, kinds, args.repetitions, args.steps))
+            results.append(time_steps(model_name, kinds, args.repetitions, args.steps, args.device))
             load.sample()
         tables.insert(0, report_times(results))
     table = "\n\n".join(tables)
@@ -512,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
         f"λ_sp {L2SP} on every pretrained parameter, weight decay {WEIGHT_DECAY} (AdamW; AdamWL2SP's head)",
     )
     if not args.no_write:
-        update_benchmarks_md("optimizer", body + "\n" + table)
+        update_benchmarks_md("optimizer" + ("-cuda" if args.device == "cuda" else ""), body + "\n" + table)
 
 
 if __name__ == "__main__":

@@ -82,12 +82,20 @@ VARIANTS = {
         "batch_seeds": 4,
         "arguments": {"bf16": True},
     },
+    # on one GPU (--device cuda): the study's runs one after another, K at once, or all seeds in one group
+    "sequential": {"backend": "sequential"},
+    "sequential-fork-server": {"backend": "sequential", "isolation": "forkserver"},
+    "runs-per-gpu-4": {"backend": "local", "runs_per_gpu": 4},
+    "batched-16": {"backend": "sequential", "batch_seeds": 16},
+    "bf16-batched-16": {"backend": "sequential", "batch_seeds": 16, "arguments": {"bf16": True}},
 }
 """How each variant runs the study (``ExecutionOptions``, and ``arguments`` added to every run's): ``today`` is the
 study's default on this machine, two local workers of one core each, a fresh process per run; the fork server keeps
 the imports; ``batched-N`` trains N seeds as one batched computation (two groups at once on one core each for N = 2
 and 4, one group on both cores for 8); ``bf16`` is bf16 autocast (``--bf16``), ``compile`` ``--torch_compile`` with
-the study's own, initially empty, compile cache."""
+the study's own, initially empty, compile cache. On a GPU (``--device cuda``): ``sequential`` is one run after
+another, each a fresh process, ``runs-per-gpu-4`` four at once on the one GPU, ``batched-16`` up to 16 seeds as one
+batched computation in one fresh process."""
 
 
 def study_arguments(options: argparse.Namespace) -> dict:
@@ -102,8 +110,7 @@ def study_arguments(options: argparse.Namespace) -> dict:
         "num_train_epochs": options.epochs,
         "eval_strategy": "epoch",
         "logging_steps": 5,
-        "use_cpu": True,
-    }
+    } | ({"use_cpu": True} if options.device == "cpu" else {})
 
 
 def study_cells(directory: Path, condition: str, options: argparse.Namespace) -> list:
@@ -164,72 +171,108 @@ def same_outcome(off: RunOutcome, on: RunOutcome) -> bool:
     )
 
 
-def run_variants(options: argparse.Namespace) -> int:
-    """Run the study once per variant, one after another; write the section ``study-variants``."""
+def run_variant(variant: str, directory: Path, options: argparse.Namespace) -> tuple[float, list]:
+    """Run the study once as ``variant`` in ``directory``: its wall time and its runs' results, by run id."""
     import time
-
-    from scipy.stats import fisher_exact, mannwhitneyu
 
     from transformers_fine_tuning.study import ExecutionOptions, StudyStore, run_study
 
+    spec = spec_from_mapping(
+        {
+            "name": f"bench-{variant}",
+            "output_dir": str(directory / variant),
+            "tasks": ["rte"],
+            "recipes": options.recipes,
+            "seeds": options.seeds,
+            "arguments": study_arguments(options) | VARIANTS[variant].get("arguments", {}),
+        }
+    )
+    execution = {key: value for key, value in VARIANTS[variant].items() if key != "arguments"}
+    started = time.perf_counter()
+    counts = run_study(spec, ExecutionOptions(poll_interval_s=0.5, **execution))
+    wall = time.perf_counter() - started
+    if counts.completed != counts.total:
+        raise RuntimeError(f"{counts.total - counts.completed} of {counts.total} runs did not complete")
+    with StudyStore(spec.store_path) as store:
+        runs = sorted(store.runs(), key=lambda run: run.run_id)
+    return wall, [read_results(run.output_dir) for run in runs]
+
+
+def variant_row(variant: str, wall: float, results: list, base: str, measured: dict) -> list[str]:
+    """One line of the table: ``variant``'s wall time, its ratio to ``base``'s and its accuracies against them."""
+    from scipy.stats import fisher_exact, mannwhitneyu
+
+    values = [r.main_metric.value for r in results]
+    failed = sum(r.failed for r in results)
+    base_wall, base_results = measured.get(base, (None, None))
+    base_values = [r.main_metric.value for r in base_results or []]
+    if variant == base or base_results is None:
+        same = "–"
+    elif [(r.main_metric.value, r.predictions) for r in results] == [
+        (r.main_metric.value, r.predictions) for r in base_results
+    ]:
+        same = "identical"
+    else:
+        base_failed = sum(r.failed for r in base_results)
+        table = [[failed, len(values) - failed], [base_failed, len(base_values) - base_failed]]
+        same = (
+            f"accuracy p = {mannwhitneyu(values, base_values).pvalue:.2f}, "
+            f"failed p = {fisher_exact(table).pvalue:.2f}"
+        )
+    return [
+        variant,
+        f"{wall:,.0f}",
+        f"**{wall / base_wall:.3f}**" if base_wall else "–",
+        f"{wall / len(values):,.1f}",
+        f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}",
+        f"{failed}/{len(values)}",
+        same,
+    ]
+
+
+def run_variants(options: argparse.Namespace) -> int:
+    """Run the study once per variant, one after another; write the section ``study-variants`` (on a GPU,
+    ``study-variants-gpu``) after each variant, so that a benchmark stopped part-way keeps what it measured. A
+    variant that fails is a line of the table saying why, and the others still run."""
     load = LoadLog.start()
-    wall, accuracies, failed, outcomes = {}, {}, {}, {}
+    measured: dict[str, tuple[float, list]] = {}
+    errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench-variants-") as directory:
         for variant in options.variants:
-            spec = spec_from_mapping(
-                {
-                    "name": f"bench-{variant}",
-                    "output_dir": str(Path(directory) / variant),
-                    "tasks": ["rte"],
-                    "recipes": options.recipes,
-                    "seeds": options.seeds,
-                    "arguments": study_arguments(options) | VARIANTS[variant].get("arguments", {}),
-                }
-            )
-            execution = {key: value for key, value in VARIANTS[variant].items() if key != "arguments"}
-            started = time.perf_counter()
-            counts = run_study(spec, ExecutionOptions(poll_interval_s=0.5, **execution))
-            wall[variant] = time.perf_counter() - started
-            if counts.completed != counts.total:
-                raise RuntimeError(f"{variant}: {counts.total - counts.completed} run(s) did not complete")
-            with StudyStore(spec.store_path) as store:
-                runs = sorted(store.runs(), key=lambda run: run.run_id)
-            results = [read_results(run.output_dir) for run in runs]
-            accuracies[variant] = [r.main_metric.value for r in results]
-            failed[variant] = sum(r.failed for r in results)
-            outcomes[variant] = [(r.main_metric.value, r.predictions) for r in results]
+            try:
+                measured[variant] = run_variant(variant, Path(directory), options)
+                print(f"{variant}: {measured[variant][0]:.0f} s", file=sys.stderr, flush=True)
+            except Exception as error:  # one variant's failure is a finding, not the end of the benchmark
+                errors[variant] = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+                print(f"{variant} failed: {errors[variant]}", file=sys.stderr, flush=True)
             load.sample()
-            print(f"{variant}: {wall[variant]:.0f} s", file=sys.stderr, flush=True)
+            body = variants_section(options, measured, errors, load)
+            if not options.no_write:
+                update_benchmarks_md("study-variants" + ("-gpu" if options.device == "cuda" else ""), body)
+    print(body)
+    return 1 if errors else 0
+
+
+def variants_section(
+    options: argparse.Namespace,
+    measured: dict[str, tuple[float, list]],
+    errors: dict[str, str],
+    load: LoadLog,
+) -> str:
+    """The section's text for the variants measured so far (those not yet run are left out)."""
     base = options.variants[0]
-    rows = []
-    for variant in options.variants:
-        values = accuracies[variant]
-        runs = len(values)
-        if variant == base:
-            same = "–"
-        elif outcomes[variant] == outcomes[base]:
-            same = "identical"
-        else:
-            table = [[failed[variant], runs - failed[variant]], [failed[base], runs - failed[base]]]
-            same = (
-                f"accuracy p = {mannwhitneyu(values, accuracies[base]).pvalue:.2f}, "
-                f"failed p = {fisher_exact(table).pvalue:.2f}"
-            )
-        rows.append(
-            [
-                variant,
-                f"{wall[variant]:,.0f}",
-                f"**{wall[variant] / wall[base]:.3f}**",
-                f"{wall[variant] / len(values):,.1f}",
-                f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}",
-                f"{failed[variant]}/{len(values)}",
-                same,
-            ]
-        )
+    rows = [
+        variant_row(variant, *measured[variant], base, measured)
+        if variant in measured
+        else [variant, "–", "–", "–", "–", "–", f"failed: {errors[variant]}"]
+        for variant in options.variants
+        if variant in measured or variant in errors
+    ]
+    runs = len(measured[base][1]) if base in measured else "?"
     body = section_preamble(
-        "Ways to run a study's seeds",
+        "Ways to run a study's seeds" + (" on a GPU" if options.device == "cuda" else ""),
         load.describe(),
-        f"{len(accuracies[base])} runs ({', '.join(options.recipes)} × seeds {options.seeds}; RTE, "
+        f"{runs} runs ({', '.join(options.recipes)} × seeds {options.seeds}; RTE, "
         f"{options.train_examples} training pairs, {options.epochs:g} epochs, evaluation every epoch), the whole "
         f"study once per variant, one after another in the order listed",
     )
@@ -242,11 +285,7 @@ def run_variants(options: argparse.Namespace) -> int:
         "failed",
         f"vs {base} (Mann–Whitney U; Fisher's exact)",
     ]
-    body += "\n" + markdown_table(header, rows) + "\n"
-    print(body)
-    if not options.no_write:
-        update_benchmarks_md("study-variants", body)
-    return 0
+    return body + "\n" + markdown_table(header, rows) + "\n"
 
 
 def main() -> int:
@@ -265,6 +304,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), help="compare these ways to run the study's seeds"
+    )
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the runs train on the GPU"
     )
     options = parser.parse_args()
     for key in MALLOC_THRESHOLDS:  # "off" is glibc's own behaviour, whatever this shell exported

@@ -476,3 +476,28 @@ def test_build_fine_tuning_optimizer_serves_a_plain_trainer(tmp_path):
             if group["l2sp"] > 0:
                 assert torch.equal(optimizer.state[param]["anchor"], pretrained[name]), name
                 assert not torch.equal(param, pretrained[name]), name  # it trained
+
+
+@pytest.mark.parametrize(
+    ("offline", "exported", "kept"),
+    [(True, None, False), (True, "1", True), (False, None, True)],
+    ids=["offline", "offline-but-exported", "online"],
+)
+def test_hub_kernels_turned_off_offline_unless_asked_for(
+    tmp_path, monkeypatch, tiny_bert_dir, offline, exported, kept
+):
+    """transformers 5.25 kernelizes every from_pretrained model, fetching kernels from the Hub at the first
+    evaluation: offline on a GPU that fails an epoch into training, so the Trainer turns them off first; a user who
+    exported USE_HUB_KERNELS (kernels cached while online) keeps them, and online they stay as transformers set them."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    if exported is None:
+        monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("USE_HUB_KERNELS", exported)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    if not getattr(model, "use_kernels", False):
+        pytest.skip(f"transformers {transformers.__version__} does not kernelize from_pretrained models")
+    TrainerOptimizerInit(model=model, args=training_args(tmp_path))
+    assert model.use_kernels is kept

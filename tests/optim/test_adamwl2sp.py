@@ -37,15 +37,22 @@ def reference_step(
     return theta, m, v
 
 
-def _params(seed=0, dtype=torch.float64):
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
+"""Where the kernels are checked: CPU everywhere, CUDA where there is a GPU (the same values drawn on the CPU)."""
+
+
+def _params(seed=0, dtype=torch.float64, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
     shapes = [(5, 3), (3,), (2, 2, 2), (1,)]
-    return [nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype)) for shape in shapes]
+    return [nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype).to(device)) for shape in shapes]
 
 
 def _grads(params, step, seed=0):
     generator = torch.Generator().manual_seed(1000 * seed + step)
-    return [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params]
+    return [torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params]
 
 
 def _run(optimizer, params, steps, lrs=None):
@@ -70,10 +77,11 @@ SETTINGS = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kernel", list(KERNELS))
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_update_matches_reference_math(setting, kernel):
-    params = _params()
+def test_update_matches_reference_math(setting, kernel, device):
+    params = _params(device=device)
     anchors = [p.detach().clone() for p in params]
     # the weights have moved away from their anchors before fine-tuning steps start: shift them
     with torch.no_grad():
@@ -89,9 +97,10 @@ def test_update_matches_reference_math(setting, kernel):
         **setting,
     )
     lrs = [0.05, 0.04, 0.03, 0.02, 0.01]  # a schedule: the pull scales with the scheduled lr
-    state = [(p.detach().clone(), torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    anchors = [anchor.cpu() for anchor in anchors]  # the reference computes on the CPU
+    state = [(p.detach().cpu(), torch.zeros_like(p.cpu()), torch.zeros_like(p.cpu())) for p in params]
     for step in range(5):
-        grads = _grads(params, step)
+        grads = [grad.cpu() for grad in _grads(params, step)]
         state = [
             reference_step(
                 theta,
@@ -113,17 +122,18 @@ def test_update_matches_reference_math(setting, kernel):
         ]
     _run(optimizer, params, 5, lrs)
     for param, (theta, m, v) in zip(params, state, strict=True):
-        torch.testing.assert_close(param.detach(), theta, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(optimizer.state[param]["exp_avg"], m, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(optimizer.state[param]["exp_avg_sq"], v, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(param.detach().cpu(), theta, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(optimizer.state[param]["exp_avg"].cpu(), m, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(optimizer.state[param]["exp_avg_sq"].cpu(), v, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("setting", SETTINGS)
 @pytest.mark.parametrize("maximize", [False, True])
-def test_kernels_agree(setting, maximize):
+def test_kernels_agree(setting, maximize, device):
     results = {}
     for kernel in KERNELS:
-        params = _params(dtype=torch.float32)
+        params = _params(dtype=torch.float32, device=device)
         optimizer = AdamWL2SP(params, lr=1e-2, maximize=maximize, **KERNELS[kernel], **setting)
         assert optimizer.param_groups[0]["fused"] is (kernel == "fused")
         with torch.no_grad():
@@ -139,6 +149,8 @@ def test_kernels_agree(setting, maximize):
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_default_kernel_is_fused_wherever_the_device_has_one(setting):
     assert AdamWL2SP(_params(), **setting).param_groups[0]["fused"] is True  # CPU has a fused AdamW kernel
+    if torch.cuda.is_available():
+        assert AdamWL2SP(_params(device="cuda"), **setting).param_groups[0]["fused"] is True
     assert AdamWL2SP(_params(), foreach=True, **setting).param_groups[0]["fused"] is False
     assert AdamWL2SP(_params(), foreach=False, **setting).param_groups[0]["fused"] is False
     meta = [nn.Parameter(torch.empty(3, device="meta"))]  # a device without a fused AdamW kernel
@@ -190,10 +202,11 @@ def test_bias_corrected_fused_kernel_gets_the_groups_own_values(monkeypatch):
     assert [(c["lr"], c["eps"], c["weight_decay"]) for c in calls] == [(0.05, 1e-6, 0.01)] * 2
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("maximize", [False, True])
 @pytest.mark.parametrize("kernel", ["fused", "foreach"])
-def test_bertadam_groups_of_different_lr_match_single_tensor_reference(kernel, maximize, dtype):
+def test_bertadam_groups_of_different_lr_match_single_tensor_reference(kernel, maximize, dtype, device):
     """BERTAdam, each group its own lr, weight decay and L2-SP (decoupled and coupled), over a schedule."""
 
     def groups(params):
@@ -206,7 +219,7 @@ def test_bertadam_groups_of_different_lr_match_single_tensor_reference(kernel, m
 
     results = {}
     for name in (kernel, "single"):
-        params = _params(dtype=dtype)
+        params = _params(dtype=dtype, device=device)
         optimizer = AdamWL2SP(
             groups(params), betas=(0.8, 0.95), bias_correction=False, maximize=maximize, **KERNELS[name]
         )
@@ -226,12 +239,13 @@ def test_bertadam_groups_of_different_lr_match_single_tensor_reference(kernel, m
         torch.testing.assert_close(got, expected, **tolerance)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("coupled", [False, True])
-def test_bertadam_fused_with_parameters_at_different_steps(coupled):
+def test_bertadam_fused_with_parameters_at_different_steps(coupled, device):
     """A parameter without a gradient skips steps: its rescaled lr, ε and weight decay differ from the others'."""
     results = {}
     for kernel in ("fused", "single"):
-        params = _params()
+        params = _params(device=device)
         optimizer = AdamWL2SP(
             params,
             lr=0.05,

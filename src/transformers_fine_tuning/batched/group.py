@@ -6,10 +6,19 @@ parameter (``torch.func.stack_module_state``: shape ``[N, *shape]``) and points 
 slice (``param.data = stacked[i]``), so a seed's optimizer, its evaluation and its checkpoints read and write
 the shared storage in place. In training, a seed's forward waits until every seed of the group has given its
 batch; one ``vmap(functional_call(...))`` then computes all N losses and logits, and each seed receives its
-own, joined to the batched graph by :class:`_SeedOutputs`. Its backward likewise waits for the others; one
+own, joined to the batched graph by :class:`_SeedOutputs`. Its backward hands the seed's output gradients to the
+group without waiting (on a GPU it runs in autograd's one thread for the device, shared by all seeds); the seed's
+thread then waits in :meth:`SeedGroup.backward` (called after the Trainer's backward) for the others, and one
 backward through the batched graph gives every seed the gradient its solo run would have (the seeds are
 independent, so the gradient of the sum is each seed's own), added to its parameters' ``.grad``. Clipping,
 the optimizer step and the schedule then run per seed, in the seed's own Trainer.
+
+The batched forward and backward always run in the group's own thread (with the autocast and grad mode of the
+seed that completed the round), never in the seeds' threads: glibc gives each thread its own heap (arena) and, with
+the study's fixed malloc thresholds (:data:`~transformers_fine_tuning.study.environment.MALLOC_THRESHOLDS`),
+keeps each arena at its peak, so a group whose batched step ran in whichever seed's thread arrived last held N
+copies of the N seeds' activations (eight MiniLM seeds on RTE grew past 24 GiB and were killed; BENCHMARKS.md
+section 8).
 
 Dropout draws ``randomness="different"`` masks (a different stream per seed) from the generator the group
 seeds at every step from the group's seeds and the step, so the same group reruns identically; a seed's masks
@@ -25,6 +34,7 @@ import copy
 import functools
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import MethodType
 from typing import Any
 
@@ -44,7 +54,8 @@ class GroupAborted(RuntimeError):
 
 class _SeedOutputs(torch.autograd.Function):
     """Seed ``index``'s loss and logits, copied out of the batched computation; their backward hands the
-    seed's output gradients to the group, which runs one backward for all seeds (and blocks until it has)."""
+    seed's output gradients to the group, which runs one backward for all seeds once each seed's thread has asked
+    for it (:meth:`SeedGroup.backward`)."""
 
     @staticmethod
     def forward(ctx, group: SeedGroup, index: int, anchor: Tensor, loss: Tensor, logits: Tensor):
@@ -53,7 +64,7 @@ class _SeedOutputs(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, grad_logits: Tensor):
-        ctx.group.backward(ctx.index, grad_loss, grad_logits)
+        ctx.group.receive_gradients(ctx.index, grad_loss, grad_logits)
         return None, None, None, None, None
 
 
@@ -84,18 +95,24 @@ class SeedGroup:
         self._condition = threading.Condition()
         self._inputs: dict[int, dict[str, Any]] = {}
         self._grads: dict[int, tuple[Tensor, Tensor]] = {}
+        self._backward_called: dict[int, bool] = {}
         self._outputs: tuple[Tensor, Tensor] | None = None
         self._round = 0
         self._steps = 0
         self._error: BaseException | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed-group")
+        self._device_type = next(iter(self.params.values())).device.type
 
     # ---- membership -------------------------------------------------------------------------------------
 
     def leave(self, index: int) -> None:
-        """Seed ``index`` trains no more (its run ended or stopped early): the others stop waiting for it."""
+        """Seed ``index`` trains no more (its run ended or stopped early): the others stop waiting for it. The
+        group's thread ends with the last seed."""
         with self._condition:
             self._active.discard(index)
             self._condition.notify_all()
+            if not self._active:
+                self._thread.shutdown(wait=False)
 
     def abort(self, error: BaseException) -> None:
         """A seed failed: every seed waiting on the group raises :class:`GroupAborted`."""
@@ -114,7 +131,7 @@ class SeedGroup:
                     return
                 if self._active <= set(arrived):
                     try:
-                        action()
+                        self._in_group_thread(action)
                     except BaseException as error:
                         self._error = error
                         self._condition.notify_all()
@@ -123,6 +140,19 @@ class SeedGroup:
                     self._condition.notify_all()
                     return
                 self._condition.wait()
+
+    def _in_group_thread(self, action: Callable[[], None]) -> None:
+        """Run ``action`` in the group's thread under this thread's grad mode and autocast (both thread-local: a
+        seed's Trainer enters ``--bf16``'s autocast in its own thread), and wait for it."""
+        device = self._device_type
+        grad, autocast = torch.is_grad_enabled(), torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device)
+
+        def call() -> None:
+            with torch.set_grad_enabled(grad), torch.autocast(device, dtype=dtype, enabled=autocast):
+                action()
+
+        self._thread.submit(call).result()
 
     # ---- the batched step -------------------------------------------------------------------------------
 
@@ -138,15 +168,23 @@ class SeedGroup:
         )
         return SequenceClassifierOutput(loss=loss_i, logits=logits_i)
 
-    def backward(self, index: int, grad_loss: Tensor | None, grad_logits: Tensor | None) -> None:
-        """Seed ``index``'s output gradients; returns once the batched backward has filled its ``.grad``."""
+    def receive_gradients(self, index: int, grad_loss: Tensor | None, grad_logits: Tensor | None) -> None:
+        """Seed ``index``'s output gradients, from its ``loss.backward()``; kept until :meth:`backward`. It does not
+        wait: on a GPU it runs in autograd's one thread for the device, which every seed's backward shares."""
         losses, logits = self._outputs
         with self._condition:
             self._grads[index] = (
                 torch.zeros_like(losses[index]) if grad_loss is None else grad_loss,
                 torch.zeros_like(logits[index]) if grad_logits is None else grad_logits,
             )
-        self._wait_for(self._grads, self._batched_backward)
+
+    def backward(self, index: int) -> None:
+        """Called in seed ``index``'s thread after its ``loss.backward()``: returns once the batched backward of all
+        seeds has filled its ``.grad``. The round waits for these calls, not for the gradients, which each seed
+        has handed over before it calls."""
+        with self._condition:
+            self._backward_called[index] = True
+        self._wait_for(self._backward_called, self._batched_backward)
 
     def _batched_forward(self) -> None:
         count = len(self.models)
@@ -177,7 +215,7 @@ class SeedGroup:
         torch.autograd.backward((losses, logits), (grad_losses, grad_logits))
         for index in self._grads:
             _add_grads(self.models[index], self.params, index)
-        self._outputs, self._grads = None, {}
+        self._outputs, self._grads, self._backward_called = None, {}, {}
 
     def _stack_inputs(self, batches: list[dict[str, Any]]) -> dict[str, Tensor]:
         """The seeds' batches as ``[N, batch, ...]`` tensors, padded to the longest sequence; the attention mask
@@ -248,10 +286,10 @@ def _attention_mask(config: Any, mask: Tensor) -> Tensor:
 
     count, batch, length = mask.shape
     flat = mask.reshape(count * batch, length)
-    dummy = torch.empty(count * batch, length, 1, dtype=torch.get_default_dtype())
+    dummy = torch.empty(count * batch, length, 1, dtype=torch.get_default_dtype(), device=mask.device)
     made = create_bidirectional_mask(config=config, inputs_embeds=dummy, attention_mask=flat)
     if made is None:  # no padding anywhere: the models' own path skips the mask too
-        made = torch.ones(count * batch, 1, length, length, dtype=torch.bool)
+        made = torch.ones(count * batch, 1, length, length, dtype=torch.bool, device=mask.device)
     return made.reshape(count, batch, *made.shape[1:])
 
 

@@ -145,6 +145,7 @@ def run_seeds(argvs: Sequence[Sequence[str]]) -> list[RunResults]:
         pad_token_id=getattr(tokenizer, "pad_token_id", None) or 0,
     )
     _one_at_a_time([setup.trainer for setup in setups])
+    _backward_together(group, [setup.trainer for setup in setups])
     started = time.perf_counter()
     outcomes = _run_threads(group, args, setups)
     shared_s = time.perf_counter() - started
@@ -177,6 +178,23 @@ def _one_at_a_time(trainers: Sequence[TrainerOptimizerInit]) -> None:
     for trainer in trainers:
         trainer.evaluation_loop = exclusive(trainer.evaluation_loop)
         trainer.get_batch_samples = exclusive(trainer.get_batch_samples)
+
+
+def _backward_together(group: SeedGroup, trainers: Sequence[TrainerOptimizerInit]) -> None:
+    """After each seed's training step (its forward and ``loss.backward()``), wait in the seed's own thread for the
+    group's batched backward, which fills the seed's ``.grad`` before the Trainer clips and steps."""
+
+    def together(index: int, training_step: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(training_step)
+        def step(*args: Any, **kwargs: Any) -> Any:
+            loss = training_step(*args, **kwargs)
+            group.backward(index)
+            return loss
+
+        return step
+
+    for index, trainer in enumerate(trainers):
+        trainer.training_step = together(index, trainer.training_step)
 
 
 def _check_one_recipe(args: Sequence[FineTuneArguments]) -> None:

@@ -12,11 +12,13 @@ they add to the loss, the weights evaluations see, the state checkpoints carry, 
 from __future__ import annotations
 
 import contextlib
+import os
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from huggingface_hub import constants as hub_constants
 from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
@@ -44,12 +46,23 @@ CALLBACK_STATE_KEY = "fine_tuning_callbacks"
 """The entry of the optimizer's state dict (``optimizer.pt``) that holds the callbacks' checkpoint states."""
 
 
-def _without_hub_kernels_on_xla(model: nn.Module, device: torch.device) -> None:
-    """Turn the Hub's kernels off for training on an XLA device, while the model is still on the host.
-    transformers 5.25 kernelizes every ``from_pretrained`` model by default (``use_kernels``), and the first
-    ``model.train()`` on XLA then fails in the kernels library ("Unsupported device type 'xla'"), as does turning
-    them off once the model is there; the kernels run nowhere on XLA, so training there loses nothing."""
-    if device.type == "xla" and getattr(model, "use_kernels", False):
+def _without_unusable_hub_kernels(model: nn.Module, device: torch.device) -> None:
+    """Turn the Hub's kernels off where they cannot be used, while the model is still on the host.
+
+    transformers 5.25 kernelizes every ``from_pretrained`` model by default (``use_kernels``): at each
+    ``model.train()`` and ``model.eval()`` it fetches kernels from the Hub for the layers that have them. Two places
+    cannot use them, and both fail late:
+
+    * an XLA device: the kernels library refuses it at the first ``model.train()`` ("Unsupported device type
+      'xla'"), as does turning them off once the model is there; the kernels run nowhere on XLA.
+    * an offline Hub (``HF_HUB_OFFLINE``) on a GPU: the first evaluation, after a whole epoch of training, fails
+      ("Version 1 of 'kernels-community/activation' is not available in the local cache"; seen on an H200).
+      Exporting ``USE_HUB_KERNELS=1`` keeps them, for kernels cached while online.
+    """
+    if not getattr(model, "use_kernels", False):
+        return
+    offline = hub_constants.HF_HUB_OFFLINE and "USE_HUB_KERNELS" not in os.environ
+    if device.type == "xla" or offline:
         model.use_kernels = False
 
 
@@ -114,7 +127,7 @@ class TrainerOptimizerInit(Trainer):
         self._scheduler_from_factory = False
         training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
         if isinstance(model, nn.Module) and isinstance(training_args, TrainingArguments):
-            _without_hub_kernels_on_xla(model, training_args.device)
+            _without_unusable_hub_kernels(model, training_args.device)
         super().__init__(*args, **kwargs)
         self._check_optimizer_inputs()
         self._bind_callbacks()
