@@ -191,10 +191,13 @@ def run_variant(variant: str, directory: Path, options: argparse.Namespace) -> t
     started = time.perf_counter()
     counts = run_study(spec, ExecutionOptions(poll_interval_s=0.5, **execution))
     wall = time.perf_counter() - started
-    if counts.completed != counts.total:
-        raise RuntimeError(f"{counts.total - counts.completed} of {counts.total} runs did not complete")
     with StudyStore(spec.store_path) as store:
         runs = sorted(store.runs(), key=lambda run: run.run_id)
+    if counts.completed != counts.total:
+        first = next((run.error for run in runs if run.error), "no message")
+        raise RuntimeError(
+            f"{counts.total - counts.completed} of {counts.total} runs did not complete; the first said: {first}"
+        )
     return wall, [read_results(run.output_dir) for run in runs]
 
 
@@ -231,8 +234,8 @@ def variant_row(variant: str, wall: float, results: list, base: str, measured: d
 
 
 def run_variants(options: argparse.Namespace) -> int:
-    """Run the study once per variant, one after another; write the section ``study-variants`` (on a GPU,
-    ``study-variants-gpu``) after each variant, so that a benchmark stopped part-way keeps what it measured. A
+    """Run the study once per variant, one after another; write its section (``--section``; by default
+    ``study-variants``, on a GPU ``study-variants-gpu``) after each variant, so that a benchmark stopped part-way keeps what it measured. A
     variant that fails is a line of the table saying why, and the others still run."""
     load = LoadLog.start()
     measured: dict[str, tuple[float, list]] = {}
@@ -248,7 +251,9 @@ def run_variants(options: argparse.Namespace) -> int:
             load.sample()
             body = variants_section(options, measured, errors, load)
             if not options.no_write:
-                update_benchmarks_md("study-variants" + ("-gpu" if options.device == "cuda" else ""), body)
+                update_benchmarks_md(
+                    options.section or "study-variants" + ("-gpu" if options.device == "cuda" else ""), body
+                )
     print(body)
     return 1 if errors else 0
 
@@ -307,6 +312,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the runs train on the GPU"
+    )
+    parser.add_argument(
+        "--section", help="the BENCHMARKS.md section --variants writes (default: study-variants[-gpu])"
     )
     options = parser.parse_args()
     for key in MALLOC_THRESHOLDS:  # "off" is glibc's own behaviour, whatever this shell exported

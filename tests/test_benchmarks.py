@@ -211,3 +211,29 @@ def test_study_benchmark_runs_both_conditions_with_identical_results(glue_dir):
     parts = [float(row[1].replace(",", "")) for name, row in rows.items() if name != "**whole study**"]
     assert sum(parts) == pytest.approx(float(whole[1].replace(",", "")), rel=0.02)  # the parts add up
     assert "identical main metric and dev predictions in both conditions: 2 of 2 runs" in out
+
+
+def test_study_variants_table_compares_each_way_with_the_first(glue_dir):
+    """``--variants``: one line a variant with its ratio to the first; the fork server's runs are the same
+    computation as today's, so its line says "identical" (it would name the tests if any metric differed)."""
+    out = run_script(
+        "bench_study.py",
+        "--variants",
+        "today",
+        "fork-server",
+        "--train-examples",
+        "16",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0-1",
+        "--recipes",
+        "devlin2019",
+        "--max-load",
+        "0",
+    )
+    rows = {row[0]: row for row in table_rows(out)}
+    assert list(rows) == ["today", "fork-server"]
+    assert rows["today"][2] == "**1.000**" and rows["today"][5].endswith("/2")
+    assert rows["fork-server"][6] == "identical"
+    assert float(rows["fork-server"][2].strip("*")) > 0

@@ -96,6 +96,11 @@ def unbatchable(args: Sequence[FineTuneArguments], setups: Sequence[Setup]) -> s
         return "--dropout_seed: the batched forward draws every seed's dropout from the group's own stream"
     if first.training.world_size > 1 or is_torch_xla_available():
         return "it runs in one process on one CPU or GPU, not several processes or an XLA device"
+    if setups[0].trainer.args.device.type == "cuda":
+        return (
+            "batched seeds are verified on the CPU only: their first trial on a GPU failed, its cause not yet known; "
+            "on a GPU, --runs-per-gpu shares it between single runs"
+        )
     if first.training.activation_checkpointing:
         return "activation checkpointing recomputes the forward per model, outside the batched computation"
     if first.training.gradient_accumulation_steps > 1:
