@@ -113,22 +113,26 @@ def study_arguments(options: argparse.Namespace) -> dict:
     } | ({"use_cpu": True} if options.device == "cpu" else {})
 
 
-def study_cells(directory: Path, condition: str, options: argparse.Namespace) -> list:
-    """The cells of the benchmark's study for one condition, in ``directory``."""
-    arguments = study_arguments(options)
-    if condition == "off":
-        arguments["sort_eval_by_length"] = False
-    spec = spec_from_mapping(
+def study_spec(name: str, output_dir: Path, arguments: dict, options: argparse.Namespace):
+    """The benchmark's study (RTE, ``--recipes`` × ``--seeds``) named ``name``, in ``output_dir``."""
+    return spec_from_mapping(
         {
-            "name": f"bench-study-{condition}",
-            "output_dir": str(directory / condition),
+            "name": name,
+            "output_dir": str(output_dir),
             "tasks": ["rte"],
             "recipes": options.recipes,
             "seeds": options.seeds,
             "arguments": arguments,
         }
     )
-    return spec.cells()
+
+
+def study_cells(directory: Path, condition: str, options: argparse.Namespace) -> list:
+    """The cells of the benchmark's study for one condition, in ``directory``."""
+    arguments = study_arguments(options)
+    if condition == "off":
+        arguments["sort_eval_by_length"] = False
+    return study_spec(f"bench-study-{condition}", directory / condition, arguments, options).cells()
 
 
 def run_pair(cells: dict[str, object], root: Path) -> dict[str, RunOutcome]:
@@ -177,16 +181,8 @@ def run_variant(variant: str, directory: Path, options: argparse.Namespace) -> t
 
     from transformers_fine_tuning.study import ExecutionOptions, StudyStore, run_study
 
-    spec = spec_from_mapping(
-        {
-            "name": f"bench-{variant}",
-            "output_dir": str(directory / variant),
-            "tasks": ["rte"],
-            "recipes": options.recipes,
-            "seeds": options.seeds,
-            "arguments": study_arguments(options) | VARIANTS[variant].get("arguments", {}),
-        }
-    )
+    arguments = study_arguments(options) | VARIANTS[variant].get("arguments", {})
+    spec = study_spec(f"bench-{variant}", directory / variant, arguments, options)
     execution = {key: value for key, value in VARIANTS[variant].items() if key != "arguments"}
     started = time.perf_counter()
     counts = run_study(spec, ExecutionOptions(poll_interval_s=0.5, **execution))
@@ -235,8 +231,8 @@ def variant_row(variant: str, wall: float, results: list, base: str, measured: d
 
 def run_variants(options: argparse.Namespace) -> int:
     """Run the study once per variant, one after another; write its section (``--section``; by default
-    ``study-variants``, on a GPU ``study-variants-gpu``) after each variant, so that a benchmark stopped part-way keeps what it measured. A
-    variant that fails is a line of the table saying why, and the others still run."""
+    ``study-variants``, on a GPU ``study-variants-gpu``) after each variant, so that a benchmark stopped part-way
+    keeps what it measured. A variant that fails is a line of the table saying why, and the others still run."""
     load = LoadLog.start()
     measured: dict[str, tuple[float, list]] = {}
     errors: dict[str, str] = {}

@@ -182,19 +182,25 @@ def test_evaluation_benchmark_sorted_batches_pad_fewer_tokens(glue_dir):
     assert rows[0][6] == "1.00 [1.00–1.00]"  # the reference against itself
 
 
+SMALL_STUDY = (
+    "--train-examples",
+    "16",
+    "--epochs",
+    "1",
+    "--seeds",
+    "0-1",
+    "--recipes",
+    "devlin2019",
+    "--max-load",
+    "0",
+)
+"""bench_study.py's smallest real study: two MiniLM runs on 16 RTE pairs, one epoch, without waiting for quiet."""
+
+
 def test_study_benchmark_runs_both_conditions_with_identical_results(glue_dir):
     out = run_script(
         "bench_study.py",
-        "--train-examples",
-        "16",
-        "--epochs",
-        "1",
-        "--seeds",
-        "0-1",
-        "--recipes",
-        "devlin2019",
-        "--max-load",
-        "0",
+        *SMALL_STUDY,
     )  # exits non-zero unless every run's metric and predictions are the same off and on
     rows = {row[0]: row for row in table_rows(out)}
     assert list(rows) == [
@@ -221,16 +227,7 @@ def test_study_variants_table_compares_each_way_with_the_first(glue_dir):
         "--variants",
         "today",
         "fork-server",
-        "--train-examples",
-        "16",
-        "--epochs",
-        "1",
-        "--seeds",
-        "0-1",
-        "--recipes",
-        "devlin2019",
-        "--max-load",
-        "0",
+        *SMALL_STUDY,
     )
     rows = {row[0]: row for row in table_rows(out)}
     assert list(rows) == ["today", "fork-server"]

@@ -98,7 +98,7 @@ def test_update_matches_reference_math(setting, kernel, device):
     )
     lrs = [0.05, 0.04, 0.03, 0.02, 0.01]  # a schedule: the pull scales with the scheduled lr
     anchors = [anchor.cpu() for anchor in anchors]  # the reference computes on the CPU
-    state = [(p.detach().cpu(), torch.zeros_like(p.cpu()), torch.zeros_like(p.cpu())) for p in params]
+    state = [(p.detach().cpu().clone(), torch.zeros_like(p.cpu()), torch.zeros_like(p.cpu())) for p in params]
     for step in range(5):
         grads = [grad.cpu() for grad in _grads(params, step)]
         state = [
