@@ -14,6 +14,8 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     atomic.py         files written whole: a temporary file, fsync, rename
     textfiles.py      reading a data file's text: the encoding checked, the bad line named
     restarts.py       restarts until success: the rule (seeds in order until N succeed, at most M), the job's tally
+    techniques/       the techniques' registry: each one's flags, order, exclusions and reason it cannot act under
+                      adapters, declared once for the argument checks, the callbacks' checks and the builder
     recipes/          the papers' recipes, as YAML
     hub.py            whether the Hub can be reached, known in seconds
     tasks/            the task layer: load_task(name, data values) → the task and its splits; the Task protocol,

@@ -4,6 +4,8 @@ options, and the LoRA adapters. The arguments themselves stay inert values (:mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -34,14 +36,53 @@ from .diagnostics import (
     NonFiniteGuardCallback,
 )
 from .optim import AdamWL2SP
+from .techniques import TECHNIQUES
 
 __all__ = ["apply_adapters", "diagnostics_callbacks", "fine_tuning_callbacks", "optimizer_cls_and_kwargs"]
 
 
-def _named(callback: FineTuningCallback, option: str) -> FineTuningCallback:
-    """``callback``, named in messages by the flag that asked for it."""
-    callback.option = option
-    return callback
+@dataclass(frozen=True)
+class _Context:
+    """What the callbacks take besides the arguments (see :func:`fine_tuning_callbacks`)."""
+
+    seed: int
+    pretrained: str | None
+    held_out: Any
+    metric: str | None
+
+
+def _wise_ft(fine_tuning: FineTuningArguments, context: _Context) -> WiSEFTCallback:
+    if fine_tuning.wise_ft_alphas is None:
+        return WiSEFTCallback(fine_tuning.wise_ft_alpha, pretrained=context.pretrained)
+    return WiSEFTCallback(
+        alphas=fine_tuning.wise_ft_grid,
+        held_out=context.held_out,
+        metric=context.metric,
+        pretrained=context.pretrained,
+    )
+
+
+_BUILDERS: dict[str, Callable[[FineTuningArguments, _Context], FineTuningCallback]] = {
+    "reinit": lambda a, _: ReinitCallback(a.reinit_layers, reinit_pooler=a.reinit_pooler),
+    "freeze": lambda a, _: FreezeCallback(a.freeze_layers, embeddings=a.freeze_embeddings),
+    "llrd": lambda a, _: LLRDCallback(
+        a.layer_decay, floor=a.layer_decay_floor, freeze_below=a.layer_decay_freeze_below
+    ),
+    "mixout": lambda a, _: MixoutCallback(a.mixout),
+    "l2sp": lambda a, _: L2SPCallback(a.l2sp_pretrained, head_weight_decay=a.l2sp_head_weight_decay),
+    "lp_ft": lambda a, _: LPFTCallback(a.lp_ft_head_steps, head_lr=a.lp_ft_head_lr, warmup=a.unfreeze_warmup),
+    "gradual_unfreeze": lambda a, _: GradualUnfreezingCallback(a.gradual_unfreeze, warmup=a.unfreeze_warmup),
+    "ema": lambda a, _: EMACallback(
+        a.ema_decay, half_life=a.ema_half_life, use_average=a.weight_average_eval
+    ),
+    "swa": lambda a, _: SWACallback(a.swa_start, every=a.swa_every, use_average=a.weight_average_eval),
+    "r3f": lambda a, _: R3FCallback(a.r3f_lambda, eps=a.r3f_eps, noise=a.r3f_noise),
+    "wise_ft": _wise_ft,
+    "wise_ft_grid": _wise_ft,
+    "noisytune": lambda a, context: NoisyTuneCallback(a.noisytune, seed=context.seed),
+}
+"""How each registered technique that acts through a callback is built from the arguments (LoRA's adapters and
+the held-out split for the best evaluation are the job's: :func:`apply_adapters`, :mod:`..fine_tune`)."""
 
 
 def fine_tuning_callbacks(
@@ -52,102 +93,21 @@ def fine_tuning_callbacks(
     held_out: Any = None,
     metric: str | None = None,
 ) -> list[FineTuningCallback]:
-    """The fine-tuning callbacks these options ask for, each named by the flags that asked for it.
+    """The fine-tuning callbacks these options ask for, in the registry's order
+    (:data:`~transformers_fine_tuning.techniques.TECHNIQUES`), each named by the flag that asked for it.
 
     ``seed`` draws NoisyTune's noise (the job passes ``--seed``); WiSE-FT takes θ₀ from ``pretrained`` (the
     model's checkpoint) unless AdamWL2SP keeps anchors, and chooses α by ``metric`` on ``held_out`` (the
     tokenised training examples set aside, :attr:`FineTuningArguments.wise_ft_held_out_share`).
     """
-    return _surgery_and_group_callbacks(fine_tuning) + _stabilizer_callbacks(
-        fine_tuning, seed=seed, pretrained=pretrained, held_out=held_out, metric=metric
-    )
-
-
-def _surgery_and_group_callbacks(fine_tuning: FineTuningArguments) -> list[FineTuningCallback]:
-    """Re-initialisation, freezing and Mixout, then what shapes the optimizer's groups: LLRD, the unfreezing
-    schedules (LP-FT, gradual unfreezing) and L2-SP."""
-    callbacks: list[FineTuningCallback] = []
-    if fine_tuning.reinit_layers > 0:
-        callback = ReinitCallback(fine_tuning.reinit_layers, reinit_pooler=fine_tuning.reinit_pooler)
-        callbacks.append(_named(callback, f"--reinit_layers {fine_tuning.reinit_layers}"))
-    if fine_tuning.freeze_layers > 0 or fine_tuning.freeze_embeddings:
-        option = (
-            f"--freeze_layers {fine_tuning.freeze_layers}"
-            if fine_tuning.freeze_layers
-            else "--freeze_embeddings"
-        )
-        callbacks.append(
-            _named(
-                FreezeCallback(fine_tuning.freeze_layers, embeddings=fine_tuning.freeze_embeddings), option
-            )
-        )
-    if fine_tuning.mixout > 0:
-        callbacks.append(_named(MixoutCallback(fine_tuning.mixout), f"--mixout {fine_tuning.mixout}"))
-    if fine_tuning.layer_decay is not None:
-        callback = LLRDCallback(
-            fine_tuning.layer_decay,
-            floor=fine_tuning.layer_decay_floor,
-            freeze_below=fine_tuning.layer_decay_freeze_below,
-        )
-        callbacks.append(_named(callback, f"--layer_decay {fine_tuning.layer_decay}"))
-    if fine_tuning.lp_ft_head_steps is not None:
-        callback = LPFTCallback(
-            fine_tuning.lp_ft_head_steps,
-            head_lr=fine_tuning.lp_ft_head_lr,
-            warmup=fine_tuning.unfreeze_warmup,
-        )
-        callbacks.append(_named(callback, f"--lp_ft_head_steps {fine_tuning.lp_ft_head_steps}"))
-    if fine_tuning.gradual_unfreeze is not None:
-        callback = GradualUnfreezingCallback(fine_tuning.gradual_unfreeze, warmup=fine_tuning.unfreeze_warmup)
-        callbacks.append(_named(callback, f"--gradual_unfreeze {fine_tuning.gradual_unfreeze}"))
-    if fine_tuning.l2sp_pretrained > 0:
-        callback = L2SPCallback(
-            fine_tuning.l2sp_pretrained, head_weight_decay=fine_tuning.l2sp_head_weight_decay
-        )
-        callbacks.append(_named(callback, f"--l2sp_pretrained {fine_tuning.l2sp_pretrained}"))
-    return callbacks
-
-
-def _stabilizer_callbacks(
-    fine_tuning: FineTuningArguments,
-    *,
-    seed: int,
-    pretrained: str | None,
-    held_out: Any,
-    metric: str | None,
-) -> list[FineTuningCallback]:
-    """NoisyTune, the weight averages (EMA, SWA), R3F and WiSE-FT (see :func:`fine_tuning_callbacks`)."""
-    callbacks: list[FineTuningCallback] = []
-    if fine_tuning.noisytune > 0:
-        callbacks.append(
-            _named(
-                NoisyTuneCallback(fine_tuning.noisytune, seed=seed), f"--noisytune {fine_tuning.noisytune}"
-            )
-        )
-    use = fine_tuning.weight_average_eval
-    if fine_tuning.ema_decay is not None:
-        callbacks.append(
-            _named(
-                EMACallback(fine_tuning.ema_decay, use_average=use), f"--ema_decay {fine_tuning.ema_decay}"
-            )
-        )
-    if fine_tuning.ema_half_life is not None:
-        callback = EMACallback(half_life=fine_tuning.ema_half_life, use_average=use)
-        callbacks.append(_named(callback, f"--ema_half_life {fine_tuning.ema_half_life}"))
-    if fine_tuning.swa_start is not None:
-        callback = SWACallback(fine_tuning.swa_start, every=fine_tuning.swa_every, use_average=use)
-        callbacks.append(_named(callback, f"--swa_start {fine_tuning.swa_start}"))
-    if fine_tuning.r3f_lambda > 0:
-        callback = R3FCallback(fine_tuning.r3f_lambda, eps=fine_tuning.r3f_eps, noise=fine_tuning.r3f_noise)
-        callbacks.append(_named(callback, f"--r3f_lambda {fine_tuning.r3f_lambda}"))
-    if fine_tuning.wise_ft_alpha is not None:
-        callback = WiSEFTCallback(fine_tuning.wise_ft_alpha, pretrained=pretrained)
-        callbacks.append(_named(callback, f"--wise_ft_alpha {fine_tuning.wise_ft_alpha}"))
-    if fine_tuning.wise_ft_alphas is not None:
-        callback = WiSEFTCallback(
-            alphas=fine_tuning.wise_ft_grid, held_out=held_out, metric=metric, pretrained=pretrained
-        )
-        callbacks.append(_named(callback, f"--wise_ft_alphas {fine_tuning.wise_ft_alphas}"))
+    context = _Context(seed, pretrained, held_out, metric)
+    callbacks = []
+    for entry in TECHNIQUES:
+        option = fine_tuning.asked_for(entry)
+        if option is not None and entry.name in _BUILDERS:
+            callback = _BUILDERS[entry.name](fine_tuning, context)
+            callback.option = option
+            callbacks.append(callback)
     return callbacks
 
 

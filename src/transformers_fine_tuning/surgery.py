@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .architectures import LayerMap, ModelLayout, model_layout
+from .techniques.registry import technique
 
 __all__ = [
     "MixoutLinear",
@@ -47,11 +48,12 @@ def _check_num_layers(num_layers: int, layout: ModelLayout, what: str) -> None:
         )
 
 
-def _refuse_adapters(layout: ModelLayout, what: str, why: str) -> None:
+def _refuse_adapters(layout: ModelLayout, what: str, name: str) -> None:
+    """Refuse a model with adapters for technique ``name``, with the registry's reason."""
     if layout.adapter_marker is not None:
         raise ValueError(
-            f"Cannot {what} a model with adapters (PEFT, {layout.adapter_marker}*): {why} Apply it to the "
-            "model before wrapping it with PEFT, or fine-tune without adapters."
+            f"Cannot {what} a model with adapters (PEFT, {layout.adapter_marker}*): {technique(name).with_adapters}."
+            " Apply it to the model before wrapping it with PEFT, or fine-tune without adapters."
         )
 
 
@@ -118,11 +120,7 @@ def reinit_top_layers(
         The names of the re-initialised parameters.
     """
     layout = model_layout(model, layer_map)
-    _refuse_adapters(
-        layout,
-        "re-initialise layers of",
-        "its base layers are frozen, so re-initialised layers would stay at their random values.",
-    )
+    _refuse_adapters(layout, "re-initialise layers of", "reinit")
     _check_num_layers(num_layers, layout, "re-initialise")
     _warn_shared(layout, num_layers, "re-initialising")
     prefixes = [
@@ -247,12 +245,7 @@ def apply_mixout(
     if not 0.0 <= p < 1.0:
         raise ValueError(f"Mixout probability must be in [0, 1), got {p}.")
     layout = model_layout(model, layer_map)
-    _refuse_adapters(
-        layout,
-        "apply Mixout to",
-        "Mixout mixes trained pretrained weights toward their pretrained values, and under adapters those "
-        "weights are frozen at those values — it would do nothing.",
-    )
+    _refuse_adapters(layout, "apply Mixout to", "mixout")
     excluded = set(exclude)
     replaced = []
     for name, module in list(model.named_modules()):
@@ -325,11 +318,7 @@ def apply_noisytune(
     if noise_lambda < 0.0:
         raise ValueError(f"NoisyTune's noise intensity λ must be >= 0, got {noise_lambda}.")
     layout = model_layout(model, layer_map)
-    _refuse_adapters(
-        layout,
-        "apply NoisyTune to",
-        "its pretrained weights are frozen, so the noise would stay in them for the whole run.",
-    )
+    _refuse_adapters(layout, "apply NoisyTune to", "noisytune")
     targets = _noisytune_targets(model, layout, exclude)
     _add_noise(targets, noise_lambda, seed, clean)
     perturbed = [name for name, _ in targets]

@@ -3,10 +3,11 @@ them into callbacks, optimizer and adapters: :mod:`transformers_fine_tuning.buil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from ..adapters import PEFT_INSTALL, peft_available
 from ..optim.param_groups import RATE_SHARE, is_rate_share
+from ..techniques.registry import EXCLUSIVE, TECHNIQUES, Technique
 from .ranges import check_ranges
 
 ADAMW_L2SP = "adamw_l2sp"
@@ -230,35 +231,26 @@ class FineTuningArguments:
             )
         )
         self._check_stabilizer_ranges()
+        if self.lora_r < 0 or not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(
+                f"--lora_r must be >= 0 and --lora_dropout in [0, 1) (got {self.lora_r}, {self.lora_dropout})."
+            )
 
     def check(self, adamw_l2sp: bool) -> None:
-        """Reject option combinations that cannot do what they say; ``adamw_l2sp``: ``--optim adamw_l2sp``."""
-        if not adamw_l2sp:
-            needs = [
-                flag
-                for flag, used in (
-                    ("--l2sp_pretrained", self.l2sp_pretrained > 0),
-                    ("--l2sp_coupled", self.l2sp_coupled),
-                    ("--l2sp_selective", self.l2sp_selective),
-                    ("--bias_correction false", not self.bias_correction),
-                )
-                if used
-            ]
-            if needs:
-                raise ValueError(f"{' and '.join(needs)} need(s) --optim {ADAMW_L2SP}.")
-        if self.l2sp_selective and (self.l2sp_coupled or not 0 < self.l2sp_pretrained <= 1):
-            raise ValueError(
-                "--l2sp_selective applies Selective Projection Decay with --l2sp_pretrained as its λ in (0, 1], "
-                f"got {self.l2sp_pretrained:g}"
-                + (" and --l2sp_coupled (another form of the pull: give one)." if self.l2sp_coupled else ".")
-            )
-        if self.l2sp_head_weight_decay > 0 and self.l2sp_pretrained == 0:
-            raise ValueError(
-                "--l2sp_head_weight_decay applies with L2-SP only: set --l2sp_pretrained too, or use "
-                "--weight_decay."
-            )
-        self._check_lora()
-        self._check_stabilizers()
+        """Reject option combinations that cannot do what they say; ``adamw_l2sp``: ``--optim adamw_l2sp``.
+
+        The rules between techniques — options given without their technique, techniques that exclude each other,
+        techniques that cannot work under LoRA's adapters — are the registry's
+        (:data:`~transformers_fine_tuning.techniques.TECHNIQUES`), checked in its order."""
+        self._check_optimizer(adamw_l2sp)
+        given = {entry.name: self._given(entry.flags) for entry in TECHNIQUES}
+        self._check_options(given)
+        self._check_exclusive(given)
+        self._check_adapters(given)
+        if self.wise_ft_alphas is not None:
+            _ = self.wise_ft_grid  # a malformed grid is refused here, when the flags are parsed
+        if self.lora_r > 0 and not peft_available():
+            raise ValueError(f"--lora_r needs PEFT, which is not installed: {PEFT_INSTALL}")
 
     @property
     def wise_ft_grid(self) -> list[float] | None:
@@ -286,112 +278,74 @@ class FineTuningArguments:
             return None
         return 0.1 if self.wise_ft_held_out is None else self.wise_ft_held_out
 
-    def _check_stabilizers(self) -> None:
-        """NoisyTune's, weight averaging's, R3F's and WiSE-FT's flags: given together where they must be, one
-        weight average, not with adapters where they make no sense."""
-        averages = self._weight_averages()
-        self._check_one_at_a_time(averages)
-        self._check_not_alone(averages)
-        if self.wise_ft_alpha is not None and self.wise_ft_alphas is not None:
-            raise ValueError(
-                "--wise_ft_alpha and --wise_ft_alphas: give a fixed α, or a grid to choose it from, not both."
-            )
-        if self.wise_ft_alphas is not None:
-            _ = self.wise_ft_grid  # a malformed grid is refused here, when the flags are parsed
-        if self.lora_r > 0:
-            for flag, used, why in (
-                (
-                    "--noisytune",
-                    self.noisytune > 0,
-                    "the pretrained weights it perturbs are frozen under LoRA",
-                ),
-                (
-                    "--wise_ft_alpha" if self.wise_ft_alpha is not None else "--wise_ft_alphas",
-                    self.wise_ft_alpha is not None or self.wise_ft_alphas is not None,
-                    "the pretrained weights are frozen; interpolating the adapters would scale their update by α²",
-                ),
-            ):
-                if used:
-                    raise ValueError(f"{flag} cannot be combined with --lora_r: {why}. Drop one of the two.")
+    def asked_for(self, entry: Technique) -> str | None:
+        """How the user asked for technique ``entry``: its first flag given, with its value (``--reinit_layers
+        4``, ``--freeze_embeddings``); ``None`` if it is off."""
+        name = next((name for name in entry.flags if getattr(self, name) != _DEFAULTS[name]), None)
+        if name is None:
+            return None
+        value = getattr(self, name)
+        return f"--{name}" if value is True else f"--{name} {value}"
 
-    def _weight_averages(self) -> list[str]:
-        """The weight-average flags given (EMA's two, SWA's start)."""
+    def _check_optimizer(self, adamw_l2sp: bool) -> None:
+        """The optimizer's own flags: they need AdamWL2SP; Selective Projection Decay's λ range and form."""
+        if not adamw_l2sp:
+            needs = [
+                flag
+                for flag, used in (
+                    ("--l2sp_pretrained", self.l2sp_pretrained > 0),
+                    ("--l2sp_coupled", self.l2sp_coupled),
+                    ("--l2sp_selective", self.l2sp_selective),
+                    ("--bias_correction false", not self.bias_correction),
+                )
+                if used
+            ]
+            if needs:
+                raise ValueError(f"{' and '.join(needs)} need(s) --optim {ADAMW_L2SP}.")
+        if self.l2sp_selective and (self.l2sp_coupled or not 0 < self.l2sp_pretrained <= 1):
+            raise ValueError(
+                "--l2sp_selective applies Selective Projection Decay with --l2sp_pretrained as its λ in (0, 1], "
+                f"got {self.l2sp_pretrained:g}"
+                + (" and --l2sp_coupled (another form of the pull: give one)." if self.l2sp_coupled else ".")
+            )
+
+    def _given(self, names: tuple[str, ...]) -> list[str]:
+        """The flags among ``names`` given away from their defaults, as the user wrote them (``--flag``, or
+        ``--flag false`` for a switch that is on by default)."""
         return [
-            flag
-            for flag, used in (
-                ("--ema_decay", self.ema_decay is not None),
-                ("--ema_half_life", self.ema_half_life is not None),
-                ("--swa_start", self.swa_start is not None),
-            )
-            if used
+            f"--{name} false" if _DEFAULTS[name] is True else f"--{name}"
+            for name in names
+            if getattr(self, name) != _DEFAULTS[name]
         ]
 
-    def _check_one_at_a_time(self, averages: list[str]) -> None:
-        """Techniques that exclude each other: two weight averages (``averages``), two held-out splits, two
-        unfreezing schedules."""
-        if len(averages) > 1:
-            raise ValueError(f"{' and '.join(averages)}: one weight average at a time; give one of them.")
-        if self.best_held_out is not None and self.wise_ft_alphas is not None:
-            raise ValueError(
-                "--best_held_out and --wise_ft_alphas each hold out part of the training data; give one of them "
-                "(WiSE-FT's α is already chosen on its own held-out split)."
-            )
-        if self.lp_ft_head_steps is not None and self.gradual_unfreeze is not None:
-            raise ValueError(
-                "--lp_ft_head_steps and --gradual_unfreeze: one unfreezing schedule at a time; give one of them."
-            )
+    def _check_options(self, given: dict[str, list[str]]) -> None:
+        """The first option given without a technique it applies with (``given``: each technique's flags)."""
+        for entry in TECHNIQUES:
+            for flag in self._given(entry.options):
+                owners = [other for other in TECHNIQUES if flag.split()[0][2:] in other.options]
+                if not any(given[owner.name] for owner in owners):
+                    needs = " or ".join(f"--{name}" for owner in owners for name in owner.flags)
+                    raise ValueError(f"{flag} applies with {needs} only: set {needs} too, or drop {flag}.")
 
-    def _check_not_alone(self, averages: list[str]) -> None:
-        """Flags that apply with another one only, the first refused (``averages``: the weight averages given)."""
-        alone = [
-            (flag, needs)
-            for flag, used, needs in (
-                ("--swa_every", self.swa_every != 1 and self.swa_start is None, "--swa_start"),
-                (
-                    "--weight_average_eval false",
-                    not self.weight_average_eval and not averages,
-                    "a weight average",
-                ),
-                ("--r3f_eps", self.r3f_eps != 1e-5 and self.r3f_lambda == 0, "--r3f_lambda"),
-                ("--r3f_noise", self.r3f_noise != "normal" and self.r3f_lambda == 0, "--r3f_lambda"),
-                (
-                    "--wise_ft_held_out",
-                    self.wise_ft_held_out is not None and self.wise_ft_alphas is None,
-                    "--wise_ft_alphas",
-                ),
-                (
-                    "--layer_decay_floor",
-                    self.layer_decay_floor is not None and self.layer_decay is None,
-                    "--layer_decay",
-                ),
-                (
-                    "--lp_ft_head_lr",
-                    self.lp_ft_head_lr is not None and self.lp_ft_head_steps is None,
-                    "--lp_ft_head_steps",
-                ),
-                (
-                    "--unfreeze_warmup",
-                    self.unfreeze_warmup > 0
-                    and self.lp_ft_head_steps is None
-                    and self.gradual_unfreeze is None,
-                    "--lp_ft_head_steps or --gradual_unfreeze",
-                ),
-                (
-                    "--layer_decay_freeze_below",
-                    self.layer_decay_freeze_below is not None and self.layer_decay is None,
-                    "--layer_decay",
-                ),
-                (
-                    "--wise_ft_held_out_seed",
-                    self.wise_ft_held_out_seed != 0 and self.wise_ft_alphas is None,
-                    "--wise_ft_alphas",
-                ),
-            )
-            if used
-        ]
-        if alone:
-            flag, needs = alone[0]
-            raise ValueError(f"{flag} applies with {needs} only: set {needs} too, or drop {flag}.")
+    @staticmethod
+    def _check_exclusive(given: dict[str, list[str]]) -> None:
+        """Techniques of one exclusive group given together (:data:`~..techniques.EXCLUSIVE`)."""
+        for group, refusal in EXCLUSIVE.items():
+            flags = [flag for entry in TECHNIQUES if group in entry.exclusive for flag in given[entry.name]]
+            if len(flags) > 1:
+                raise ValueError(f"{' and '.join(flags)}: {refusal}")
+
+    @staticmethod
+    def _check_adapters(given: dict[str, list[str]]) -> None:
+        """Techniques given with ``--lora_r`` that cannot work on a model with adapters, the first refused."""
+        if not given["lora"]:
+            return
+        for entry in TECHNIQUES:
+            if entry.with_adapters is not None and given[entry.name]:
+                flag = given[entry.name][0]
+                raise ValueError(
+                    f"{flag} cannot be combined with --lora_r: {entry.with_adapters}. Drop one of the two."
+                )
 
     def _check_stabilizer_ranges(self) -> None:
         """The ranges of NoisyTune's, weight averaging's, R3F's, WiSE-FT's and ``--best_held_out``'s flags."""
@@ -428,45 +382,8 @@ class FineTuningArguments:
             ),
         )
 
-    def _check_lora(self) -> None:
-        """LoRA's flags: in range, given together, not combined with what adapters make meaningless."""
-        if self.lora_r < 0 or not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(
-                f"--lora_r must be >= 0 and --lora_dropout in [0, 1) (got {self.lora_r}, {self.lora_dropout})."
-            )
-        if self.lora_r == 0:
-            given = [
-                flag
-                for flag, used in (
-                    ("--lora_alpha", self.lora_alpha is not None),
-                    ("--lora_dropout", self.lora_dropout > 0),
-                    ("--lora_target_modules", self.lora_target_modules is not None),
-                )
-                if used
-            ]
-            if given:
-                raise ValueError(f"{' and '.join(given)} appl(ies) with LoRA only: set --lora_r too.")
-            return
-        refused = [
-            (flag, why)
-            for flag, used, why in (
-                (
-                    "--l2sp_pretrained",
-                    self.l2sp_pretrained > 0,
-                    "the pretrained weights are frozen and the adapters have no pretrained value to be "
-                    "pulled toward (LoRA starts from a random A and B = 0)",
-                ),
-                (
-                    "--reinit_layers",
-                    self.reinit_layers > 0,
-                    "the re-initialised base layers would stay frozen at their random values",
-                ),
-                ("--mixout", self.mixout > 0, "the weights it mixes are frozen, so it would do nothing"),
-            )
-            if used
-        ]
-        if refused:
-            flag, why = refused[0]
-            raise ValueError(f"{flag} cannot be combined with --lora_r: {why}. Drop one of the two.")
-        if not peft_available():
-            raise ValueError(f"--lora_r needs PEFT, which is not installed: {PEFT_INSTALL}")
+
+_DEFAULTS = {
+    entry.name: entry.default for entry in fields(FineTuningArguments) if entry.default is not MISSING
+}
+"""Each flag's default: a flag away from it is given."""

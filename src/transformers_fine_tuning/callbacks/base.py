@@ -22,7 +22,7 @@ And, for techniques that act while or after the model trains:
 7. :class:`LossTermCallback` — a term added to the training loss (R3F): one protocol,
    :meth:`LossTermCallback.loss_term`, which ``TrainerOptimizerInit.compute_loss`` sums and logs.
 
-The Trainer only runs them, in :attr:`~FineTuningCallback.surgery_stage` order; each callback brings its own
+The Trainer only runs them, in the registry's order (:attr:`~FineTuningCallback.technique`); each callback brings its own
 checks, so a new technique needs no change to the Trainer.
 """
 
@@ -39,6 +39,7 @@ from transformers import TrainerCallback
 from ..architectures import LayerMap, ModelLayout, model_layout
 from ..optim.adamwl2sp import AdamWL2SP
 from ..optim.param_groups import names_under
+from ..techniques.registry import EXCLUSIVE, order_of, technique
 
 __all__ = [
     "ADAMW_OPTIMS",
@@ -46,6 +47,7 @@ __all__ = [
     "FineTuningPlan",
     "LossTermCallback",
     "OptimizerSetup",
+    "in_registry_order",
     "keeps_anchors",
     "prepare_fine_tuning",
     "steps_of",
@@ -132,9 +134,11 @@ class FineTuningCallback(TrainerCallback):
     the callback names itself (``ReinitCallback(4)``).
     """
 
-    #: Order of surgery among callbacks: re-initialise (0), then freeze (1), then Mixout (2), whatever the
-    #: order of ``callbacks=[...]`` — Mixout must know which layers are no longer pretrained.
-    surgery_stage: ClassVar[int] = 0
+    #: The registry's name of the technique (:data:`~transformers_fine_tuning.techniques.TECHNIQUES`): its order
+    #: among the callbacks whatever the order of ``callbacks=[...]`` (re-initialise, then freeze, then Mixout,
+    #: ...), the techniques it excludes and why it cannot act on a model with adapters. ``None``: a technique of
+    #: your own, checked and prepared before the registered ones, in the order given.
+    technique: ClassVar[str | None] = None
     #: True when the technique needs an optimizer that keeps L2-SP anchors (AdamWL2SP).
     requires_anchors: ClassVar[bool] = False
     #: False for a technique that neither changes the model before its optimizer exists nor shapes its groups
@@ -165,6 +169,7 @@ class FineTuningCallback(TrainerCallback):
             raise ValueError(
                 f"{name} and {repeated.describe()}: each fine-tuning technique may be given once."
             )
+        self._check_registry(name, plan, layout)
         if optimizer.ready_made and self.needs_optimizer_build:
             raise ValueError(
                 f"{name} must act before the optimizer is built, but `optimizers=` passed a ready-made one. Pass "
@@ -192,6 +197,24 @@ class FineTuningCallback(TrainerCallback):
             self._check_anchors(name, optimizer)
             plan.needs_anchors = True
         plan.checked.append(self)
+
+    def _check_registry(self, name: str, plan: FineTuningPlan, layout: ModelLayout) -> None:
+        """What the registry declares of this technique: another of its exclusive group already given, a model
+        with adapters it cannot act on."""
+        if self.technique is None:
+            return
+        entry = technique(self.technique)
+        for group in entry.exclusive:
+            other = next(
+                (cb for cb in plan.checked if cb.technique and group in technique(cb.technique).exclusive),
+                None,
+            )
+            if other is not None:
+                raise ValueError(f"{other.describe()} and {name}: {EXCLUSIVE[group]}")
+        if entry.with_adapters is not None and layout.adapter_marker is not None:
+            raise ValueError(
+                f"{name} cannot act on a model with adapters (PEFT): {entry.with_adapters}. Drop one of the two."
+            )
 
     @staticmethod
     def _check_anchors(name: str, optimizer: OptimizerSetup) -> None:
@@ -278,7 +301,7 @@ def prepare_fine_tuning(
     anything is changed, so a conflict fails before the model is touched; then each callback's surgery, once per
     model. ``plan``: the plan already made for this model (its checks are not repeated).
     """
-    callbacks = sorted(callbacks, key=lambda callback: callback.surgery_stage)
+    callbacks = in_registry_order(callbacks)
     if plan is None:
         plan = FineTuningPlan(layer_map=layer_map, trainer=trainer, novel=_names_under(model, novel))
         if callbacks:
@@ -292,6 +315,12 @@ def prepare_fine_tuning(
             plan.prepared.add(id(callback))
             callback.bind()
     return plan
+
+
+def in_registry_order(callbacks: list[FineTuningCallback]) -> list[FineTuningCallback]:
+    """``callbacks`` in the order their techniques act (:data:`~transformers_fine_tuning.techniques.TECHNIQUES`),
+    the user's own first; callbacks of one place keep their order."""
+    return sorted(callbacks, key=lambda callback: order_of(callback.technique))
 
 
 def _names_under(model: nn.Module, entries: tuple[str, ...] | list[str]) -> set[str]:

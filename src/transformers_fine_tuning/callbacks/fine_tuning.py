@@ -23,11 +23,6 @@ def _check_layers(name: str, num_layers: int, layout: ModelLayout) -> None:
         )
 
 
-def _refuse_adapters(name: str, layout: ModelLayout, why: str) -> None:
-    if layout.adapter_marker is not None:
-        raise ValueError(f"{name} cannot act on a model with adapters (PEFT): {why} Drop one of the two.")
-
-
 def _refuse_frozen_reinit(
     plan: FineTuningPlan, layout: ModelLayout, name: str, bottom_layers: int, how: str, fix: str
 ) -> None:
@@ -48,7 +43,7 @@ class ReinitCallback(FineTuningCallback):
     novel by the optimizer groups (weight decay toward zero, no L2-SP).
     """
 
-    surgery_stage = 0
+    technique = "reinit"
 
     def __init__(self, num_layers: int, reinit_pooler: bool = True) -> None:
         if num_layers < 0:
@@ -62,11 +57,6 @@ class ReinitCallback(FineTuningCallback):
     def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
         super().check(plan, layout, optimizer)
         _check_layers(self.describe(), self.num_layers, layout)
-        _refuse_adapters(
-            self.describe(),
-            layout,
-            "the re-initialised layers would stay at their random values (frozen).",
-        )
         plan.reinit_layers.update(range(layout.num_layers - self.num_layers, layout.num_layers))
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
@@ -85,7 +75,7 @@ class FreezeCallback(FineTuningCallback):
     :class:`ReinitCallback` re-initialises: they would stay frozen at their random values.
     """
 
-    surgery_stage = 1
+    technique = "freeze"
 
     def __init__(self, num_layers: int, embeddings: bool = True) -> None:
         if num_layers < 0:
@@ -116,7 +106,7 @@ class MixoutCallback(FineTuningCallback):
     have no pretrained weights and are left as they are.
     """
 
-    surgery_stage = 2
+    technique = "mixout"
 
     def __init__(self, p: float) -> None:
         if not 0.0 <= p < 1.0:
@@ -125,10 +115,6 @@ class MixoutCallback(FineTuningCallback):
 
     def _arguments(self) -> str:
         return f"{self.p}"
-
-    def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
-        super().check(plan, layout, optimizer)
-        _refuse_adapters(self.describe(), layout, "the weights it mixes are frozen, so it would do nothing.")
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
         surgery.apply_mixout(model, self.p, exclude=plan.novel, layer_map=plan.layer_map)
@@ -145,7 +131,7 @@ class LLRDCallback(FineTuningCallback):
     Frozen depths that a :class:`ReinitCallback` re-initialises are refused.
     """
 
-    surgery_stage = 1  # its freezing runs with FreezeCallback's, after re-initialisation
+    technique = "llrd"  # its freezing runs with FreezeCallback's, after re-initialisation
 
     def __init__(
         self, decay: float, *, floor: float | None = None, freeze_below: float | None = None
@@ -206,6 +192,7 @@ class L2SPCallback(FineTuningCallback):
     pulling toward it regularises nothing (on B it is plain weight decay: use ``weight_decay``).
     """
 
+    technique = "l2sp"
     requires_anchors = True
 
     def __init__(self, strength: float, head_weight_decay: float = 0.0) -> None:
@@ -219,16 +206,6 @@ class L2SPCallback(FineTuningCallback):
     def _arguments(self) -> str:
         return f"{self.strength}" + (
             f", head_weight_decay={self.head_weight_decay}" if self.head_weight_decay else ""
-        )
-
-    def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
-        super().check(plan, layout, optimizer)
-        _refuse_adapters(
-            self.describe(),
-            layout,
-            "its pretrained weights are frozen, and the adapters it would pull toward their starting point have "
-            "no pretrained value — LoRA starts from a random A and B = 0, so the pull regularises nothing on A "
-            "and is weight decay on B (use weight_decay for the adapters).",
         )
 
     def param_group_options(self) -> dict[str, Any]:

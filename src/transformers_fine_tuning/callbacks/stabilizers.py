@@ -37,7 +37,6 @@ from .base import (
     keeps_anchors,
     steps_of,
 )
-from .fine_tuning import _refuse_adapters
 
 __all__ = [
     "EMACallback",
@@ -72,7 +71,7 @@ class NoisyTuneCallback(FineTuningCallback):
     draws the noise (the fine-tune job passes ``--seed``); the global RNG is not touched.
     """
 
-    surgery_stage = 4
+    technique = "noisytune"
 
     def __init__(self, noise_lambda: float = 0.15, *, seed: int = 0) -> None:
         if not noise_lambda >= 0.0:
@@ -87,11 +86,6 @@ class NoisyTuneCallback(FineTuningCallback):
 
     def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
         super().check(plan, layout, optimizer)
-        _refuse_adapters(
-            self.describe(),
-            layout,
-            "the pretrained weights it perturbs are frozen there, so the noise would stay for the whole run.",
-        )
         self._clean_anchors = keeps_anchors(plan, optimizer)
 
     def prepare_model(self, model: nn.Module, plan: FineTuningPlan) -> None:
@@ -149,12 +143,6 @@ class WeightAveragingCallback(FineTuningCallback):
     # ---- checks and events ----------------------------------------------------------------------------------
 
     def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
-        other = next((cb for cb in plan.checked if isinstance(cb, WeightAveragingCallback)), None)
-        if other is not None:
-            raise ValueError(
-                f"{other.describe()} and {self.describe()}: one weight average at a time (each would evaluate and "
-                "end training with its own). Drop one of the two."
-            )
         super().check(plan, layout, optimizer)
         args = getattr(plan.trainer, "args", None)
         if args is not None and args.load_best_model_at_end:
@@ -223,6 +211,8 @@ class EMACallback(WeightAveragingCallback):
     steps; below 1, a share of all steps, as ``--warmup_steps``). See :class:`WeightAveragingCallback`.
     """
 
+    technique = "ema"
+
     def __init__(
         self, decay: float | None = None, *, half_life: float | None = None, use_average: bool = True
     ) -> None:
@@ -260,6 +250,8 @@ class SWACallback(WeightAveragingCallback):
     learning rate for the averaged phase; here the run keeps its own schedule (``--lr_scheduler_type
     constant_with_warmup`` gives the paper's constant form). See :class:`WeightAveragingCallback`.
     """
+
+    technique = "swa"
 
     def __init__(self, start: float = 0.75, *, every: int = 1, use_average: bool = True) -> None:
         if not start >= 0.0 or every < 1:
@@ -300,6 +292,8 @@ class R3FCallback(LossTermCallback):
     A :class:`~transformers_fine_tuning.LossTermCallback`: logged as ``loss_term/r3f``; one more forward and
     backward pass per step.
     """
+
+    technique = "r3f"
 
     term_name = "r3f"
 
@@ -358,7 +352,7 @@ class WiSEFTCallback(FineTuningCallback):
     over all ranks, so every rank chooses the same α). :attr:`alpha_chosen` and :attr:`scores` hold the outcome.
     """
 
-    surgery_stage = 3  # a copy of θ₀, when one is needed, is taken before NoisyTune's noise (stage 4)
+    technique = "wise_ft"  # a copy of θ₀, when one is needed, is taken before NoisyTune's noise
     needs_optimizer_build = False
 
     def __init__(
@@ -400,12 +394,6 @@ class WiSEFTCallback(FineTuningCallback):
 
     def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
         super().check(plan, layout, optimizer)
-        _refuse_adapters(
-            self.describe(),
-            layout,
-            "the pretrained weights are frozen there; interpolating the adapters would scale their update by α² "
-            "(A and B both). Merge the adapters first and interpolate the merged weights.",
-        )
         evaluated = getattr(plan.trainer, "eval_dataset", None)
         reported = evaluated.values() if isinstance(evaluated, Mapping) else [evaluated]
         if self.held_out is not None and any(self.held_out is dataset for dataset in reported):

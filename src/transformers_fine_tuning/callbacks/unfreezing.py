@@ -51,9 +51,6 @@ class UnfreezingCallback(FineTuningCallback):
         return None
 
     def check(self, plan: FineTuningPlan, layout: ModelLayout, optimizer: OptimizerSetup) -> None:
-        other = next((cb for cb in plan.checked if isinstance(cb, UnfreezingCallback)), None)
-        if other is not None:
-            raise ValueError(f"{other.describe()} and {self.describe()}: one unfreezing schedule at a time.")
         super().check(plan, layout, optimizer)
         args = getattr(plan.trainer, "args", None)
         if args is not None and args.world_size > 1:
@@ -126,6 +123,8 @@ class LPFTCallback(UnfreezingCallback):
     (PEFT's ``modules_to_save``) and the adapters join after it.
     """
 
+    technique = "lp_ft"
+
     def __init__(self, head_steps: float, *, head_lr: float | None = None, warmup: float = 0.0) -> None:
         if not head_steps > 0.0:
             raise ValueError(f"LPFTCallback: head_steps must be > 0, got {head_steps}.")
@@ -163,6 +162,8 @@ class GradualUnfreezingCallback(UnfreezingCallback):
     more depth from the top every ``stage_steps`` optimizer steps (``depths_per_stage`` at a time), the
     embeddings last. ``warmup``: each thawed depth's own warm-up. For ALBERT the depths are layer groups.
     """
+
+    technique = "gradual_unfreeze"
 
     def __init__(self, stage_steps: float, *, depths_per_stage: int = 1, warmup: float = 0.0) -> None:
         if not stage_steps > 0.0 or depths_per_stage < 1:

@@ -29,6 +29,7 @@ from ..callbacks.base import (
     FineTuningPlan,
     LossTermCallback,
     OptimizerSetup,
+    in_registry_order,
     prepare_fine_tuning,
 )
 from ..diagnostics.base import DiagnosticCallback
@@ -160,7 +161,7 @@ class TrainerOptimizerInit(Trainer):
 
     def _fine_tuning_callbacks(self) -> list[FineTuningCallback]:
         callbacks = [cb for cb in self.callback_handler.callbacks if isinstance(cb, FineTuningCallback)]
-        return sorted(callbacks, key=lambda cb: cb.surgery_stage)
+        return in_registry_order(callbacks)
 
     def _check_optimizer_inputs(self) -> None:
         """The Trainer's own inputs: one way to give the optimizer, a factory that is callable."""
