@@ -75,6 +75,19 @@ VARIANTS = {
     "batched-8": {"backend": "sequential", "isolation": "forkserver", "batch_seeds": 8},
     "bf16": {"backend": "local", "workers": 2, "arguments": {"bf16": True}},
     "compile": {"backend": "local", "workers": 2, "arguments": {"torch_compile": True}},
+    "bf16-fork-server": {
+        "backend": "local",
+        "workers": 2,
+        "isolation": "forkserver",
+        "arguments": {"bf16": True},
+    },
+    "bf16-batched-2": {
+        "backend": "local",
+        "workers": 2,
+        "isolation": "forkserver",
+        "batch_seeds": 2,
+        "arguments": {"bf16": True},
+    },
     "bf16-batched-4": {
         "backend": "local",
         "workers": 2,
@@ -93,7 +106,7 @@ VARIANTS = {
 study's default on this machine, two local workers of one core each, a fresh process per run; the fork server keeps
 the imports; ``batched-N`` trains N seeds as one batched computation (two groups at once on one core each for N = 2
 and 4, one group on both cores for 8); ``bf16`` is bf16 autocast (``--bf16``), ``compile`` ``--torch_compile`` with
-the study's own, initially empty, compile cache. On a GPU (``--device cuda``): ``sequential`` is one run after
+the study's own, initially empty, compile cache; ``bf16-`` variants add ``--bf16`` to the fork server or batching. On a GPU (``--device cuda``): ``sequential`` is one run after
 another, each a fresh process, ``runs-per-gpu-4`` four at once on the one GPU, ``batched-16`` up to 16 seeds as one
 batched computation in one fresh process."""
 
