@@ -15,7 +15,7 @@ thread each (the two cores of this machine, as a 2-worker local study runs):
 
 * ``off`` — glibc's own malloc thresholds, every run tokenising its data, dev batches in the split's order
   (``--sort_eval_by_length false``);
-* ``on`` — the study's defaults: fixed malloc thresholds (:mod:`~transformers_fine_tuning.study.environment`),
+* ``on`` — the study's defaults: fixed malloc thresholds (:mod:`~transformers_fine_tuning.study.run.environment`),
   one tokenised copy shared by the runs (``<study>/tokenized``), length-sorted dev batches.
 
 Each saving acts on one part of a run, so the table splits the study's time by the runs' own ``timings``
@@ -52,9 +52,9 @@ from bench_common import (
 
 from transformers_fine_tuning.results import read_results
 from transformers_fine_tuning.study import execute_run, spec_from_mapping
-from transformers_fine_tuning.study.environment import MALLOC_THRESHOLDS
-from transformers_fine_tuning.study.runner import RunOutcome
-from transformers_fine_tuning.study.spec import TOKENIZED_DIR
+from transformers_fine_tuning.study.run.environment import MALLOC_THRESHOLDS
+from transformers_fine_tuning.study.run.runner import RunOutcome
+from transformers_fine_tuning.study.run.spec import TOKENIZED_DIR
 
 CONDITIONS = ("off", "on")
 # The parts of a run's time, from its results' timings (seconds); "outside the job" is the rest of its wall time.

@@ -8,8 +8,8 @@ import pytest
 from transformers_fine_tuning.arguments import parse_fine_tune_args
 from transformers_fine_tuning.best import BEST_HELD_OUT, best_score
 from transformers_fine_tuning.results import Evaluation, RunResults
-from transformers_fine_tuning.study.scores import score_note, scored_runs
-from transformers_fine_tuning.study.store import COMPLETED, RunRecord
+from transformers_fine_tuning.study.analysis.scores import score_note, scored_runs
+from transformers_fine_tuning.study.run.store import COMPLETED, RunRecord
 
 
 def _evaluations(dev: list[float], held_out: list[float] | None = None) -> list[Evaluation]:

@@ -74,6 +74,41 @@ def test_no_module_imports_from_one_below_it_in_the_map():
     assert not upward, "reorder the map or the imports:\n" + "\n".join(sorted(upward))
 
 
+STUDY_FLOW = ("run", "analysis", "report")
+"""The study's subpackages in the order its data flows: the store's runs are analysed, the numbers rendered."""
+
+
+def _against_the_flow(stage: str, source: str) -> list[str]:
+    """The study modules a module of ``study/<stage>`` imports at run time that come later in the flow (or sit
+    above it: the pipeline, the command line)."""
+    allowed = STUDY_FLOW[: STUDY_FLOW.index(stage) + 1]
+    return sorted(
+        module
+        for module in _runtime_imports(source, ["transformers_fine_tuning", "study", stage])
+        if module.startswith("transformers_fine_tuning.study.") and module.split(".")[2] not in allowed
+    )
+
+
+def test_the_study_imports_only_along_its_flow():
+    """``study/run`` imports nothing of ``analysis`` or ``report``, ``analysis`` nothing of ``report``."""
+    against = [
+        f"study/{stage}/{path.name} imports {module}"
+        for stage in STUDY_FLOW
+        for path in sorted((ROOT / "study" / stage).glob("*.py"))
+        for module in _against_the_flow(stage, path.read_text())
+    ]
+    assert not against, "the study's data flows run → analysis → report:\n" + "\n".join(against)
+
+
+def test_the_study_flow_check_sees_an_import_against_it():
+    source = "from ..report.markdown import render\nfrom ..pipeline import run_study\nfrom .store import S\n"
+    assert _against_the_flow("run", source) == [
+        "transformers_fine_tuning.study.pipeline",
+        "transformers_fine_tuning.study.report.markdown",
+    ]
+    assert _against_the_flow("report", source) == ["transformers_fine_tuning.study.pipeline"]
+
+
 def test_the_import_check_sees_an_upward_import():
     """The check above can fail: relative imports are resolved, type-only ones left out."""
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..results import X\nfrom ..study import Y\n"

@@ -56,7 +56,8 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     fine_tune.py      the job: parse → prepare → run → results.json (tft-fine-tune)
     batched/          seeds trained together: one batched forward and backward, each seed's own job around it
                       (tft-fine-tune-seeds)
-    study/            seed studies: spec → store → backends → statistics → report and plots (tft-study)
+    study/            seed studies (tft-study): run/ (spec → store → backends, workers) → analysis/ (the numbers)
+                      → report/ (verdicts, summary.md and .csv, plots); pipeline.py strings them together
 """
 
 from .adapters import apply_lora

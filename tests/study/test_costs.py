@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from transformers_fine_tuning.study.costs import render_costs, study_costs
-from transformers_fine_tuning.study.store import RunRecord
+from transformers_fine_tuning.study.analysis.costs import study_costs
+from transformers_fine_tuning.study.report.markdown import render_costs
+from transformers_fine_tuning.study.run.store import RunRecord
 
 
 def run(

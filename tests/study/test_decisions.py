@@ -9,14 +9,14 @@ import pytest
 
 from transformers_fine_tuning.results import Evaluation
 from transformers_fine_tuning.study import RunRecord, StudyStore, load_spec, spec_from_mapping, summarize
-from transformers_fine_tuning.study.cli import main
-from transformers_fine_tuning.study.pruning import (
+from transformers_fine_tuning.study.analysis.pruning import (
     early_verdicts,
     measure_pruning,
     measure_relative_pruning,
     relative_verdicts,
     render_pruning,
 )
+from transformers_fine_tuning.study.cli import main
 
 # A fine-tune script of a user's (--script): the package's parser, and results whose verdict is fixed by the
 # seed and recipe: "lucky" succeeds from seed 2 on, "hopeless" never does.
@@ -247,8 +247,8 @@ def test_until_decided_adds_seeds_in_rounds_until_the_comparison_is_decided(tmp_
 
 
 def test_sequential_state_by_hand():
-    from transformers_fine_tuning.study.sequential import next_runs_per_recipe, sequential_state
-    from transformers_fine_tuning.study.spec import UntilDecided
+    from transformers_fine_tuning.study.analysis.sequential import next_runs_per_recipe, sequential_state
+    from transformers_fine_tuning.study.run.spec import UntilDecided
 
     def runs(recipe, values):
         return [run_record(i, False, loss_flag_at=None, first_dev=0.6).__class__(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from transformers_fine_tuning.study.effects import (
+from transformers_fine_tuning.study.analysis.effects import (
     Interval,
     _null_cdf,
     almost_stochastic_order,
@@ -19,7 +19,7 @@ from transformers_fine_tuning.study.effects import (
     location_direction,
     superiority,
 )
-from transformers_fine_tuning.study.expected_max import expected_max
+from transformers_fine_tuning.study.analysis.expected_max import expected_max
 
 BASELINE = [0.80] * 16 + [0.30] * 4  # 4 failed runs of 20
 RECIPE = [0.75] * 20

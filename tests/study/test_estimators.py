@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from transformers_fine_tuning.study.churn import pairwise_churn
-from transformers_fine_tuning.study.expected_max import (
+from transformers_fine_tuning.study.analysis.churn import pairwise_churn
+from transformers_fine_tuning.study.analysis.expected_max import (
     band_limit,
     expected_max,
     expected_max_curve,
     runs_to_reach,
 )
-from transformers_fine_tuning.study.variance import variance_components
+from transformers_fine_tuning.study.analysis.variance import variance_components
 
 SCORES = [0.50, 0.70, 0.60, 0.52, 0.66]
 

@@ -9,8 +9,8 @@ import math
 import pytest
 from scipy import stats
 
-from transformers_fine_tuning.study.effects import Interval
-from transformers_fine_tuning.study.failure_rates import (
+from transformers_fine_tuning.study.analysis.effects import Interval
+from transformers_fine_tuning.study.analysis.failure_rates import (
     clopper_pearson,
     newcombe_difference,
     runs_for_success,

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from transformers_fine_tuning.study import ExecutionOptions, StudyStore, load_spec, run_study
-from transformers_fine_tuning.study.forkserver import run_forked
+from transformers_fine_tuning.study.run.forkserver import run_forked
 
 
 def test_each_run_is_a_fresh_child_with_the_job_imported_and_a_crash_takes_nothing_else(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from transformers_fine_tuning.study.noise_floor import (
+from transformers_fine_tuning.study.analysis.noise_floor import (
     NoiseFloor,
     accuracy_std,
     bootstrap_metric_std,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from transformers_fine_tuning.study.power import (
+from transformers_fine_tuning.study.analysis.power import (
     seeds_for_failure_rates,
     seeds_for_shift,
     spending_boundaries,

@@ -11,10 +11,10 @@ from matplotlib import image
 
 from transformers_fine_tuning.results import Evaluation
 from transformers_fine_tuning.study import Progress, StoreCounts, plot_study, summarize, write_report
-from transformers_fine_tuning.study.progress import format_duration
-from transformers_fine_tuning.study.stats import holm
-from transformers_fine_tuning.study.store import RunRecord
-from transformers_fine_tuning.study.verdict import verdicts
+from transformers_fine_tuning.study.analysis.stats import holm
+from transformers_fine_tuning.study.report.verdict import verdicts
+from transformers_fine_tuning.study.run.progress import format_duration
+from transformers_fine_tuning.study.run.store import RunRecord
 
 BASELINE = 0.527
 

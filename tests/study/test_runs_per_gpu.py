@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from transformers_fine_tuning.study import ExecutionOptions, load_spec, run_study
-from transformers_fine_tuning.study.backends import CUDA_CONTEXT_GIB, runs_per_gpu_that_fit
+from transformers_fine_tuning.study.run.backends import CUDA_CONTEXT_GIB, runs_per_gpu_that_fit
 
 FAKE_GPU_JOB = textwrap.dedent(
     """

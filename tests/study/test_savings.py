@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from transformers_fine_tuning.study import ExecutionOptions, StudyStore, load_spec, run_study
-from transformers_fine_tuning.study.backends import local_slot_environments
-from transformers_fine_tuning.study.environment import MALLOC_THRESHOLDS, cpu_run_environment
+from transformers_fine_tuning.study.run.backends import local_slot_environments
+from transformers_fine_tuning.study.run.environment import MALLOC_THRESHOLDS, cpu_run_environment
 
 
 def _run(write_study, name: str, **savings) -> tuple[list[dict], Path]:
@@ -72,7 +72,7 @@ def test_malloc_thresholds_only_for_cpu_runs_and_never_over_the_users_own(monkey
 
 
 def test_compile_cache_in_the_study_directory_unless_the_user_set_one(tmp_path, monkeypatch) -> None:
-    from transformers_fine_tuning.study.environment import compile_cache_environment
+    from transformers_fine_tuning.study.run.environment import compile_cache_environment
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     store = tmp_path / "study" / "study.sqlite"

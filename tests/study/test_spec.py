@@ -8,7 +8,7 @@ import pytest
 
 from transformers_fine_tuning.study import load_spec, parse_seeds, spec_from_mapping
 from transformers_fine_tuning.study.cli import _flags_to_arguments
-from transformers_fine_tuning.study.spec import arguments_to_flags
+from transformers_fine_tuning.study.run.spec import arguments_to_flags
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from transformers_fine_tuning.study import bootstrap_mean_ci, compare, describe
-from transformers_fine_tuning.study.stats import holm
+from transformers_fine_tuning.study.analysis.stats import holm
 
 # Two recipes on RTE as the papers show them: a stable one, and one with three runs collapsed to the
 # constant predictor's accuracy (0.527).

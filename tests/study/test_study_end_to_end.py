@@ -16,7 +16,7 @@ from matplotlib import image
 from transformers_fine_tuning.results import MainMetric, RunResults, write_results
 from transformers_fine_tuning.study import StudyStore, execute_run, load_spec
 from transformers_fine_tuning.study.cli import main
-from transformers_fine_tuning.study.runner import finished_results
+from transformers_fine_tuning.study.run.runner import finished_results
 
 
 def test_tiny_study_from_command_to_table_and_plots(write_study, capsys):

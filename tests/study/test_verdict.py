@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from transformers_fine_tuning.study import summarize
-from transformers_fine_tuning.study.store import RunRecord
-from transformers_fine_tuning.study.verdict import verdicts
+from transformers_fine_tuning.study.report.verdict import verdicts
+from transformers_fine_tuning.study.run.store import RunRecord
 
 CONSTANT = 0.527  # RTE dev's best constant predictor
 

@@ -15,7 +15,7 @@ the optimizer step and the schedule then run per seed, in the seed's own Trainer
 
 The batched forward and backward always run in the group's own thread (with the autocast and grad mode of the
 seed that completed the round), never in the seeds' threads: glibc gives each thread its own heap (arena) and, with
-the study's fixed malloc thresholds (:data:`~transformers_fine_tuning.study.environment.MALLOC_THRESHOLDS`),
+the study's fixed malloc thresholds (:data:`~transformers_fine_tuning.study.run.environment.MALLOC_THRESHOLDS`),
 keeps each arena at its peak, so a group whose batched step ran in whichever seed's thread arrived last held N
 copies of the N seeds' activations (eight MiniLM seeds on RTE grew past 24 GiB and were killed; BENCHMARKS.md
 section 8).

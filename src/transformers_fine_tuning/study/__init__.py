@@ -7,23 +7,30 @@ interval, tests against a baseline recipe with Holm's correction, the expected b
 seeds, the variance shares of crossed seeds, a verdict) and pictures (final scores per recipe, learning curves
 per seed, expected best of n). Studies can prune failing seeds early and restart until success.
 
-The data flows one way: :mod:`.spec` (study file → cells) → :mod:`.store` → :mod:`.backends` /
-:mod:`.worker` / :mod:`.runner` (execute, record) → :mod:`.store` → :mod:`.stats` (with :mod:`.effects`,
-:mod:`.failure_rates`, :mod:`.power`), :mod:`.expected_max`, :mod:`.noise_floor`, :mod:`.churn`, :mod:`.variance`,
-:mod:`.pruning` → :mod:`.report` (the numbers) → :mod:`.verdict` and :mod:`.markdown` (the words), and
-:mod:`.plots`; :mod:`.pipeline` strings them together and :mod:`.cli` is the command line.
+The data flows one way, through three subpackages: :mod:`.run` (the study file read into cells by
+:mod:`.run.spec`, kept in :mod:`.run.store`, executed by :mod:`.run.backends` / :mod:`.run.worker` /
+:mod:`.run.runner`, recorded back in the store) → :mod:`.analysis` (the numbers: :mod:`.analysis.stats` with
+:mod:`.analysis.effects`, :mod:`.analysis.failure_rates` and :mod:`.analysis.power`, the expected best of n runs,
+the noise floor, churn, variance shares, pruning, gathered per task × recipe by :mod:`.analysis.summary`) →
+:mod:`.report` (the words, tables, files and pictures: :mod:`.report.verdict`, :mod:`.report.markdown`,
+:mod:`.report.tables`, :mod:`.report.files`, :mod:`.report.plots`). Nothing imports against that flow;
+:mod:`.pipeline` strings the three together and :mod:`.cli` is the command line.
 """
 
-from .backends import BACKENDS, ExecutionOptions
-from .churn import Churn, pairwise_churn
-from .expected_max import ExpectedMax, expected_max, expected_max_curve, runs_to_reach
+from .analysis.churn import Churn, pairwise_churn
+from .analysis.expected_max import ExpectedMax, expected_max, expected_max_curve, runs_to_reach
+from .analysis.pruning import PruningMeasurement, measure_pruning
+from .analysis.stats import Comparison, Description, bootstrap_mean_ci, compare, describe, holm
+from .analysis.summary import GroupSummary, summarize
+from .analysis.variance import VarianceComponents, variance_components
 from .pipeline import run_study, write_plots, write_summary
-from .plots import plot_expected_max, plot_final_metrics, plot_learning_curves, plot_study
-from .progress import Progress
-from .pruning import PruningMeasurement, measure_pruning
-from .report import GroupSummary, summarize, write_report
-from .runner import RunOutcome, execute_run
-from .spec import (
+from .report.files import write_report
+from .report.plots import plot_expected_max, plot_final_metrics, plot_learning_curves, plot_study
+from .report.verdict import verdicts
+from .run.backends import BACKENDS, ExecutionOptions
+from .run.progress import Progress
+from .run.runner import RunOutcome, execute_run
+from .run.spec import (
     RecipeEntry,
     Restarts,
     RunCell,
@@ -33,10 +40,7 @@ from .spec import (
     parse_seeds,
     spec_from_mapping,
 )
-from .stats import Comparison, Description, bootstrap_mean_ci, compare, describe, holm
-from .store import Owner, RunRecord, StoreCounts, StudyConfigChangedError, StudyStore
-from .variance import VarianceComponents, variance_components
-from .verdict import verdicts
+from .run.store import Owner, RunRecord, StoreCounts, StudyConfigChangedError, StudyStore
 
 __all__ = [
     "BACKENDS",

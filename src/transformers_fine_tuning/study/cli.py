@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from ..results import PRUNING_TESTS
-from .backends import BACKENDS, ExecutionOptions
+from .analysis.pruning import measure_pruning, measure_relative_pruning, render_pruning
+from .analysis.scores import SCORES
 from .pipeline import counts_line, rebuild_store, run_study, study_directory, write_plots, write_summary
-from .pruning import measure_pruning, measure_relative_pruning, render_pruning
-from .scores import SCORES
-from .spec import STORE_FILE, StudySpec, load_spec
-from .store import COMPLETED, CRASHED, ERROR, PENDING, RUNNING, StudyStore
-from .worker import interrupt_on_sigterm
+from .run.backends import BACKENDS, ExecutionOptions
+from .run.spec import STORE_FILE, StudySpec, load_spec
+from .run.store import COMPLETED, CRASHED, ERROR, PENDING, RUNNING, StudyStore
+from .run.worker import interrupt_on_sigterm
 
 __all__ = ["main"]
 
@@ -390,7 +390,7 @@ def _study_overrides(options: argparse.Namespace, passthrough: list[str]) -> dic
 
 
 def _execution_options(options: argparse.Namespace) -> ExecutionOptions:
-    """``run``'s execution flags as :class:`.backends.ExecutionOptions`."""
+    """``run``'s execution flags as :class:`.run.backends.ExecutionOptions`."""
     return ExecutionOptions(
         backend=options.backend,
         workers=options.workers,

@@ -15,15 +15,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .backends import ExecutionOptions, run_local, run_ray, run_sequential
-from .plots import plot_paths, plot_study
-from .progress import Progress
-from .report import write_report
-from .runner import finished_results, validate_cells
-from .scores import score_note, scored_runs
-from .sequential import next_runs_per_recipe, sequential_state
-from .spec import STORE_FILE, Restarts, RunCell, StudySpec, UntilDecided, load_spec, parse_seeds
-from .store import COMPLETED, PENDING, RUNNING, RunRecord, StoreCounts, StudyStore
+from .analysis.scores import score_note, scored_runs
+from .analysis.sequential import next_runs_per_recipe, sequential_state
+from .report.files import write_report
+from .report.plots import plot_paths, plot_study
+from .run.backends import ExecutionOptions, run_local, run_ray, run_sequential
+from .run.progress import Progress
+from .run.runner import finished_results, validate_cells
+from .run.spec import STORE_FILE, Restarts, RunCell, StudySpec, UntilDecided, load_spec, parse_seeds
+from .run.store import COMPLETED, PENDING, RUNNING, RunRecord, StoreCounts, StudyStore
 
 __all__ = [
     "counts_line",
@@ -166,7 +166,7 @@ def _chosen_cells(store: StudyStore, pool: Sequence[RunCell], spec: StudySpec) -
 
 def sequential_cells(store: StudyStore, pool: Sequence[RunCell], spec: StudySpec) -> list[RunCell]:
     """The cells a study ``until_decided`` runs now: per task, the first n cells of each recipe, n the runs a
-    recipe its sequential state asks for (:mod:`.sequential`)."""
+    recipe its sequential state asks for (:mod:`.analysis.sequential`)."""
     assert spec.until_decided is not None
     runs = store.runs(include_inactive=True)
     recipes = [recipe.name for recipe in spec.recipes]
@@ -262,7 +262,7 @@ def write_summary(
     """Write ``summary.md``, ``summary.csv`` and ``expected_max.csv`` into the study's directory from its store.
 
     ``baseline`` overrides the study's baseline recipe, ``target_score`` its target score, ``score`` its score
-    (``final`` or ``best``, :mod:`.scores`). The Markdown links the plots already drawn.
+    (``final`` or ``best``, :mod:`.analysis.scores`). The Markdown links the plots already drawn.
     """
     study_dir = study_directory(study)
     with StudyStore(study_dir / STORE_FILE) as store:
@@ -310,7 +310,7 @@ def _task_notes(
     runs: Sequence[RunRecord], spec: Mapping[str, Any], recipes: Sequence[str], baseline: str, score: str
 ) -> dict[str, str]:
     """Per task, what the summary adds under its table: where an ``until_decided`` study's sequential decision
-    stands, and what the ``score`` says of the runs (:func:`.scores.score_note`)."""
+    stands, and what the ``score`` says of the runs (:func:`.analysis.scores.score_note`)."""
     rule = spec.get("until_decided")
     notes = {}
     if rule:

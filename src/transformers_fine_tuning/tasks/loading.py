@@ -40,7 +40,7 @@ DATA_SOURCE_ARGUMENTS = (
     "validation_split_name",
 )
 """The arguments that say where a task's data comes from; one source per run (a study's task that names its own
-source replaces the study's, see :mod:`transformers_fine_tuning.study.spec`)."""
+source replaces the study's, see :mod:`transformers_fine_tuning.study.run.spec`)."""
 CUSTOM_DATA_ARGUMENTS = (
     "dataset_name",
     "dataset_config_name",

@@ -128,9 +128,9 @@ def local_slot_environments(
 
 
 _WORKER_ENTRY = (
-    "import sys; from transformers_fine_tuning.study.worker import main; sys.exit(main(sys.argv[1:]))"
+    "import sys; from transformers_fine_tuning.study.run.worker import main; sys.exit(main(sys.argv[1:]))"
 )
-"""How a local worker process starts: not ``python -m ….study.worker``, since the package's ``__init__`` imports
+"""How a local worker process starts: not ``python -m ….study.run.worker``, since the package's ``__init__`` imports
 that module before runpy executes it, and runpy warns about it in every worker's log."""
 
 CUDA_CONTEXT_GIB = 0.6

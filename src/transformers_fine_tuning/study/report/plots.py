@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ..results import metric_curve
-from .expected_max import expected_max_curve
-from .report import constant_baseline_of, order_by
-from .store import COMPLETED, RunRecord
+from ...results import metric_curve
+from ..analysis.expected_max import expected_max_curve
+from ..analysis.summary import constant_baseline_of, order_by
+from ..run.store import COMPLETED, RunRecord
 
 __all__ = [
     "PLOTS",
@@ -138,7 +138,7 @@ def plot_expected_max(
     runs: Sequence[RunRecord], task: str, path: str | Path, *, recipes: Sequence[str] = ()
 ) -> Path | None:
     """The expected best final score of n runs against n, one line per recipe with its bootstrap band
-    (:mod:`.expected_max`), the best constant predictor dashed; ``None`` if no recipe has two completed runs."""
+    (:mod:`..analysis.expected_max`), the best constant predictor dashed; ``None`` if no recipe has two completed runs."""
     completed = _completed(runs, task)
     order = order_by([run.recipe for run in completed], recipes)
     curves = {}

@@ -32,8 +32,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..failure import at_or_below
-from .store import COMPLETED, RunRecord
+from ...failure import at_or_below
+from ..run.store import COMPLETED, RunRecord
 
 __all__ = [
     "PruningMeasurement",

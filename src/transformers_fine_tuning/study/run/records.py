@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..results import PRUNED, Evaluation
+from ...results import PRUNED, Evaluation
 from .spec import RunCell
 
 __all__ = [

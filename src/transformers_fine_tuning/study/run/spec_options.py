@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..restarts import Restarts
-from ..results import PRUNING_TESTS
+from ...restarts import Restarts
+from ...results import PRUNING_TESTS
 
 __all__ = [
     "SCORES",
@@ -27,16 +27,16 @@ __all__ = [
 _AXIS_ARGUMENTS = {"subset_seeds": "train_subset_seed", "dropout_seeds": "dropout_seed"}
 
 SCORES = ("final", "best")
-"""The scores a study can summarise: each run's final one, or its best evaluation during training (:mod:`.scores`)."""
+"""The scores a study can summarise: each run's final one, or its best evaluation during training (:mod:`..analysis.scores`)."""
 
 SPENDING = ("obrien_fleming", "pocock")
-"""The alpha-spending functions of ``until_decided`` (:func:`~.power.spending_boundaries`)."""
+"""The alpha-spending functions of ``until_decided`` (:func:`~..analysis.power.spending_boundaries`)."""
 
 
 @dataclass(frozen=True)
 class UntilDecided:
     """``until_decided`` of a study: seeds in rounds of ``round`` per recipe, at most the study's seeds, each
-    comparison decided at its look's share of ``alpha`` under the ``spending`` function (:mod:`.sequential`)."""
+    comparison decided at its look's share of ``alpha`` under the ``spending`` function (:mod:`..analysis.sequential`)."""
 
     round: int
     alpha: float = 0.05

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results import RunResults
+from ...results import RunResults
 from .records import (
     COMPLETED,
     CRASHED,
@@ -218,7 +218,7 @@ class StudyStore:
         """Atomically take the next pending run for ``owner`` (status running); ``None`` when none is left.
 
         ``like``: only a run of the same task, recipe and training subset, differing in its seeds (batched seeds
-        are claimed this way, see :mod:`..batched`); none with a dropout seed of its own."""
+        are claimed this way, see :mod:`...batched`); none with a dropout seed of its own."""
         now = time.time()
         query, values = "SELECT * FROM runs WHERE active = 1 AND status = ?", [PENDING]
         if like is not None:

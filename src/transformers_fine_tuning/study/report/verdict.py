@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from .formatting import band, number, p_value
 
 if TYPE_CHECKING:
-    from .report import GroupSummary
+    from ..analysis.summary import GroupSummary
 
 __all__ = ["verdict", "verdicts"]
 

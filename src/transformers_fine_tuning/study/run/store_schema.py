@@ -8,14 +8,14 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..results import RunResults
+from ...results import RunResults
 from .records import STATUSES
 
 __all__ = ["RESULT_COLUMNS", "SCHEMA_VERSION", "create_or_upgrade", "derived_columns"]
 
 SCHEMA_VERSION = 3
 """1: the first store. 2: ``resumed_from_step``, ``subset_seed``, ``dropout_seed``; ``evaluations_json`` holds
-:class:`~..results.Evaluation`s. 3: ``constant_baseline`` and ``failure_rule``; every run judged by
+:class:`~...results.Evaluation`s. 3: ``constant_baseline`` and ``failure_rule``; every run judged by
 :mod:`transformers_fine_tuning.failure`. An older store is upgraded in place when opened: the columns are added
 and every result column derived again from each run's results (read, and so judged, as today's schema)."""
 

@@ -1,6 +1,6 @@
 """``summary.md``: the verdicts, then per task its tables, the plots and where the study's time went.
 
-Rendering only: every number comes from :mod:`.report` (and :mod:`.verdict` for the sentences); nothing here
+Rendering only: every number comes from :mod:`..analysis.summary` (and :mod:`.verdict` for the sentences); nothing here
 computes a statistic.
 """
 
@@ -10,14 +10,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .costs import StudyCosts, render_costs
+from ..analysis.costs import StudyCosts
+from ..run.progress import format_duration
 from .formatting import band, number, p_value
 from .verdict import HINT_BELOW, verdicts
 
 if TYPE_CHECKING:
-    from .report import GroupSummary
+    from ..analysis.summary import GroupSummary
 
-__all__ = ["render"]
+__all__ = ["render", "render_costs"]
 
 EXPLANATION = (
     "Statistics over every completed run's final main metric (a run without a finite score counts at the best "
@@ -283,3 +284,36 @@ def render(
     if costs is not None:
         lines += render_costs(costs)
     return "\n".join(lines)
+
+
+def render_costs(costs: StudyCosts) -> list[str]:
+    """The summary's "Where the time went" section, as Markdown lines (none for a study that ran nothing)."""
+    if not costs.runs:
+        return []
+    lines = [
+        "## Where the time went",
+        "",
+        f"Compute: {format_duration(costs.compute_s)} of run wall time over {costs.runs} runs "
+        f"(mean {costs.compute_s / costs.runs:.1f} s per run).",
+    ]
+    share = costs.outside_training_share
+    if share is None:
+        return [*lines, "", "No run recorded its timings (results written before they were kept).", ""]
+    lines += [
+        f"Outside the training loop: {share:.0%} of the {costs.timed_runs} timed runs' wall time.",
+        "",
+        "| phase | total | per run | share |",
+        "|---|---|---|---|",
+    ]
+    for phase, seconds in costs.phases.items():
+        lines.append(
+            f"| {phase} | {format_duration(seconds)} | {seconds / costs.timed_runs:.1f} s | "
+            f"{seconds / costs.timed_compute_s:.1%} |"
+        )
+    lines += [
+        "",
+        "From each run's `results.json` `timings`; *outside the job*: the runner's wall time beyond the job's own "
+        "total (the process's start before Python and its exit after the results are written).",
+        "",
+    ]
+    return lines

@@ -2,10 +2,10 @@
 added up, beside the wall time the runner measured around each run.
 
 A seed study is many short runs, so what each spends outside its training loop — the interpreter and the imports,
-loading and tokenising the data, loading the model, the evaluations, writing — is paid once per run. The
-summary shows it as shares of the study's compute so that it can be cut where it is large. What the runner
-measured beyond the job's own total (``outside the job``) is the process's start before Python runs and its exit
-after ``results.json`` is written (the interpreter tearing torch down), or a Ray task's scheduling.
+loading and tokenising the data, loading the model, the evaluations, writing — is paid once per run. The summary
+(:func:`..report.markdown.render_costs`) shows it as shares of the study's compute so that it can be cut where it is large.
+What the runner measured beyond the job's own total (``outside the job``) is the process's start before Python runs
+and its exit after ``results.json`` is written (the interpreter tearing torch down), or a Ray task's scheduling.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .progress import format_duration
-from .store import RunRecord
+from ..run.store import RunRecord
 
-__all__ = ["PHASES", "StudyCosts", "render_costs", "study_costs"]
+__all__ = ["PHASES", "StudyCosts", "study_costs"]
 
 #: The phases of ``results.json``'s ``timings`` as the summary groups them, in the order a run spends them.
 PHASES: dict[str, tuple[str, ...]] = {
@@ -69,36 +68,3 @@ def study_costs(runs: Sequence[RunRecord]) -> StudyCosts:
         timed_compute_s=sum(run.wall_time_s for run in timed),
         phases=phases if timed else {},
     )
-
-
-def render_costs(costs: StudyCosts) -> list[str]:
-    """The summary's "Where the time went" section, as Markdown lines (none for a study that ran nothing)."""
-    if not costs.runs:
-        return []
-    lines = [
-        "## Where the time went",
-        "",
-        f"Compute: {format_duration(costs.compute_s)} of run wall time over {costs.runs} runs "
-        f"(mean {costs.compute_s / costs.runs:.1f} s per run).",
-    ]
-    share = costs.outside_training_share
-    if share is None:
-        return [*lines, "", "No run recorded its timings (results written before they were kept).", ""]
-    lines += [
-        f"Outside the training loop: {share:.0%} of the {costs.timed_runs} timed runs' wall time.",
-        "",
-        "| phase | total | per run | share |",
-        "|---|---|---|---|",
-    ]
-    for phase, seconds in costs.phases.items():
-        lines.append(
-            f"| {phase} | {format_duration(seconds)} | {seconds / costs.timed_runs:.1f} s | "
-            f"{seconds / costs.timed_compute_s:.1%} |"
-        )
-    lines += [
-        "",
-        "From each run's `results.json` `timings`; *outside the job*: the runner's wall time beyond the job's own "
-        "total (the process's start before Python and its exit after the results are written).",
-        "",
-    ]
-    return lines

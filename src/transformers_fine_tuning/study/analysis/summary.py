@@ -1,9 +1,8 @@
 """The study's numbers: per task × recipe, the distribution of final scores, its failures, what n runs buy, the
-tests against the baseline recipe, the dev set's noise floor — and the files that hold them.
+tests against the baseline recipe, the dev set's noise floor, the variance shares of crossed seeds.
 
-Written twice from the same numbers: ``summary.md`` for people (:mod:`.verdict` writes the verdict line per task,
-:mod:`.markdown` the tables; the plots linked beneath) and ``summary.csv`` for programs (one row per task ×
-recipe, every number, no rounding), with the whole expected-best curves in ``expected_max.csv``.
+Computing only: :mod:`..report.tables` writes these numbers as CSV, :mod:`..report.markdown` and :mod:`..report.verdict` as words, and
+:mod:`..report.files` writes the report's files.
 
 **Every completed run is counted**, in n and in the failed runs: a pruned run with the score it stopped at, a run
 whose final metric is non-finite (``results.json`` writes null) at the best constant predictor's score — what a
@@ -14,40 +13,33 @@ finished one.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..atomic import write_text_atomic
-from . import markdown
+from ..run.store import COMPLETED, CRASHED, ERROR, RunRecord
 from .churn import Churn, pairwise_churn
-from .costs import study_costs
 from .effects import Interval
 from .expected_max import ExpectedMax, expected_max_curve, runs_to_reach
 from .failure_rates import runs_for_success, success_within
 from .noise_floor import NoiseFloor, accuracy_std, bootstrap_metric_std, compare_to_floor
 from .stats import Comparison, Description, compare, describe, holm
-from .store import COMPLETED, CRASHED, ERROR, RunRecord
 from .variance import VarianceComponents, variance_components
 
 __all__ = [
-    "CSV_COLUMNS",
+    "FACTORS",
     "GroupSummary",
     "constant_baseline_of",
     "order_by",
+    "score_of",
     "summarize",
     "variance_factors",
-    "write_csv",
-    "write_report",
 ]
 
 FACTORS = {"seed": "init", "data_seed": "data order", "subset_seed": "subset", "dropout_seed": "dropout"}
-"""The seeds a study can cross (:mod:`..seeds`), as the variance table names them."""
+"""The seeds a study can cross (:mod:`...seeds`), as the variance table names them."""
 
 
 @dataclass(frozen=True)
@@ -88,83 +80,6 @@ class GroupSummary:
         successes = self.description.n - self.description.failed_runs
         return self.compute_s / successes if successes else None
 
-
-CSV_COLUMNS = [
-    "task",
-    "recipe",
-    "metric",
-    "split",
-    "constant_baseline",
-    "n",
-    "mean",
-    "std",
-    "std_not_failed",
-    "median",
-    "min",
-    "max",
-    "failed_runs",
-    "pruned",
-    "degenerate",
-    "zero_spread",
-    "unscored",
-    "failure_rate_low",
-    "failure_rate_high",
-    "ci95_low",
-    "ci95_high",
-    "expected_max_1",
-    "expected_max_n",
-    "expected_max_n_low",
-    "expected_max_n_high",
-    "runs_to_target",
-    "success_within_n",
-    "success_within_n_low",
-    "success_within_n_high",
-    "runs_for_95_success",
-    "runs_for_95_success_pessimistic",
-    "noise_floor_std",
-    "noise_floor_ratio",
-    "noise_floor_p",
-    "churn",
-    "churn_low",
-    "churn_high",
-    "compute_s",
-    "compute_per_success_s",
-    "variance_shares",
-    "errors",
-    "unfinished",
-    "baseline_recipe",
-    "mean_difference",
-    "std_ratio",
-    "brown_forsythe_statistic",
-    "brown_forsythe_p",
-    "brown_forsythe_p_holm",
-    "mann_whitney_u",
-    "mann_whitney_p",
-    "mann_whitney_p_holm",
-    "fisher_odds_ratio",
-    "fisher_p",
-    "fisher_p_holm",
-    "comparisons",
-    "direction",
-    "superiority",
-    "superiority_low",
-    "superiority_high",
-    "shift",
-    "shift_low",
-    "shift_high",
-    "mean_difference_low",
-    "mean_difference_high",
-    "expected_max_n",
-    "expected_max_difference",
-    "expected_max_difference_low",
-    "expected_max_difference_high",
-    "aso_epsilon",
-    "failure_difference",
-    "failure_difference_low",
-    "failure_difference_high",
-    "seeds_for_failure_rates",
-    "seeds_for_shift",
-]
 
 _TESTS = ("brown_forsythe_p", "mann_whitney_p", "fisher_p")
 
@@ -337,7 +252,7 @@ def _noise_floor(group: Sequence[RunRecord], values: Sequence[float]) -> NoiseFl
     split, metric = run.main_metric_split, run.main_metric_name
     predictions, labels = run.predictions.get(split), run.labels.get(split)
     if predictions and labels and len(predictions) == len(labels) and run.main_metric is not None:
-        from ..tasks.metrics import METRICS  # the task's metric functions, imported only when needed
+        from ...tasks.metrics import METRICS  # the task's metric functions, imported only when needed
 
         floor = bootstrap_metric_std(predictions, labels, METRICS[metric])
     elif metric == "accuracy" and predictions and run.main_metric is not None:
@@ -345,139 +260,3 @@ def _noise_floor(group: Sequence[RunRecord], values: Sequence[float]) -> NoiseFl
     else:
         return None
     return compare_to_floor(float(np.std(values, ddof=1)), floor, len(values))
-
-
-def _csv_value(value: object) -> object:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return value
-
-
-def summary_row(summary: GroupSummary) -> dict[str, object]:
-    """One CSV row (keys: :data:`CSV_COLUMNS`)."""
-    d, curve, churn, variance = summary.description, summary.expected_max, summary.churn, summary.variance
-    row: dict[str, object] = {
-        "task": summary.task,
-        "recipe": summary.recipe,
-        "metric": summary.metric,
-        "split": summary.split,
-        "constant_baseline": summary.constant_baseline,
-        "n": d.n,
-        "mean": d.mean,
-        "std": d.std,
-        "std_not_failed": d.std_not_failed,
-        "median": d.median,
-        "min": d.minimum,
-        "max": d.maximum,
-        "failed_runs": d.failed_runs,
-        "pruned": summary.pruned,
-        "degenerate": d.degenerate if d.n else None,
-        "zero_spread": d.zero_spread if d.n else None,
-        "unscored": summary.unscored,
-        "failure_rate_low": d.failure_rate_low,
-        "failure_rate_high": d.failure_rate_high,
-        "ci95_low": d.ci_low,
-        "ci95_high": d.ci_high,
-        "expected_max_1": curve.mean[0] if curve and curve.n else None,
-        "expected_max_n": curve.mean[-1] if curve and curve.n else None,
-        "expected_max_n_low": curve.low[-1] if curve and curve.n else None,
-        "expected_max_n_high": curve.high[-1] if curve and curve.n else None,
-        "runs_to_target": summary.runs_to_target,
-        "success_within_n": summary.success_within.estimate if summary.success_within else None,
-        "success_within_n_low": summary.success_within.low if summary.success_within else None,
-        "success_within_n_high": summary.success_within.high if summary.success_within else None,
-        "runs_for_95_success": summary.runs_for_success[0],
-        "runs_for_95_success_pessimistic": summary.runs_for_success[1],
-        "noise_floor_std": summary.noise_floor.floor_std if summary.noise_floor else None,
-        "noise_floor_ratio": summary.noise_floor.ratio if summary.noise_floor else None,
-        "noise_floor_p": summary.noise_floor.p_value if summary.noise_floor else None,
-        "churn": churn.mean if churn else None,
-        "churn_low": churn.low if churn else None,
-        "churn_high": churn.high if churn else None,
-        "compute_s": summary.compute_s,
-        "compute_per_success_s": summary.compute_per_success_s,
-        "variance_shares": ";".join(f"{name}={share}" for name, share in variance.shares.items())
-        if variance
-        else None,
-        "errors": summary.errors,
-        "unfinished": summary.unfinished,
-        "baseline_recipe": summary.baseline_recipe,
-    }
-    comparison = asdict(summary.comparison) if summary.comparison else {}
-    for column in CSV_COLUMNS[CSV_COLUMNS.index("mean_difference") :]:
-        row[column] = comparison.get(column)
-    return {column: _csv_value(row[column]) for column in CSV_COLUMNS}
-
-
-def _write_rows(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, object]]) -> Path:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_text_atomic(path, text.getvalue())
-
-
-def write_csv(summaries: Sequence[GroupSummary], path: str | Path) -> Path:
-    """Write ``summary.csv``: one row per task × recipe, every number unrounded."""
-    return _write_rows(Path(path), CSV_COLUMNS, [summary_row(summary) for summary in summaries])
-
-
-def write_expected_max_csv(summaries: Sequence[GroupSummary], path: str | Path) -> Path:
-    """Write ``expected_max.csv``: the expected best of n runs for every n, with its bootstrap band."""
-    rows = [
-        {
-            "task": s.task,
-            "recipe": s.recipe,
-            "n": n,
-            "expected_max": mean,
-            "low": _csv_value(low),
-            "high": _csv_value(high),
-        }
-        for s in summaries
-        if s.expected_max is not None
-        for n, mean, low, high in zip(
-            s.expected_max.n, s.expected_max.mean, s.expected_max.low, s.expected_max.high, strict=True
-        )
-    ]
-    return _write_rows(Path(path), ["task", "recipe", "n", "expected_max", "low", "high"], rows)
-
-
-def write_report(
-    runs: Sequence[RunRecord],
-    output_dir: str | Path,
-    *,
-    title: str,
-    baseline: str,
-    recipes: Sequence[str] = (),
-    tasks: Sequence[str] = (),
-    counts_line: str = "",
-    plots: Mapping[str, Sequence[tuple[str, str]]] | None = None,
-    n_resamples: int = 9999,
-    target_score: float | None = None,
-    notes: Mapping[str, str] | None = None,
-) -> tuple[Path, Path]:
-    """Write ``summary.md``, ``summary.csv`` and ``expected_max.csv`` into ``output_dir``; returns the first two.
-    ``notes[task]``: a sentence added to the task's verdict (a sequential study's state)."""
-    output_dir = Path(output_dir)
-    summaries = summarize(
-        runs,
-        baseline=baseline,
-        recipes=recipes,
-        tasks=tasks,
-        n_resamples=n_resamples,
-        target_score=target_score,
-    )
-    summary_md = write_text_atomic(
-        output_dir / "summary.md",
-        markdown.render(
-            summaries,
-            title=title,
-            counts_line=counts_line,
-            plots=plots,
-            target_score=target_score,
-            costs=study_costs(runs),
-            notes=notes,
-        ),
-    )
-    write_expected_max_csv(summaries, output_dir / "expected_max.csv")
-    return summary_md, write_csv(summaries, output_dir / "summary.csv")

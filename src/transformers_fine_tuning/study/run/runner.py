@@ -39,7 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..results import RESULTS_FILE, RunResults, read_results, write_json_atomic
+from ...results import RESULTS_FILE, RunResults, read_results, write_json_atomic
 from .environment import CAN_DIE_WITH_PARENT, die_with_parent
 from .forkserver import run_forked
 from .spec import RunCell
@@ -315,7 +315,7 @@ def execute_group(
     env: Mapping[str, str] | None = None,
     tokenized_cache_dir: str | Path | None = None,
 ) -> list[RunOutcome]:
-    """Run seeds of one recipe together (:mod:`..batched`) in one fresh process; one outcome per cell.
+    """Run seeds of one recipe together (:mod:`...batched`) in one fresh process; one outcome per cell.
 
     Cells that finished in an earlier attempt are ingested, as :func:`execute_run` does. If the batched job
     refuses the runs (exit status 3: a technique it cannot batch, named in the log), each runs singly instead
@@ -357,7 +357,7 @@ def _run_group(
 ) -> tuple[str | None, bool]:
     """The batched job for ``cells`` in a fresh process, logged to the first cell's log (the others' logs point
     there); the error text or ``None``, and whether the job refused to batch these runs."""
-    from ..batched.job import REFUSED_EXIT_STATUS  # here: the worker process itself need not import the job
+    from ...batched.job import REFUSED_EXIT_STATUS  # here: the worker process itself need not import the job
 
     log_path = Path(cells[0].output_dir) / LOG_FILE
     if forked:

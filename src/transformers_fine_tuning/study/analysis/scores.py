@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ..best import BEST_HELD_OUT, best_score
-from ..failure import judge
-from .spec import SCORES
-from .store import COMPLETED, RunRecord
+from ...best import BEST_HELD_OUT, best_score
+from ...failure import judge
+from ..run.spec import SCORES
+from ..run.store import COMPLETED, RunRecord
 
 __all__ = ["SCORES", "score_note", "scored_runs"]
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from ..run.spec import UntilDecided
+from ..run.store import COMPLETED, RunRecord
 from .power import spending_boundaries
-from .spec import UntilDecided
-from .store import COMPLETED, RunRecord
 
 __all__ = ["SequentialState", "next_runs_per_recipe", "sequential_state"]
 

@@ -51,10 +51,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..recipes import load_recipe
-from ..restarts import Restarts
-from ..tasks import DATA_SOURCE_ARGUMENTS, check_task_source, get_task, is_glue_task
-from ..textfiles import read_mapping_file
+from ...recipes import load_recipe
+from ...restarts import Restarts
+from ...tasks import DATA_SOURCE_ARGUMENTS, check_task_source, get_task, is_glue_task
+from ...textfiles import read_mapping_file
 from .spec_options import (
     SCORES,
     SPENDING,

@@ -28,7 +28,7 @@ class ExecutionOptions:
             else as many as fit, and the study says so. Ray: ``gpus_per_run=1/K`` instead.
         isolation: ``subprocess`` (a fresh process per run), ``forkserver`` (a fresh child of a server that has the
             job imported, :mod:`.forkserver`) or ``in-process``; see :mod:`.runner`.
-        script: a fine-tune script of your own (default: the package's job, :mod:`..fine_tune`).
+        script: a fine-tune script of your own (default: the package's job, :mod:`...fine_tune`).
         address: ray: the cluster to join (``auto``, ``ray://host:port``); ``None`` starts a local instance.
         cpus_per_run, gpus_per_run: ray: resources each run asks for (GPUs default to 1 if the cluster has
             any, else 0).
@@ -40,7 +40,7 @@ class ExecutionOptions:
         malloc_thresholds: subprocess runs on CPU start with glibc's malloc thresholds fixed
             (:data:`.environment.MALLOC_THRESHOLDS`) unless the user exported their own.
         share_tokenized: the runs of the package's job keep their tokenised data in ``<study>/tokenized`` and
-            load it from there (:func:`.glue.tokenize_dataset`), so only the first run per task × data ×
+            load it from there (:func:`~transformers_fine_tuning.tasks.preprocessing.tokenize_dataset`), so only the first run per task × data ×
             tokenizer × length tokenises; false: every run tokenises.
         batch_seeds: sequential and local: train up to this many seeds of one recipe together, as one batched
             computation in one process (:mod:`...batched`); runs it cannot batch go singly, and their log says why.
