@@ -36,7 +36,7 @@ ratios are taken per repetition (so drift common to both cancels) and summarised
 def glue_dir() -> Path:
     """The GLUE root holding RTE/ and MRPC/: ``$TFT_GLUE_DIR``, the checkout's ``../shared/glue``, the cache,
     or else the cache built from the Hub (``find_glue_dir(..., build=True)``, which needs network access)."""
-    from transformers_fine_tuning.glue import find_glue_dir
+    from transformers_fine_tuning.tasks.glue.export import find_glue_dir
 
     try:
         found, failure = find_glue_dir([ROOT.parent / "shared" / "glue"], build=True), ""
@@ -46,7 +46,7 @@ def glue_dir() -> Path:
         raise FileNotFoundError(
             f"no GLUE data (RTE, MRPC) beside the project or in the cache, and none built from the Hub"
             f"{failure}: set TFT_GLUE_DIR to a GLUE-layout directory, or run "
-            "`python -m transformers_fine_tuning.glue.export` with network access"
+            "`python -m transformers_fine_tuning.tasks.glue.export` with network access"
         )
     return found
 

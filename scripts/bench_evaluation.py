@@ -43,8 +43,8 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 from transformers.utils import logging
 
 from transformers_fine_tuning.evaluation import sort_by_length
-from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
 from transformers_fine_tuning.modeling import load_model_and_tokenizer
+from transformers_fine_tuning.tasks import get_task, load_task_datasets, tokenize_dataset
 
 REFERENCE = ("dataset", 64)
 MAX_SEQ_LENGTH = 128

@@ -81,7 +81,7 @@ def train_lengths(task: str) -> list[int]:
     """Token counts of the training examples, truncated at 128, as ``fine-tune.py`` tokenises them."""
     from transformers import AutoTokenizer
 
-    from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
+    from transformers_fine_tuning.tasks import get_task, load_task_datasets, tokenize_dataset
 
     glue_task = get_task(task)
     raw = load_task_datasets(glue_task, data_dir=data_dir(task))
@@ -115,7 +115,7 @@ def padding_invariance(task: str, num_examples: int = 64) -> float:
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-    from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
+    from transformers_fine_tuning.tasks import get_task, load_task_datasets, tokenize_dataset
 
     glue_task = get_task(task)
     raw = load_task_datasets(glue_task, data_dir=data_dir(task))

@@ -81,9 +81,9 @@ from transformers_fine_tuning import (
 )
 from transformers_fine_tuning.arguments import DiagnosticsArguments
 from transformers_fine_tuning.build import diagnostics_callbacks
-from transformers_fine_tuning.glue import get_task, load_task_datasets, tokenize_dataset
 from transformers_fine_tuning.modeling import load_model_and_tokenizer
 from transformers_fine_tuning.study.run.environment import MALLOC_THRESHOLDS
+from transformers_fine_tuning.tasks import get_task, load_task_datasets, tokenize_dataset
 
 BATCH_SIZE, LOGGING_STEPS, SEED = 16, 5, 42
 VARIANT_KINDS = ["trainer", "subclass", "trainer-groups", "l2sp", "diagnostics"]

@@ -56,13 +56,13 @@ def _find_or_build_glue() -> tuple[Path | None, str]:
     command runs once, in a subprocess without the offline switches set above, so that a machine with network
     access builds the cache (a machine without fails in seconds).
     """
-    from transformers_fine_tuning.glue import find_glue_dir
+    from transformers_fine_tuning.tasks.glue.export import find_glue_dir
 
     found = find_glue_dir([SHARED_GLUE])
     if found is not None:
         return found, ""
     env = {name: value for name, value in os.environ.items() if name not in _OFFLINE_SET_HERE}
-    command = [sys.executable, "-m", "transformers_fine_tuning.glue.export"]
+    command = [sys.executable, "-m", "transformers_fine_tuning.tasks.glue.export"]
     try:
         build = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=_GLUE_BUILD_TIMEOUT_S
@@ -89,7 +89,7 @@ def glue_dir() -> Path:
     message = (
         f"no GLUE data (RTE, MRPC) at {SHARED_GLUE} or in the cache, and it could not be built from the Hub "
         f"({reason}): set TFT_GLUE_DIR to a GLUE-layout directory, or run "
-        "`python -m transformers_fine_tuning.glue.export` with network access"
+        "`python -m transformers_fine_tuning.tasks.glue.export` with network access"
     )
     if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
         pytest.fail(message, pytrace=False)

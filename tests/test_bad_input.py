@@ -16,8 +16,9 @@ import transformers
 
 from transformers_fine_tuning.arguments import parse_fine_tune_args
 from transformers_fine_tuning.fine_tune import main as fine_tune_main
-from transformers_fine_tuning.glue import load_glue_dir, write_glue_dir
 from transformers_fine_tuning.study.cli import main as study_main
+from transformers_fine_tuning.tasks import load_glue_dir
+from transformers_fine_tuning.tasks.glue.export import write_glue_dir
 
 from tiny_models import tiny_config
 

@@ -12,14 +12,15 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from transformers_fine_tuning.arguments import DataArguments
-from transformers_fine_tuning.data import (
+from transformers_fine_tuning.tasks import (
+    GLUE_TASKS,
     CustomTask,
     check_task_source,
     load_custom_task,
     load_task_and_datasets,
     task_name_from_data,
+    tokenize_dataset,
 )
-from transformers_fine_tuning.glue import GLUE_TASKS, tokenize_dataset
 
 SENTIMENT = Path(__file__).parent / "data" / "sentiment"
 
@@ -104,7 +105,7 @@ def test_sentence_pairs_are_found_before_the_column_order(tmp_path: Path) -> Non
 
 def test_the_first_two_string_columns_besides_the_label_are_a_pair_and_said_so(tmp_path, caplog) -> None:
     train = write(tmp_path / "train.csv", "n,premise,label,hypothesis,note\n1,p,x,h,z\n2,q,y,i,w\n")
-    with caplog.at_level(logging.WARNING, logger="transformers_fine_tuning.data"):
+    with caplog.at_level(logging.WARNING, logger="transformers_fine_tuning.tasks.custom"):
         task, _ = load(tmp_path, train, train)
     assert task.text_columns == ("premise", "hypothesis")  # n is a number, label the label
     [record] = caplog.records
@@ -113,7 +114,7 @@ def test_the_first_two_string_columns_besides_the_label_are_a_pair_and_said_so(t
 
 def test_a_single_string_column_is_the_text_without_a_warning(tmp_path, caplog) -> None:
     train = write(tmp_path / "train.csv", "id,review,label\n1,good,1\n2,bad,0\n")
-    with caplog.at_level(logging.WARNING, logger="transformers_fine_tuning.data"):
+    with caplog.at_level(logging.WARNING, logger="transformers_fine_tuning.tasks.custom"):
         task, _ = load(tmp_path, train, train)
     assert task.text_columns == ("review",) and task.label_names == ("0", "1") and not caplog.records
 

@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 
 from transformers_fine_tuning.arguments import parse_fine_tune_args
 from transformers_fine_tuning.fine_tune import RESTARTS_FILE, run, run_with_restarts
-from transformers_fine_tuning.glue import load_glue_dir, write_glue_dir
 from transformers_fine_tuning.results import read_results
 from transformers_fine_tuning.seeds import subset_indices
+from transformers_fine_tuning.tasks import load_glue_dir
+from transformers_fine_tuning.tasks.glue.export import write_glue_dir
 
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 TINY = [

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from transformers_fine_tuning.arguments import parse_fine_tune_args
 from transformers_fine_tuning.fine_tune import prepare, run
-from transformers_fine_tuning.glue import load_glue_dir
+from transformers_fine_tuning.tasks import load_glue_dir
 
 from tiny_models import tiny_config
 

@@ -21,9 +21,9 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     tasks/            the task layer: load_task(name, data values) → the task and its splits; the Task protocol,
                       metrics and tokenisation for any task; glue/: the GLUE table, its data (GLUE layout, files,
                       Hub), the layout written; custom: your own data (files, save_to_disk, Hub) and its labels
-    glue/             the former import path of tasks/ (glue.tasks, glue.metrics, ...), kept for compatibility
-    data_labels.py    the former import path of tasks/labels.py, kept for compatibility
-    data.py           the former import path of tasks/custom.py and load_task_and_datasets, kept for compatibility
+    glue/             the former import path of tasks/ (glue.tasks, glue.metrics, ...), removed in 0.3.0
+    data_labels.py    the former import path of tasks/labels.py, removed in 0.3.0
+    data.py           the former import path of tasks/custom.py and load_task_and_datasets, removed in 0.3.0
     modeling.py       the pretrained model and tokenizer, with a new head for the task
     layer_maps.py     the table of each encoder's layer stack and pooler; the encoder found inside a model
     discovery.py      the layer map of a model outside the table, found from its modules and one forward pass

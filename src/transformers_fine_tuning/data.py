@@ -1,7 +1,10 @@
-"""The old path of your own data as a task, kept for compatibility: ``transformers_fine_tuning.data`` gives the
-names it gave, now held by :mod:`transformers_fine_tuning.tasks.custom` (:class:`CustomTask`,
-:func:`load_custom_task`, :func:`task_name_from_data`) and :mod:`transformers_fine_tuning.tasks.loading` (which
-task the data arguments name: :func:`check_task_source`, :func:`load_task_and_datasets`)."""
+"""The old path of your own data as a task, deprecated in 0.2.0 and to be removed in 0.3.0 (importing it warns):
+``transformers_fine_tuning.data`` gives the names it gave, now held by
+:mod:`transformers_fine_tuning.tasks.custom` (:class:`CustomTask`, :func:`load_custom_task`,
+:func:`task_name_from_data`) and :mod:`transformers_fine_tuning.tasks.loading` (which task the data arguments
+name: :func:`check_task_source`, :func:`load_task_and_datasets`)."""
+
+import warnings
 
 from .tasks.custom import CustomTask, load_custom_task, task_name_from_data
 from .tasks.loading import (
@@ -20,3 +23,10 @@ __all__ = [
     "load_task_and_datasets",
     "task_name_from_data",
 ]
+
+warnings.warn(
+    "transformers_fine_tuning.data is deprecated and will be removed in 0.3.0: import from "
+    "transformers_fine_tuning.tasks instead",
+    FutureWarning,
+    stacklevel=2,
+)

@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict
 
-from transformers_fine_tuning.glue import (
-    GLUE_TASKS,
-    export_hub_glue,
-    find_glue_dir,
-    get_task,
-    load_glue_dir,
-    write_glue_dir,
-)
-from transformers_fine_tuning.glue import export as export_module
+from transformers_fine_tuning.tasks import GLUE_TASKS, get_task, load_glue_dir
+from transformers_fine_tuning.tasks.glue import export as export_module
+from transformers_fine_tuning.tasks.glue.export import export_hub_glue, find_glue_dir, write_glue_dir
 
 # Rows per split of each task's source: the hand-written fixtures, and the real RTE and MRPC.
 ROWS = {
@@ -149,7 +143,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         hub["calls"].append((path, name))
         return hub[name]
 
-    monkeypatch.setattr("transformers_fine_tuning.glue.loading.datasets.load_dataset", load_dataset)
+    monkeypatch.setattr("transformers_fine_tuning.tasks.glue.loading.datasets.load_dataset", load_dataset)
     return hub
 
 
@@ -269,7 +263,7 @@ def test_command_line_on_a_failed_download(
     def unreachable(*args: Any, **kwargs: Any) -> DatasetDict:
         raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (OfflineModeIsEnabled)")
 
-    monkeypatch.setattr("transformers_fine_tuning.glue.loading.datasets.load_dataset", unreachable)
+    monkeypatch.setattr("transformers_fine_tuning.tasks.glue.loading.datasets.load_dataset", unreachable)
     assert export_module.main(["wnli", "--output_dir", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -285,7 +279,7 @@ def test_command_line_fails_at_once_on_an_unreachable_hub(tmp_path: Path) -> Non
     command = [
         sys.executable,
         "-m",
-        "transformers_fine_tuning.glue.export",
+        "transformers_fine_tuning.tasks.glue.export",
         "rte",
         "--output_dir",
         str(tmp_path),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from transformers_fine_tuning.glue import load_glue_dir, read_glue_file, read_glue_rows, resolve_task_dir
+from transformers_fine_tuning.tasks import load_glue_dir, read_glue_file, read_glue_rows, resolve_task_dir
 
 
 def _at(path: Path) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from datasets import Value
 
-from transformers_fine_tuning.glue import get_task, load_glue_dir, load_task_datasets, read_data_file
+from transformers_fine_tuning.tasks import get_task, load_glue_dir, load_task_datasets, read_data_file
 
 
 def _at(path: Path) -> str:

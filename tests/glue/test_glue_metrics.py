@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from transformers_fine_tuning.data import CustomTask
-from transformers_fine_tuning.glue import (
+from transformers_fine_tuning.tasks import (
     GLUE_TASKS,
+    CustomTask,
     compute_glue_metrics,
     constant_baseline,
     default_metrics,

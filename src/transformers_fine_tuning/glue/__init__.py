@@ -1,9 +1,11 @@
-"""The old path of the task layer, kept for compatibility: ``transformers_fine_tuning.glue`` gives the names it
-always gave, now held by :mod:`transformers_fine_tuning.tasks` (the :class:`Task` protocol, metrics and
-tokenisation of any task) and :mod:`transformers_fine_tuning.tasks.glue` (the GLUE table, loading and export).
-Its submodules (``glue.tasks``, ``glue.files``, ``glue.loading``, ``glue.metrics``, ``glue.preprocessing``,
-``glue.export``) are the moved modules themselves."""
+"""The old path of the task layer, deprecated in 0.2.0 and to be removed in 0.3.0 (importing it warns):
+``transformers_fine_tuning.glue`` gives the names it always gave, now held by
+:mod:`transformers_fine_tuning.tasks` (the :class:`Task` protocol, metrics and tokenisation of any task) and
+:mod:`transformers_fine_tuning.tasks.glue` (the GLUE table, loading and export). Its submodules (``glue.tasks``,
+``glue.files``, ``glue.loading``, ``glue.metrics``, ``glue.preprocessing``, ``glue.export``) are the moved
+modules themselves."""
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..tasks.base import Task
@@ -39,6 +41,13 @@ from ..tasks.preprocessing import tokenize_dataset
 
 # The old submodules, attributes of the package as they were (each is the moved module itself).
 from . import files, loading, metrics, preprocessing, tasks  # noqa: F401
+
+warnings.warn(
+    "transformers_fine_tuning.glue is deprecated and will be removed in 0.3.0: import from "
+    "transformers_fine_tuning.tasks (and transformers_fine_tuning.tasks.glue.export for the export) instead",
+    FutureWarning,
+    stacklevel=2,
+)
 
 if TYPE_CHECKING:
     from ..tasks.glue.export import export_hub_glue, find_glue_dir, write_glue_dir

@@ -1,4 +1,4 @@
-"""The old path of :mod:`transformers_fine_tuning.tasks.glue.export`, kept for compatibility: importing it gives
+"""The old path of :mod:`transformers_fine_tuning.tasks.glue.export`, kept until 0.3.0: importing it gives
 that very module, and ``python -m transformers_fine_tuning.glue.export`` runs its command line."""
 
 import sys

@@ -1,4 +1,4 @@
-"""The old path of :mod:`transformers_fine_tuning.tasks.metrics`, kept for compatibility: importing it gives that
+"""The old path of :mod:`transformers_fine_tuning.tasks.metrics`, kept until 0.3.0: importing it gives that
 very module (the same functions and state, so monkeypatching either path patches both)."""
 
 import sys
