@@ -13,8 +13,8 @@ from transformers_fine_tuning import callbacks as callbacks_module
 from transformers_fine_tuning.arguments import FineTuningArguments
 from transformers_fine_tuning.build import fine_tuning_callbacks
 from transformers_fine_tuning.callbacks import FineTuningCallback
-from transformers_fine_tuning.callbacks.base import OptimizerSetup, in_registry_order, prepare_fine_tuning
 from transformers_fine_tuning.techniques import EXCLUSIVE, TECHNIQUES, order_of, technique
+from transformers_fine_tuning.techniques.base import OptimizerSetup, in_registry_order, prepare_fine_tuning
 
 #: A valid value away from the default for every technique flag and option.
 GIVEN = {

@@ -11,11 +11,10 @@ from ``tasks``, the model from ``modeling``) → ``TrainerOptimizerInit`` (surge
 the optimizer, training) → ``results.json`` (``results``) → a study's store, statistics, report and plots
 (``study``)::
 
+    deprecation.py    the warning an old import path gives: deprecated, removed in 0.3.0, where to import from
     atomic.py         files written whole: a temporary file, fsync, rename
     textfiles.py      reading a data file's text: the encoding checked, the bad line named
     restarts.py       restarts until success: the rule (seeds in order until N succeed, at most M), the job's tally
-    techniques/       the techniques' registry: each one's flags, order, exclusions and reason it cannot act under
-                      adapters, declared once for the argument checks, the callbacks' checks and the builder
     recipes/          the papers' recipes, as YAML
     hub.py            whether the Hub can be reached, known in seconds
     tasks/            the task layer: load_task(name, data values) → the task and its splits; the Task protocol,
@@ -29,13 +28,17 @@ the optimizer, training) → ``results.json`` (``results``) → a study's store,
     discovery.py      the layer map of a model outside the table, found from its modules and one forward pass
     architectures.py  a model's layout: the table's or discovered map, checked, and what is new (not in the checkpoint)
     adapters.py       LoRA adapters (PEFT)
-    surgery.py        re-initialisation, freezing, Mixout, NoisyTune: functions on an nn.Module
     optim/            AdamWL2SP, and the parameter groups (decay, pretrained or novel, depth)
-    averaging.py      weight space: EMA and SWA of the training iterates, WiSE-FT's interpolation with θ₀
-    r3f.py            R3F's symmetric KL between predictions on clean and noisy input embeddings
-    callbacks/        the techniques as Trainer callbacks: check against the plan, surgery, group shaping,
-                      loss terms (LossTermCallback), evaluation weights, checkpoint state, after training,
-                      unfreezing schedules (LP-FT, gradual unfreezing)
+    techniques/       one module per technique, its function on a model and its Trainer callback (reinit, freeze,
+                      mixout, llrd, l2sp, noisytune, ema, swa, r3f, wise_ft, lp_ft, gradual_unfreezing); base: the
+                      callbacks' contract with the Trainer (check, surgery, group shaping, loss terms, evaluation
+                      weights, checkpoint state, after training); registry: each one's flags, order, exclusions
+                      and reason it cannot act under adapters, declared once for the argument checks, the
+                      callbacks' checks and the builder
+    callbacks/        the techniques' callbacks from one import path (public API); its submodules removed in 0.3.0
+    surgery.py        the former import path of re-initialisation, freezing, Mixout, NoisyTune, removed in 0.3.0
+    averaging.py      the former import path of EMA, SWA and WiSE-FT's functions, removed in 0.3.0
+    r3f.py            the former import path of techniques/r3f.py, removed in 0.3.0
     failure.py        what a failed run is, defined once: the rules, in order, and the verdict results.json records
     diagnostics/      gradient norms, loss spikes, the non-finite guard, the early-failure and dev-failure tests
     seeds.py          one seed per source of randomness: head, data order, dropout, training subset
@@ -69,32 +72,6 @@ from .architectures import (
     model_layout,
     register_layer_map,
 )
-from .averaging import (
-    WeightAverage,
-    choose_wise_ft_alpha,
-    ema_decay_from_half_life,
-    ema_weight,
-    swa_weight,
-    wise_ft_interpolate,
-)
-from .callbacks import (
-    EMACallback,
-    FineTuningCallback,
-    FineTuningPlan,
-    FreezeCallback,
-    GradualUnfreezingCallback,
-    L2SPCallback,
-    LLRDCallback,
-    LossTermCallback,
-    LPFTCallback,
-    MixoutCallback,
-    NoisyTuneCallback,
-    R3FCallback,
-    ReinitCallback,
-    SWACallback,
-    WeightAveragingCallback,
-    WiSEFTCallback,
-)
 from .diagnostics import (
     DevFailureCallback,
     DiagnosticCallback,
@@ -106,14 +83,37 @@ from .diagnostics import (
     prior_loss,
 )
 from .optim import AdamWL2SP, param_groups
-from .r3f import r3f_term, symmetric_kl
-from .surgery import (
+from .techniques import (
+    EMACallback,
+    FineTuningCallback,
+    FineTuningPlan,
+    FreezeCallback,
+    GradualUnfreezingCallback,
+    L2SPCallback,
+    LLRDCallback,
+    LossTermCallback,
+    LPFTCallback,
+    MixoutCallback,
     MixoutLinear,
+    NoisyTuneCallback,
+    R3FCallback,
+    ReinitCallback,
+    SWACallback,
+    WeightAverage,
+    WeightAveragingCallback,
+    WiSEFTCallback,
     apply_mixout,
     apply_noisytune,
+    choose_wise_ft_alpha,
+    ema_decay_from_half_life,
+    ema_weight,
     freeze_bottom_layers,
+    r3f_term,
     reinit_top_layers,
     strip_mixout,
+    swa_weight,
+    symmetric_kl,
+    wise_ft_interpolate,
 )
 from .trainer import TrainerOptimizerInit, build_fine_tuning_optimizer
 

@@ -13,7 +13,16 @@ from transformers import PreTrainedModel, TrainerCallback
 
 from .adapters import apply_lora
 from .arguments import DiagnosticsArguments, FineTuningArguments
-from .callbacks import (
+from .diagnostics import (
+    DevFailureCallback,
+    EarlyFailureCallback,
+    GradNormCallback,
+    LossSpikeCallback,
+    NonFiniteGuardCallback,
+)
+from .optim import AdamWL2SP
+from .techniques import (
+    TECHNIQUES,
     EMACallback,
     FineTuningCallback,
     FreezeCallback,
@@ -28,15 +37,6 @@ from .callbacks import (
     SWACallback,
     WiSEFTCallback,
 )
-from .diagnostics import (
-    DevFailureCallback,
-    EarlyFailureCallback,
-    GradNormCallback,
-    LossSpikeCallback,
-    NonFiniteGuardCallback,
-)
-from .optim import AdamWL2SP
-from .techniques import TECHNIQUES
 
 __all__ = ["apply_adapters", "diagnostics_callbacks", "fine_tuning_callbacks", "optimizer_cls_and_kwargs"]
 

@@ -4,8 +4,7 @@
 :func:`task_name_from_data`) and :mod:`transformers_fine_tuning.tasks.loading` (which task the data arguments
 name: :func:`check_task_source`, :func:`load_task_and_datasets`)."""
 
-import warnings
-
+from .deprecation import warn_moved
 from .tasks.custom import CustomTask, load_custom_task, task_name_from_data
 from .tasks.loading import (
     CUSTOM_DATA_ARGUMENTS,
@@ -24,9 +23,4 @@ __all__ = [
     "task_name_from_data",
 ]
 
-warnings.warn(
-    "transformers_fine_tuning.data is deprecated and will be removed in 0.3.0: import from "
-    "transformers_fine_tuning.tasks instead",
-    FutureWarning,
-    stacklevel=2,
-)
+warn_moved("transformers_fine_tuning.data", "transformers_fine_tuning.tasks")

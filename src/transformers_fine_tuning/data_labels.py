@@ -2,14 +2,9 @@
 importing it warns and gives that very module."""
 
 import sys
-import warnings
 
+from .deprecation import warn_moved
 from .tasks import labels
 
-warnings.warn(
-    "transformers_fine_tuning.data_labels is deprecated and will be removed in 0.3.0: import "
-    "transformers_fine_tuning.tasks.labels instead",
-    FutureWarning,
-    stacklevel=2,
-)
+warn_moved("transformers_fine_tuning.data_labels", "transformers_fine_tuning.tasks.labels")
 sys.modules[__name__] = labels

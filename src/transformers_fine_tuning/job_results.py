@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .best import BEST_HELD_OUT, best_score
-from .callbacks import WiSEFTCallback
 from .diagnostics import DiagnosticCallback
 from .job_data import WISE_FT_HELD_OUT
 from .provenance import device_info, library_versions
@@ -29,6 +28,7 @@ from .results import (
     split_metrics,
 )
 from .tasks import Task, per_class_f1
+from .techniques import WiSEFTCallback
 
 if TYPE_CHECKING:
     from datasets import DatasetDict

@@ -4,8 +4,6 @@ from its arguments, for a GLUE task and a task of your own data; the old import 
 from __future__ import annotations
 
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -80,35 +78,3 @@ def test_the_old_packages_give_the_same_names() -> None:
     for name in data.__all__:
         assert getattr(data, name) is getattr(tasks, name), name
     assert glue.metrics is tasks.metrics and glue.tasks.Task is tasks.Task
-
-
-def _warnings_on_import(module: str) -> list[str]:
-    """The warnings a fresh interpreter shows when it imports ``module``, one ``Category: message`` per line."""
-    code = (
-        "import warnings; warnings.simplefilter('always')\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        f"    import {module}\n"
-        "print('\\n'.join(f'{w.category.__name__}: {w.message}' for w in caught "
-        "if 'transformers_fine_tuning' in str(w.message)))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return [line for line in done.stdout.splitlines() if line]
-
-
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("transformers_fine_tuning.glue", "transformers_fine_tuning.tasks"),
-        ("transformers_fine_tuning.glue.export", "transformers_fine_tuning.tasks.glue.export"),
-        ("transformers_fine_tuning.data", "transformers_fine_tuning.tasks"),
-        ("transformers_fine_tuning.data_labels", "transformers_fine_tuning.tasks.labels"),
-    ],
-)
-def test_a_deprecated_path_warns_with_its_removal_version_and_replacement(old: str, new: str) -> None:
-    [warning] = _warnings_on_import(old)
-    assert warning.startswith(f"FutureWarning: {old.rsplit('.export', 1)[0]} is deprecated")
-    assert "removed in 0.3.0" in warning and new in warning
-
-
-def test_the_trainers_former_path_is_public_api_and_does_not_warn() -> None:
-    assert _warnings_on_import("transformers_fine_tuning.transformers.trainer_optimizer_init") == []

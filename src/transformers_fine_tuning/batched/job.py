@@ -32,7 +32,6 @@ from transformers import TrainerCallback
 from transformers.utils import is_torch_xla_available
 
 from ..arguments import FineTuneArguments, parse_fine_tune_args
-from ..callbacks import L2SPCallback, LLRDCallback, ReinitCallback
 from ..diagnostics import (
     DevFailureCallback,
     EarlyFailureCallback,
@@ -44,6 +43,7 @@ from ..evaluation import PredictionRecorder
 from ..fine_tune import Setup, prepare, run
 from ..interrupt import InterruptCallback, RunInterrupted, checkpoint_on_signals
 from ..results import RunResults, write_results
+from ..techniques import L2SPCallback, LLRDCallback, ReinitCallback
 from ..trainer import TrainerOptimizerInit
 from .group import GroupAborted, SeedGroup
 

@@ -1,16 +1,27 @@
-"""Trainer callbacks for stable fine-tuning, run by :class:`~transformers_fine_tuning.TrainerOptimizerInit`."""
+"""The techniques' Trainer callbacks, run by :class:`~transformers_fine_tuning.TrainerOptimizerInit`, from one place:
+each lives in its technique's module of :mod:`transformers_fine_tuning.techniques`, beside its functional form.
+This import path is public API and stays; its former submodules (``callbacks.base``, ``callbacks.fine_tuning``,
+``callbacks.stabilizers``, ``callbacks.unfreezing``) warn and are removed in 0.3.0."""
 
-from .base import FineTuningCallback, FineTuningPlan, LossTermCallback
-from .fine_tuning import FreezeCallback, L2SPCallback, LLRDCallback, MixoutCallback, ReinitCallback
-from .stabilizers import (
+from ..techniques import (
     EMACallback,
+    FineTuningCallback,
+    FineTuningPlan,
+    FreezeCallback,
+    GradualUnfreezingCallback,
+    L2SPCallback,
+    LLRDCallback,
+    LossTermCallback,
+    LPFTCallback,
+    MixoutCallback,
     NoisyTuneCallback,
     R3FCallback,
+    ReinitCallback,
     SWACallback,
+    UnfreezingCallback,
     WeightAveragingCallback,
     WiSEFTCallback,
 )
-from .unfreezing import GradualUnfreezingCallback, LPFTCallback, UnfreezingCallback
 
 __all__ = [
     "EMACallback",

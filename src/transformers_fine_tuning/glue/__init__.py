@@ -5,9 +5,9 @@
 ``glue.files``, ``glue.loading``, ``glue.metrics``, ``glue.preprocessing``, ``glue.export``) are the moved
 modules themselves."""
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
+from ..deprecation import warn_moved
 from ..tasks.base import Task
 from ..tasks.glue import (
     GLUE_TASKS,
@@ -42,11 +42,9 @@ from ..tasks.preprocessing import tokenize_dataset
 # The old submodules, attributes of the package as they were (each is the moved module itself).
 from . import files, loading, metrics, preprocessing, tasks  # noqa: F401
 
-warnings.warn(
-    "transformers_fine_tuning.glue is deprecated and will be removed in 0.3.0: import from "
-    "transformers_fine_tuning.tasks (and transformers_fine_tuning.tasks.glue.export for the export) instead",
-    FutureWarning,
-    stacklevel=2,
+warn_moved(
+    "transformers_fine_tuning.glue",
+    "transformers_fine_tuning.tasks (and transformers_fine_tuning.tasks.glue.export for the export)",
 )
 
 if TYPE_CHECKING:

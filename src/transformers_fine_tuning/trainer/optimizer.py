@@ -30,9 +30,9 @@ from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.training_args import OptimizerNames
 
 from ..architectures import LayerMap
-from ..callbacks.base import FineTuningCallback, FineTuningPlan, OptimizerSetup, prepare_fine_tuning
 from ..optim.adamwl2sp import AdamWL2SP
 from ..optim.param_groups import param_groups
+from ..techniques.base import FineTuningCallback, FineTuningPlan, OptimizerSetup, prepare_fine_tuning
 
 __all__ = ["GROUP_KEYS", "OWN_PARAMETER_OPTIMS", "build_fine_tuning_optimizer", "optimizer_setup"]
 

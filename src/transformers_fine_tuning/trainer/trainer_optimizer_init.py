@@ -24,7 +24,9 @@ from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
 from ..architectures import LayerMap, remember_loaded_parameters
-from ..callbacks.base import (
+from ..diagnostics.base import DiagnosticCallback
+from ..optim.adamwl2sp import AdamWL2SP
+from ..techniques.base import (
     FineTuningCallback,
     FineTuningPlan,
     LossTermCallback,
@@ -32,8 +34,6 @@ from ..callbacks.base import (
     in_registry_order,
     prepare_fine_tuning,
 )
-from ..diagnostics.base import DiagnosticCallback
-from ..optim.adamwl2sp import AdamWL2SP
 from .optimizer import build_fine_tuning_optimizer, optimizer_setup
 
 __all__ = ["CALLBACK_STATE_KEY", "OptimizerFactory", "SchedulerFactory", "TrainerOptimizerInit"]
