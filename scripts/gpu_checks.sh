@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, in one go (BENCHMARKS.md sections 1 and 8): AdamWL2SP's kernels on CUDA against
 # the reference (pytest), its step time on the GPU, one MRPC run in fp32 and in bf16, and a MiniLM study run as
-# sequential runs, 4 runs at once, and from a fork server. (Batched seeds are refused on a GPU until their own check
-# passes: docs/batched-seeds.md.)
+# sequential runs, 4 runs at once, and from a fork server. (Batched seeds are refused on a GPU until their own check,
+# tests/test_seed_group.py's CUDA case, run in part 1, passes: docs/batched-seeds.md.)
 #
 #     OUT=gpu-checks bash scripts/gpu_checks.sh        # logs, BENCHMARKS.md and the MRPC results.json into $OUT
 #
@@ -24,9 +24,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/mach
 "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" >>"$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
-echo "== 1. CUDA tests: AdamWL2SP's kernels against the reference"
-timeout 150 "$PYTHON" -m pytest -q -p no:cacheprovider tests/optim/test_adamwl2sp.py \
-    -k "cuda or default_kernel" 2>&1 | tee "$OUT/pytest-cuda.log" | tail -15
+echo "== 1. CUDA tests: AdamWL2SP's kernels against the reference; the batched step of seeds trained together"
+timeout 150 "$PYTHON" -m pytest -q -p no:cacheprovider tests/optim/test_adamwl2sp.py tests/test_seed_group.py \
+    -k "cuda or default_kernel" 2>&1 | tee "$OUT/pytest-cuda.log" | tail -40
 
 echo "== 2. one MRPC run, fp32 and --bf16"
 for precision in fp32 bf16; do
