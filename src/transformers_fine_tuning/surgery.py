@@ -1,5 +1,5 @@
-"""The old path of model surgery (re-initialisation, freezing, Mixout, NoisyTune), deprecated in 0.2.0 and to be removed in 0.3.0 (importing it warns): the same names,
-now in transformers_fine_tuning.techniques."""
+"""The old path of model surgery (re-initialisation, freezing, Mixout, NoisyTune), deprecated in 0.2.0 and to
+be removed in 0.3.0 (importing it warns): the same names, now in transformers_fine_tuning.techniques."""
 
 from .deprecation import warn_moved
 from .techniques.freeze import freeze_bottom_layers

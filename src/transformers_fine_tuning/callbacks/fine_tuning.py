@@ -1,5 +1,5 @@
-"""The old path of the re-initialisation, freezing, Mixout, LLRD and L2-SP callbacks, deprecated in 0.2.0 and to be removed in 0.3.0 (importing it warns): the same names,
-now in transformers_fine_tuning.callbacks."""
+"""The old path of the re-initialisation, freezing, Mixout, LLRD and L2-SP callbacks, deprecated in 0.2.0 and
+to be removed in 0.3.0 (importing it warns): the same names, now in transformers_fine_tuning.callbacks."""
 
 from ..deprecation import warn_moved
 from ..techniques import FreezeCallback, L2SPCallback, LLRDCallback, MixoutCallback, ReinitCallback

@@ -77,8 +77,8 @@ def freeze_bottom_layers(
 def refuse_frozen_reinit(
     plan: FineTuningPlan, layout: ModelLayout, name: str, bottom_layers: int, how: str, fix: str
 ) -> None:
-    """Refuse freezing the bottom ``bottom_layers`` layers where a :class:`~.reinit.ReinitCallback` re-initialises one: it
-    would stay frozen at its random values. ``how`` says how ``name`` comes to freeze them."""
+    """Refuse freezing the bottom ``bottom_layers`` layers where a :class:`~.reinit.ReinitCallback` re-initialises
+    one: it would stay frozen at its random values. ``how`` says how ``name`` comes to freeze them."""
     if set(range(bottom_layers)) & plan.reinit_layers:
         reinit = next(cb for cb in plan.checked if cb.technique == "reinit")
         raise ValueError(
@@ -92,7 +92,7 @@ class FreezeCallback(FineTuningCallback):
 
     See :func:`transformers_fine_tuning.freeze_bottom_layers`: frozen parameters are left out of the
     optimizer, so neither momentum nor weight decay moves them. Refuses layers that a
-    :class:`ReinitCallback` re-initialises: they would stay frozen at their random values.
+    :class:`~.reinit.ReinitCallback` re-initialises: they would stay frozen at their random values.
     """
 
     technique = "freeze"

@@ -55,8 +55,8 @@ def reinit_top_layers(
     Zhang et al. 2021 (Sec. 5.2) find the top layers of pretrained BERT specialised to the pretraining task
     and re-drawing them — with BERT's own N(0, 0.02²) for weights, zeros for biases, ones for LayerNorm
     gains — makes few-sample fine-tuning more stable. The initializer is the transformers model's own
-    (``_init_weights``), also when it sits inside a module of your own. The draw uses the global torch RNG, so it follows the
-    seed set before it (the Trainer's ``--seed``).
+    (``_init_weights``), also when it sits inside a module of your own. The draw uses the global torch RNG, so it
+    follows the seed set before it (the Trainer's ``--seed``).
 
     The re-initialised parameters are *novel* from then on: pass the returned names as ``novel=`` to
     :func:`transformers_fine_tuning.param_groups`, so L2-SP pulls them toward zero, not toward a random draw.
