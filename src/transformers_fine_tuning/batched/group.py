@@ -84,6 +84,7 @@ class SeedGroup:
         _check_same_structure(models)
         self.models, self.seeds, self.pad_token_id = list(models), list(seeds), pad_token_id
         self._base = copy.deepcopy(self.models[0]).to("meta")  # the structure functional_call runs
+        self._base_modules = list(self._base.modules())
         params, buffers = stack_module_state(self.models)
         self.params: dict[str, Tensor] = params  # leaves, [N, *shape], the seeds' shared storage
         self.buffers: dict[str, Tensor] = buffers
@@ -190,12 +191,21 @@ class SeedGroup:
         count = len(self.models)
         batches = [self._inputs.get(i) or next(iter(self._inputs.values())) for i in range(count)]
         stacked = self._stack_inputs(batches)
+        self._follow_modes(self.models[min(self._inputs)])
         torch.manual_seed(_step_seed(self.seeds, self._steps))  # the dropout masks of this step
         self._steps += 1
         losses, logits = vmap(self._seed_forward, randomness="different")(self.params, self.buffers, stacked)
         self._outputs = (losses, logits)
         self._anchor = torch.zeros((), requires_grad=True)
         self._inputs, self._grads = {}, {}
+
+    def _follow_modes(self, model: nn.Module) -> None:
+        """Put each module of the batched structure in the training or evaluation mode of the seed's module:
+        the copy was made when the group formed, when a ``from_pretrained`` model is still in evaluation mode,
+        and the Trainer switches the seeds' models to training later (once, the batched forward ran without
+        dropout). The flag is set directly: ``PreTrainedModel.train`` would also re-kernelize the copy."""
+        for base, own in zip(self._base_modules, model.modules(), strict=True):
+            base.training = own.training
 
     def _seed_forward(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: dict[str, Tensor]):
         outputs = functional_call(self._base, (params, buffers), (), inputs)
