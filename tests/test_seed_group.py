@@ -23,7 +23,9 @@ DEVICES = [
 
 def _models(device: str, count: int, dropout: float = 0.0) -> list[torch.nn.Module]:
     """``count`` tiny BERT classifiers (without dropout unless asked), each from its own seed, in training mode."""
-    config = tiny_config("bert", num_layers=2, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    config = tiny_config(
+        "bert", num_layers=2, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
+    )
     models = []
     for seed in range(count):
         torch.manual_seed(seed)
@@ -84,7 +86,10 @@ def test_the_batched_forward_runs_in_the_modes_of_the_seeds_models() -> None:
     for model in models:
         model.train()
     losses = _group_step(group, models, batches)
-    assert all(loss != pytest.approx(reference, rel=1e-4) for loss, reference in zip(losses, without_dropout))
+    assert all(
+        loss != pytest.approx(reference, rel=1e-4)
+        for loss, reference in zip(losses, without_dropout, strict=True)
+    )
 
     for model in models:  # a module the seeds keep in evaluation mode stays so in the batched forward
         for module in model.modules():
