@@ -22,7 +22,8 @@ section 8).
 
 Dropout draws ``randomness="different"`` masks (a different stream per seed) from the generator the group
 seeds at every step from the group's seeds and the step, so the same group reruns identically; a seed's masks
-are not those of its solo run (which draws them one seed at a time).
+are not those of its solo run (which draws them one seed at a time). The copy the batched forward runs takes each
+module's training or evaluation mode from the seed's model at every step (:meth:`SeedGroup._follow_modes`).
 
 The approach follows ``torch.func``'s model ensembling (``stack_module_state`` + ``vmap`` +
 ``functional_call``); see the PyTorch tutorial "Model ensembling".
